@@ -1,0 +1,1 @@
+"""The catalog's SQL: numbered DDL migrations, applied in order by mmdata.catalog."""

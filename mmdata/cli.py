@@ -1,0 +1,183 @@
+"""``mmdata`` command line: run, validate, stages, sql, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+DEFAULT_CATALOG_ENV = "MMDATA_CATALOG"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mmdata`` console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except Exception as exc:  # noqa: BLE001 - known errors become one clear line
+        if not _is_user_error(exc):
+            raise
+        print(f"mmdata {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from annotation.jsonfile import AnnotationError
+    from mmdata.catalog import CatalogError
+    from mmdata.executors.base import StageError
+    from mmdata.recipe import RecipeError
+    from mmdata.registry import UnknownNameError
+
+    return isinstance(exc, RecipeError | CatalogError | StageError | AnnotationError |
+                      UnknownNameError | FileNotFoundError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmdata", description="Build multimodal "
+                                     "pretraining corpora: recipes -> shards -> catalog.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe (only what is not done yet)")
+    run.add_argument("recipe", help="recipe YAML")
+    _add_execution_flags(run)
+    run.add_argument("--catalog", help="catalog file (default: the recipe's)")
+    run.set_defaults(handler=_cmd_run)
+
+    validate = sub.add_parser("validate", help="check a recipe without running it")
+    validate.add_argument("recipe")
+    validate.set_defaults(handler=_cmd_validate)
+
+    stages = sub.add_parser("stages", help="list registered sources and stages")
+    stages.set_defaults(handler=_cmd_stages)
+
+    sql = sub.add_parser("sql", help="query a catalog (read-only)")
+    sql.add_argument("query")
+    sql.add_argument("--catalog", default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
+                     help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.set_defaults(handler=_cmd_sql)
+
+    demo = sub.add_parser("demo", help="build the demo corpus end to end, offline")
+    demo.add_argument("--out", default="mmdata-demo", help="folder for everything it writes")
+    demo.add_argument("--images", type=int, default=64, help="images to generate")
+    _add_execution_flags(demo, default="ray")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _add_execution_flags(parser: argparse.ArgumentParser, default: str = "ray") -> None:
+    parser.add_argument("--executor", choices=("local", "ray"), default=default)
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mmdata import recipe as recipes
+    from mmdata.run import run_recipe
+    from mmdata.summary import summarize
+
+    recipe = recipes.load(args.recipe)
+    result = run_recipe(recipe, args.executor, args.address, args.catalog,
+                        progress=not args.quiet)
+    print(summarize(result))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from mmdata import recipe as recipes
+
+    try:
+        recipe = recipes.load(args.recipe)
+    except recipes.RecipeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    steps = " -> ".join(recipe.step_names)
+    print(f"{args.recipe}: ok: corpus {recipe.name!r}: {steps}; output {recipe.output}; "
+          f"catalog {recipe.catalog}")
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from mmdata.args import arg_specs
+    from mmdata.registry import SOURCES, STAGES, load_builtin
+
+    load_builtin()
+    for title, registry in (("sources", SOURCES), ("stages", STAGES)):
+        print(f"{title}:")
+        for name in registry.names():
+            cls = registry.get(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            print(f"  {name}: {doc}")
+            if getattr(cls, "reads", ()):
+                print(f"    reads:  {', '.join(cls.reads)}")
+            print(f"    writes: {', '.join(cls.writes) or '-'}")
+            for spec in arg_specs(cls):
+                print(f"    - {spec.describe()}")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from mmdata.catalog import Catalog
+    from mmdata.tables import format_rows
+
+    columns, rows = Catalog(args.catalog).query(args.query)
+    print(format_rows(columns, rows, args.format))
+    return 0
+
+
+DEMO_QUERIES = [
+    ("images per split, with size",
+     "SELECT split, count(*) AS images, round(avg(width_px)) AS avg_width_px, "
+     "round(avg(height_px)) AS avg_height_px FROM images GROUP BY split"),
+    ("a few captions", "SELECT image_id, text FROM captions ORDER BY image_id, caption_id "
+     "LIMIT 5"),
+    ("rows in and out of every step", "SELECT step_index, stage, rows_in, rows_out "
+     "FROM stage_summary WHERE corpus = 'demo'"),
+    ("rejects", "SELECT stage, reason, image_id, caption_id, detail FROM rejects "
+     "ORDER BY image_id, caption_id"),
+]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mmdata import demo, recipe as recipes
+    from mmdata.catalog import Catalog
+    from mmdata.run import run_recipe
+    from mmdata.summary import summarize
+    from mmdata.tables import format_rows
+
+    out = Path(args.out).resolve()
+    demo.generate(out / "data", num_images=args.images)
+    template = demo_recipe_path().read_text(encoding="utf-8")
+    expanded = recipes.expand(template, {"DEMO_DIR": str(out)}, problems := [])
+    if problems:
+        raise recipes.RecipeError(str(demo_recipe_path()), problems)
+    (out / "recipe.yaml").write_text(expanded, encoding="utf-8")
+    recipe = recipes.load(out / "recipe.yaml")
+    result = run_recipe(recipe, args.executor, args.address, progress=not args.quiet)
+    print(summarize(result))
+    catalog = Catalog(recipe.catalog)
+    for title, query in DEMO_QUERIES:
+        print(f"\n-- {title}\n$ mmdata sql \"{query}\" --catalog {catalog.path}")
+        print(format_rows(*catalog.query(query)))
+    print(f"\nrecipe: {out / 'recipe.yaml'} (run it again with: mmdata run {out / 'recipe.yaml'})")
+    return 0
+
+
+def demo_recipe_path() -> Path:
+    """recipes/demo.yaml as shipped with the package."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("recipes") / "demo.yaml"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

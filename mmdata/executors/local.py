@@ -1,0 +1,38 @@
+"""The local executor: plain iterators in this process, no Ray (tests, debugging)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from mmdata.executors.base import RunPlan, read_partition, run_stage
+from mmdata.sink import write_parts
+from mmdata.stage import Stage
+
+
+class LocalExecutor:
+    """Runs partitions one after another; each stage sees ``batch_size`` rows at a time."""
+
+    name = "local"
+
+    def run(self, plan: RunPlan) -> Iterator[dict]:
+        recipe = plan.recipe
+        source = recipe.build_source()
+        stages = [recipe.build_stage(i) for i in range(len(recipe.stages))]
+        for stage in stages:
+            stage.setup()
+        for partition in plan.partitions:
+            table = read_partition(source, partition, recipe.on_error)
+            for index, (stage, spec) in enumerate(zip(stages, recipe.stages)):
+                table = _batched(stage, index, table, recipe.on_error, spec.resources.batch_size)
+            yield from write_parts(table, plan.staging, recipe.step_names)
+
+
+def _batched(stage: Stage, index: int, table: pa.Table, on_error: str,
+             batch_size: int | None) -> pa.Table:
+    if not batch_size or table.num_rows <= batch_size:
+        return run_stage(stage, index, table, on_error)
+    pieces = [run_stage(stage, index, table.slice(start, batch_size), on_error)
+              for start in range(0, table.num_rows, batch_size)]
+    return pa.concat_tables(pieces)

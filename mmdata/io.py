@@ -1,0 +1,93 @@
+"""Paths and URIs through pyarrow filesystems: local disk and object stores alike."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pyarrow.fs as pafs
+
+T = TypeVar("T")
+RETRY_ATTEMPTS = 4
+RETRY_BASE_S = 0.5
+
+
+@functools.lru_cache(maxsize=64)
+def _filesystem_for(root: str) -> pafs.FileSystem:
+    return pafs.FileSystem.from_uri(root)[0]
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and in-filesystem path of a local path or a URI."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), uri
+    scheme, _, rest = uri.partition("://")
+    fs = _filesystem_for(f"{scheme}://{rest.split('/', 1)[0]}")
+    return fs, pafs.FileSystem.from_uri(uri)[1]
+
+
+def join(base: str, *parts: str) -> str:
+    """Join with '/' for URIs and local paths alike."""
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole file (raises FileNotFoundError when it does not exist)."""
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` to ``uri``, creating parent folders; retried with backoff."""
+    fs, path = resolve(uri)
+
+    def write() -> None:
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as stream:
+            stream.write(data)
+
+    with_retries(write, f"write {uri}")
+
+
+def move(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` (atomic on local disk; copy+delete on object stores)."""
+    fs, src_path = resolve(src)
+    _, dst_path = resolve(dst)
+
+    def rename() -> None:
+        fs.create_dir(dst_path.rsplit("/", 1)[0], recursive=True)
+        fs.move(src_path, dst_path)
+
+    with_retries(rename, f"move {src} -> {dst}")
+
+
+def delete_dir(uri: str) -> None:
+    """Remove a folder and its contents if it exists."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def with_retries(action: Callable[[], T], what: str) -> T:
+    """Run an I/O action, retrying transient OSErrors with exponential backoff.
+
+    FileNotFoundError and PermissionError are not transient and fail at once.
+    """
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            return action()
+        except (FileNotFoundError, PermissionError):
+            raise
+        except OSError as exc:
+            if attempt == RETRY_ATTEMPTS - 1:
+                raise OSError(f"{what} failed after {RETRY_ATTEMPTS} attempts: {exc}") from exc
+            time.sleep(RETRY_BASE_S * 2**attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,239 @@
+"""YAML recipes -> validated Recipe objects; every error is found before anything runs.
+
+A recipe::
+
+    name: demo
+    source: {coco: {captions: data/captions.json, images: data/images}}
+    stages:
+      - read_images: {keep_bytes: true}
+      - image_size_filter: {min_side_px: 64, resources: {num_cpus: 1}}
+    output: out/shards          # path or URI
+    catalog: out/catalog.duckdb
+    on_error: record            # raise | record
+    shard_rows: 1000            # input rows per shard
+    imports: [my_package.stages]  # optional: modules that register more stages
+
+Relative paths resolve against the recipe file's folder; ``${VAR}`` expands from the
+environment (or the variables given to ``load``), and an undefined one is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmdata.args import check_args, resolve_path
+from mmdata.registry import SOURCES, STAGES, UnknownNameError, import_modules, load_builtin
+from mmdata.stage import Resources, Source, Stage
+
+TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows",
+            "imports"}
+REQUIRED_KEYS = ("name", "source", "output", "catalog")
+ON_ERROR = ("raise", "record")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_SHARD_ROWS = 1000
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; ``problems`` lists every error found."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{where}: {len(problems)} problem(s):\n" +
+                         "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One source or stage as the recipe names it, arguments already checked."""
+
+    name: str
+    args: dict[str, Any]
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. ``text`` is the YAML exactly as read (stored in the catalog)."""
+
+    name: str
+    source: StepSpec
+    stages: list[StepSpec]
+    output: str
+    catalog: str
+    on_error: str = "record"
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    imports: list[str] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of what decides the corpus' rows; a changed recipe is a new corpus."""
+        canonical = {"source": dataclasses.asdict(self.source), "output": self.output,
+                     "stages": [dataclasses.asdict(s) for s in self.stages],
+                     "on_error": self.on_error, "shard_rows": self.shard_rows}
+        blob = json.dumps(canonical, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def step_names(self) -> list[str]:
+        """The source's name, then each stage's: how stats and rejects name the steps."""
+        return [self.source.name] + [s.name for s in self.stages]
+
+    def build_source(self) -> Source:
+        """A new source instance (imports the recipe's modules first: Ray workers too)."""
+        import_modules(self.imports)
+        return SOURCES.get(self.source.name)(**self.source.args)
+
+    def build_stage(self, index: int) -> Stage:
+        """A new instance of stage ``index``; its setup() is not yet called."""
+        import_modules(self.imports)
+        load_builtin()
+        spec = self.stages[index]
+        return STAGES.get(spec.name)(**spec.args)
+
+
+def load(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
+    """Read, expand and validate the recipe at ``path``.
+
+    Raises:
+        RecipeError: listing every problem (unknown names with the valid ones, bad
+            arguments, columns that no earlier step provides).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(str(path), [f"cannot read recipe: {exc.strerror or exc}"]) from None
+    return parse(text, str(path), path.resolve().parent, variables)
+
+
+def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | None = None
+          ) -> Recipe:
+    """Validate recipe ``text``; ``where`` names it in errors."""
+    problems: list[str] = []
+    expanded = expand(text, {**os.environ, **(variables or {})}, problems)
+    try:
+        data = yaml.safe_load(expanded)
+    except yaml.YAMLError as exc:
+        raise RecipeError(where, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(where, ["a recipe is a mapping with keys " + ", ".join(REQUIRED_KEYS)])
+    problems += _check_top(data)
+    imports = data.get("imports") or []
+    try:
+        import_modules(imports)
+    except ImportError as exc:
+        problems.append(f"imports: cannot import {exc.name!r}: {exc}")
+    load_builtin()
+    source = _step(data.get("source"), "source", SOURCES, base_dir, problems)
+    stages = [_step(s, f"stages[{i}]", STAGES, base_dir, problems)
+              for i, s in enumerate(data.get("stages") or [])]
+    if source is not None and None not in stages:
+        problems += check_columns(source, stages)  # type: ignore[arg-type]
+    if problems:
+        raise RecipeError(where, problems)
+    return Recipe(name=data["name"], source=source, stages=stages,  # type: ignore[arg-type]
+                  output=resolve_path(str(data["output"]), base_dir),
+                  catalog=resolve_path(str(data["catalog"]), base_dir),
+                  on_error=data.get("on_error", "record"),
+                  shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
+                  imports=list(imports), text=text)
+
+
+def expand(text: str, variables: dict[str, str], problems: list[str]) -> str:
+    """Replace ``${VAR}``; an undefined variable is a problem, not an empty string."""
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in variables:
+            problems.append(f"undefined variable ${{{name}}}")
+            return match.group(0)
+        return variables[name]
+
+    return VAR_RE.sub(substitute, text)
+
+
+def _check_top(data: dict) -> list[str]:
+    problems = [f"unknown key {k!r} (valid keys: {', '.join(sorted(TOP_KEYS))})"
+                for k in data if k not in TOP_KEYS]
+    problems += [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in data]
+    name = data.get("name")
+    if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
+        problems.append(f"name {name!r} must be letters, digits, '_', '-', '.' "
+                        "(no path separators), starting with a letter or digit")
+    if data.get("on_error", "record") not in ON_ERROR:
+        problems.append(f"on_error must be one of {list(ON_ERROR)}, got {data['on_error']!r}")
+    rows = data.get("shard_rows", DEFAULT_SHARD_ROWS)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
+        problems.append(f"shard_rows must be a positive integer, got {rows!r}")
+    for key in ("output", "catalog"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{key} must be a path or URI string, got {data[key]!r}")
+    if not isinstance(data.get("stages") or [], list):
+        problems.append("stages must be a list of {stage_name: {arguments}}")
+    if not isinstance(data.get("imports") or [], list):
+        problems.append("imports must be a list of module names")
+    return problems
+
+
+def _step(entry: Any, where: str, registry: Any, base_dir: Path, problems: list[str]
+          ) -> StepSpec | None:
+    if isinstance(entry, str):
+        entry = {entry: {}}
+    if not isinstance(entry, dict) or len(entry) != 1:
+        problems.append(f"{where} must be a mapping of one name to its arguments, got {entry!r}")
+        return None
+    ((name, args),) = entry.items()
+    args = dict(args or {}) if isinstance(args, dict) or args is None else args
+    if not isinstance(args, dict):
+        problems.append(f"{where} {name}: arguments must be a mapping, got {args!r}")
+        return None
+    try:
+        cls = registry.get(name)
+    except UnknownNameError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    resources = _resources(args.pop("resources", None), cls, f"{where} {name}", problems)
+    try:
+        checked = check_args(cls, args, base_dir)
+        cls(**checked)  # constructors validate ranges; fail here, not in a worker
+    except (ValueError, TypeError) as exc:
+        problems.append(f"{where} {name}: {exc}")
+        return None
+    return StepSpec(name, checked, resources)
+
+
+def _resources(value: Any, cls: type, where: str, problems: list[str]) -> Resources:
+    default = getattr(cls, "default_resources", Resources())
+    if value is None:
+        return default
+    valid = {f.name for f in dataclasses.fields(Resources)}
+    if not isinstance(value, dict) or set(value) - valid:
+        problems.append(f"{where}: resources must be a mapping with keys {sorted(valid)}")
+        return default
+    return dataclasses.replace(default, **value)
+
+
+def check_columns(source: StepSpec, stages: list[StepSpec]) -> list[str]:
+    """Every column a stage reads must be written by the source or an earlier stage."""
+    available = set(SOURCES.get(source.name).writes)
+    problems = []
+    for i, spec in enumerate(stages):
+        cls = STAGES.get(spec.name)
+        missing = [c for c in cls.reads if c not in available]
+        if missing:
+            problems.append(f"stages[{i}] {spec.name} reads {missing}, which neither the "
+                            f"source {source.name!r} nor an earlier stage provides "
+                            f"(available: {sorted(available)})")
+        available |= set(cls.writes)
+    return problems

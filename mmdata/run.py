@@ -1,0 +1,78 @@
+"""Run a recipe: plan what is left, execute, commit each finished shard, summarise."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from mmdata import faults, io
+from mmdata.catalog import Catalog
+from mmdata.executors import make_executor
+from mmdata.executors.base import RunPlan
+from mmdata.progress import Progress
+from mmdata.recipe import Recipe
+from mmdata.sink import ShardAssembler, staging_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``shards_written`` is 0 when everything was already done."""
+
+    corpus: str
+    run_id: int
+    catalog: str
+    shards_total: int
+    shards_skipped: int
+    shards_written: int
+    seconds: float
+
+
+def run_recipe(recipe: Recipe, executor: str = "local", address: str | None = None,
+               catalog_path: str | None = None, progress: bool = True) -> RunResult:
+    """Run ``recipe`` to completion, doing only the shards the catalog does not list.
+
+    Each finished shard is committed on its own, so a crash loses at most the shards in
+    flight; their staged parts are removed by the next run.
+    """
+    started = time.perf_counter()
+    catalog = Catalog(catalog_path or recipe.catalog)
+    run_id, done = catalog.begin_run(recipe.name, recipe.text, recipe.content_hash,
+                                     recipe.output, executor)
+    try:
+        partitions = recipe.build_source().partitions(recipe.shard_rows)
+        pending = [p for p in partitions if p.index not in done]
+        staging = staging_dir(recipe.output)
+        io.delete_dir(staging)  # parts of a crashed run were never listed: redo them
+        log.info("%s: %d shards, %d done, %d to do", recipe.name, len(partitions),
+                 len(partitions) - len(pending), len(pending))
+        written = _execute(recipe, RunPlan(recipe, pending, staging), executor, address,
+                           catalog, run_id, progress)
+    except BaseException as exc:
+        catalog.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.end_run(run_id, "finished")
+    return RunResult(recipe.name, run_id, catalog.path, len(partitions),
+                     len(partitions) - len(pending), written, time.perf_counter() - started)
+
+
+def _execute(recipe: Recipe, plan: RunPlan, executor: str, address: str | None,
+             catalog: Catalog, run_id: int, progress: bool) -> int:
+    assembler = ShardAssembler(recipe.output)
+    written = 0
+    with Progress(total=len(plan.partitions), unit="shard", enabled=progress,
+                  desc=recipe.name) as bar:
+        for part in make_executor(executor, address).run(plan):
+            shard = assembler.add(part)
+            if shard is None:
+                continue
+            faults.point("before_commit")
+            catalog.commit_shards(recipe.name, run_id, [shard])
+            faults.point("after_commit")
+            written += 1
+            bar.update(1, rows=shard.input_rows)
+    if assembler.pending():
+        raise RuntimeError(f"shards {assembler.pending()} did not receive all their rows")
+    return written

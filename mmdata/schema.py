@@ -1,0 +1,220 @@
+"""Every Arrow schema of mmdata, in one place.
+
+One row per image. Captions, gold annotations and detector regions are nested in the
+image row so a shard is self-contained; DuckDB views unnest them for SQL. Character
+spans are half-open ``[start, end)`` offsets into the caption text (not the lemma), so a
+trainer can mask exactly the words of an object, attribute or relation (ERNIE-ViL).
+Boxes carry their convention and unit in the field name (``box_xywh_px``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+#: Written into every shard's Parquet metadata under ``mmdata.schema_version``.
+SCHEMA_VERSION = "1"
+SCHEMA_VERSION_KEY = b"mmdata.schema_version"
+
+#: Row status values. ``rejected`` rows were dropped by a filter; ``error`` rows failed
+#: in a stage (with ``on_error: record``). Both end up in the rejects, never in shards.
+STATUS_OK = "ok"
+STATUS_REJECTED = "rejected"
+STATUS_ERROR = "error"
+
+SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
+
+SG_ATTRIBUTE = pa.struct([("text", pa.string()), ("span", SPAN)])
+
+SG_OBJECT = pa.struct(
+    [
+        ("head", pa.string()),  # lemmatised head noun, for matching
+        ("text", pa.string()),  # the words as written in the caption
+        ("span", SPAN),
+        ("count", pa.int32()),  # "two dogs" -> 2; null when not counted
+        ("attributes", pa.list_(SG_ATTRIBUTE)),
+    ]
+)
+
+SG_RELATION = pa.struct(
+    [
+        ("subject", pa.int32()),  # index into objects
+        ("predicate", pa.string()),
+        ("object", pa.int32()),  # index into objects
+        ("span", SPAN),  # the predicate's words
+    ]
+)
+
+SCENE_GRAPH = pa.struct(
+    [("objects", pa.list_(SG_OBJECT)), ("relations", pa.list_(SG_RELATION))]
+)
+
+CAPTION = pa.struct(
+    [
+        ("caption_id", pa.string()),
+        ("text", pa.string()),
+        ("scene_graph", SCENE_GRAPH),  # null until a scene-graph stage fills it
+    ]
+)
+
+BOX_XYWH_PX = pa.list_(pa.float32(), 4)
+
+GOLD_OBJECT = pa.struct(
+    [
+        ("object_id", pa.string()),
+        ("category_id", pa.int64()),
+        ("names", pa.list_(pa.string())),  # COCO: [category name]; VG: object names
+        ("box_xywh_px", BOX_XYWH_PX),
+        ("area_px", pa.float64()),
+        ("iscrowd", pa.bool_()),
+        ("attributes", pa.list_(pa.string())),
+        ("synsets", pa.list_(pa.string())),
+        ("segmentation", pa.string()),  # JSON text, only when asked to keep it
+    ]
+)
+
+GOLD_RELATION = pa.struct(
+    [
+        ("relation_id", pa.string()),
+        ("subject", pa.int32()),  # index into gold objects
+        ("predicate", pa.string()),
+        ("object", pa.int32()),
+        ("synsets", pa.list_(pa.string())),
+    ]
+)
+
+GOLD_REGION = pa.struct(
+    [
+        ("region_id", pa.string()),
+        ("text", pa.string()),
+        ("box_xywh_px", BOX_XYWH_PX),
+    ]
+)
+
+GOLD = pa.struct(
+    [
+        ("objects", pa.list_(GOLD_OBJECT)),
+        ("relations", pa.list_(GOLD_RELATION)),
+        ("regions", pa.list_(GOLD_REGION)),
+    ]
+)
+
+REGIONS = pa.struct(
+    [
+        ("extractor_id", pa.string()),  # model name + hash of config and weights
+        ("image_width_px", pa.int32()),  # size the boxes refer to
+        ("image_height_px", pa.int32()),
+        ("num_boxes", pa.int32()),
+        ("boxes_xyxy_px", pa.list_(pa.list_(pa.float32(), 4))),
+        ("feature_dim", pa.int32()),
+        ("features_f16", pa.binary()),  # num_boxes x feature_dim float16, little endian
+        ("object_ids", pa.list_(pa.int32())),
+        ("object_conf", pa.list_(pa.float32())),
+        ("attribute_ids", pa.list_(pa.int32())),
+        ("attribute_conf", pa.list_(pa.float32())),
+        ("class_probs_f16", pa.binary()),  # optional soft labels for MRC-kl
+        ("tags", pa.list_(pa.string())),
+    ]
+)
+
+IMAGE_FIELDS: list[pa.Field] = [
+    pa.field("image_id", pa.string(), nullable=False),  # "{source}:{native id}"
+    pa.field("source", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("url", pa.string()),
+    pa.field("path", pa.string()),
+    pa.field("width_px", pa.int32()),
+    pa.field("height_px", pa.int32()),
+    pa.field("format", pa.string()),
+    pa.field("sha256", pa.string()),
+    pa.field("phash", pa.string()),
+    pa.field("image_bytes", pa.binary()),  # last, so projections skip it cheaply
+    pa.field("status", pa.string()),
+    pa.field("reason", pa.string()),
+]
+
+IMAGE_SCHEMA = pa.schema(
+    IMAGE_FIELDS
+    + [
+        pa.field("captions", pa.list_(CAPTION)),
+        pa.field("gold", GOLD),
+        pa.field("regions", REGIONS),
+    ]
+)
+
+#: One row per rejected input row: which stage dropped it, why, and enough to find it.
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string()),
+        pa.field("caption_id", pa.string()),  # set when one caption, not the row, was dropped
+        pa.field("url", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("status", pa.string()),  # rejected (filtered) or error
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+    ]
+)
+
+#: Columns the executors add while a batch travels through the stages; never stored.
+INTERNAL_FIELDS: list[pa.Field] = [
+    pa.field("_shard", pa.int64()),  # index of the input partition = output shard
+    pa.field("_row", pa.int64()),  # row order inside the partition
+    pa.field("_shard_rows", pa.int64()),  # input rows of the partition
+    pa.field("_reject_stage", pa.int32()),  # stage index that rejected the row; -1 source
+    pa.field("_detail", pa.string()),
+]
+
+
+class SchemaError(ValueError):
+    """A table does not match the schema it claims."""
+
+
+def empty_columns(schema: pa.Schema, num_rows: int, skip: Iterable[str]) -> dict:
+    """Null arrays for every field of ``schema`` not in ``skip``."""
+    skipped = set(skip)
+    return {f.name: pa.nulls(num_rows, f.type) for f in schema if f.name not in skipped}
+
+
+def conform(table: pa.Table, schema: pa.Schema = IMAGE_SCHEMA) -> pa.Table:
+    """Reorder ``table`` to ``schema``, adding missing columns as nulls and casting.
+
+    Columns not in the schema are an error: a misspelt column must not vanish.
+    """
+    extra = [n for n in table.column_names if schema.get_field_index(n) < 0]
+    if extra:
+        raise SchemaError(f"columns not in the schema: {extra}")
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def validate(table: pa.Table, schema: pa.Schema = IMAGE_SCHEMA) -> None:
+    """Check that ``table`` has exactly ``schema``'s fields and types, in order.
+
+    Raises:
+        SchemaError: naming the first field that differs, or a null image_id.
+    """
+    names, expected = table.schema.names, schema.names
+    if names != expected:
+        missing = [n for n in expected if n not in names]
+        extra = [n for n in names if n not in expected]
+        raise SchemaError(f"fields differ: missing {missing}, extra {extra}, order {names}")
+    for field in schema:
+        actual = table.schema.field(field.name).type
+        if actual != field.type:
+            raise SchemaError(f"field {field.name!r} is {actual}, expected {field.type}")
+        if not field.nullable and table.column(field.name).null_count:
+            raise SchemaError(f"field {field.name!r} has nulls")
+
+
+def with_version(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with SCHEMA_VERSION in its metadata, as every shard is written."""
+    metadata = dict(schema.metadata or {})
+    metadata[SCHEMA_VERSION_KEY] = SCHEMA_VERSION.encode()
+    return schema.with_metadata(metadata)

@@ -1,0 +1,211 @@
+"""Shard writing: workers write part files, the driver assembles and renames them.
+
+A partition's rows may reach the writer in several blocks (Ray re-batches between
+stages), so workers write one *part* per (block, shard) into a staging folder and
+return its description. The driver counts input rows per shard; once every row of a
+partition is accounted for (kept or rejected) it moves the single part into place, or
+merges several in input order, and hands the finished shard to the catalog. Nothing in
+staging is visible to readers: a shard exists once the catalog lists it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mmdata import io
+from mmdata.batch import ok_mask, public
+from mmdata.executors.base import seconds_column
+from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_REJECTED, with_version
+
+SOURCE_INDEX = -1
+
+
+def shard_path(output: str, index: int) -> str:
+    return io.join(output, "data", f"shard-{index:05d}.parquet")
+
+
+def rejects_path(output: str, index: int) -> str:
+    return io.join(output, "rejects", f"shard-{index:05d}.parquet")
+
+
+def staging_dir(output: str) -> str:
+    return io.join(output, "_staging")
+
+
+def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
+    """Parquet bytes of ``table`` with SCHEMA_VERSION in the file metadata."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.cast(with_version(schema)), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[dict]:
+    """Write the rows of ``table`` as one data part and one rejects part per shard.
+
+    ``step_names[0]`` is the source, ``step_names[i + 1]`` stage ``i``. Returns one
+    JSON-able description per shard found in ``table``.
+    """
+    parts = []
+    for shard in pc.unique(table.column("_shard")).to_pylist():
+        rows = table.filter(pc.equal(table.column("_shard"), shard))
+        rows = rows.take(pc.sort_indices(rows.column("_row")))
+        parts.append(_write_part(rows, shard, staging, step_names))
+    return parts
+
+
+def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str]) -> dict:
+    kept = rows.filter(ok_mask(rows))
+    rejects, reject_order = reject_rows(rows, step_names)
+    token = uuid.uuid4().hex[:12]
+    part = {"shard": shard, "input_rows": rows.num_rows,
+            "shard_rows": rows.column("_shard_rows")[0].as_py(),
+            "data_path": io.join(staging, f"{shard:05d}-{token}.data.parquet"),
+            "data_rows": kept.num_rows, "data_order": kept.column("_row").to_pylist(),
+            "reject_path": None, "reject_rows": rejects.num_rows, "reject_order": reject_order,
+            "stats": json.dumps(stage_stats(rows, step_names))}
+    part["data_file"] = _write_file(part["data_path"], public(kept), IMAGE_SCHEMA)
+    if rejects.num_rows:
+        part["reject_path"] = io.join(staging, f"{shard:05d}-{token}.rejects.parquet")
+        part["reject_file"] = _write_file(part["reject_path"], rejects, REJECT_SCHEMA)
+    return part
+
+
+def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> dict:
+    data = encode_parquet(table, schema)
+    io.write_bytes(path, data)
+    return {"rows": table.num_rows, "bytes": len(data), "sha256": io.sha256_hex(data)}
+
+
+def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[int]]:
+    """One reject row per rejected image and per dropped caption, in input order."""
+    records, order = [], []
+    columns = ["image_id", "url", "path", "status", "reason", "_detail", "_reject_stage",
+               "_caption_rejects", "_row"]
+    for row in rows.select(columns).to_pylist():
+        base = {"image_id": row["image_id"], "url": row["url"], "path": row["path"]}
+        for caption in row["_caption_rejects"] or []:
+            records.append({**base, "caption_id": caption["caption_id"],
+                            "stage": step_names[caption["stage"] + 1],
+                            "status": STATUS_REJECTED, "reason": caption["reason"],
+                            "detail": f"{caption['detail']}: {caption['text']!r}"[:500]})
+            order.append(row["_row"])
+        if row["status"] != "ok":
+            records.append({**base, "caption_id": None,
+                            "stage": step_names[row["_reject_stage"] + 1],
+                            "status": row["status"], "reason": row["reason"],
+                            "detail": row["_detail"]})
+            order.append(row["_row"])
+    return pa.Table.from_pylist(records, schema=REJECT_SCHEMA), order
+
+
+def stage_stats(rows: pa.Table, step_names: list[str]) -> list[dict]:
+    """Per step: rows in/out, drops by reason (images and captions), seconds."""
+    stages = rows.column("_reject_stage").to_pylist()
+    reasons = rows.column("reason").to_pylist()
+    caption_rejects = rows.column("_caption_rejects").to_pylist()
+    stats = []
+    for index, name in enumerate(step_names, start=SOURCE_INDEX):
+        rows_in = sum(1 for s in stages if s is None or s >= index)
+        rows_out = sum(1 for s in stages if s is None or s > index)
+        drops: dict[str, int] = defaultdict(int)
+        for s, reason in zip(stages, reasons):
+            if s == index:
+                drops[reason] += 1
+        caption_drops: dict[str, int] = defaultdict(int)
+        for entries in caption_rejects:
+            for caption in entries or []:
+                if caption["stage"] == index:
+                    caption_drops[caption["reason"]] += 1
+        column = seconds_column(index)
+        seconds = (pc.sum(rows.column(column)).as_py() or 0.0) if column in rows.column_names \
+            else 0.0
+        stats.append({"index": index, "name": name, "rows_in": rows_in, "rows_out": rows_out,
+                      "drops": dict(drops), "caption_drops": dict(caption_drops),
+                      "seconds": seconds})
+    return stats
+
+
+@dataclass
+class FinishedShard:
+    """A shard whose files are in place, ready for the catalog."""
+
+    index: int
+    input_rows: int
+    files: list[dict]  # {kind, path, rows, bytes, sha256}
+    stats: list[dict]
+
+
+@dataclass
+class ShardAssembler:
+    """Driver side: gathers parts until a shard is complete, then puts it in place."""
+
+    output: str
+    _parts: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, part: dict) -> FinishedShard | None:
+        """Take one part; returns the shard when its last rows have arrived."""
+        parts = self._parts[part["shard"]]
+        parts.append(part)
+        received = sum(p["input_rows"] for p in parts)
+        if received < part["shard_rows"]:
+            return None
+        if received > part["shard_rows"]:
+            raise RuntimeError(f"shard {part['shard']}: {received} rows arrived for "
+                               f"{part['shard_rows']} input rows (a row was duplicated)")
+        del self._parts[part["shard"]]
+        return self._finish(part["shard"], parts)
+
+    def pending(self) -> list[int]:
+        """Shards with some parts but not all (non-empty only after a failure)."""
+        return sorted(self._parts)
+
+    def _finish(self, index: int, parts: list[dict]) -> FinishedShard:
+        data = _place([(p["data_path"], p["data_order"], p["data_file"]) for p in parts],
+                      shard_path(self.output, index), IMAGE_SCHEMA)
+        files = [{"kind": "data", **data}]
+        reject_parts = [(p["reject_path"], p["reject_order"], p["reject_file"])
+                        for p in parts if p["reject_path"]]
+        if reject_parts:
+            rejects = _place(reject_parts, rejects_path(self.output, index), REJECT_SCHEMA)
+            files.append({"kind": "rejects", **rejects})
+        return FinishedShard(index, sum(p["input_rows"] for p in parts), files,
+                             merge_stats([json.loads(p["stats"]) for p in parts]))
+
+
+def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Schema) -> dict:
+    """Move one part to ``final``, or merge several in input-row order."""
+    if len(parts) == 1:
+        path, _, meta = parts[0]
+        io.move(path, final)
+        return {"path": final, **meta}
+    tables = [pq.read_table(io.resolve(path)[1], filesystem=io.resolve(path)[0])
+              for path, _, _ in parts]
+    order = pa.array([row for _, rows, _ in parts for row in rows], pa.int64())
+    merged = pa.concat_tables(tables).take(pc.sort_indices(order))
+    tmp = final + ".tmp"
+    meta = _write_file(tmp, merged, schema)
+    io.move(tmp, final)
+    for path, _, _ in parts:
+        io.resolve(path)[0].delete_file(io.resolve(path)[1])
+    return {"path": final, **meta}
+
+
+def merge_stats(per_part: list[list[dict]]) -> list[dict]:
+    """Sum the per-step stats of a shard's parts."""
+    merged = [dict(s, drops=dict(s["drops"]), caption_drops=dict(s["caption_drops"]))
+              for s in per_part[0]]
+    for stats in per_part[1:]:
+        for total, part in zip(merged, stats):
+            for key in ("rows_in", "rows_out", "seconds"):
+                total[key] += part[key]
+            for key in ("drops", "caption_drops"):
+                for reason, count in part[key].items():
+                    total[key][reason] = total[key].get(reason, 0) + count
+    return merged

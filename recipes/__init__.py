@@ -1,0 +1,1 @@
+"""Ready recipes (YAML files beside this one), shipped with mmdata."""
