@@ -19,20 +19,34 @@ from mmdata.stage import Partition, Source
 
 @SOURCES.register("coco")
 class CocoSource(Source):
-    """Images of a COCO ``captions_*.json``, with their captions and, when an
-    ``instances_*.json`` is given, their boxes as gold objects.
+    """COCO captions JSON (+ optional instances JSON) -> image rows with captions and boxes.
 
     Rows follow the order of the captions file's ``images`` list, so partitions are
     stable across runs. Width and height come from the JSON; the file is read by a
     later stage (read_images).
     """
 
-    writes = ("image_id", "source", "split", "url", "path", "width_px", "height_px",
-              "captions", "gold")
+    writes = (
+        "image_id",
+        "source",
+        "split",
+        "url",
+        "path",
+        "width_px",
+        "height_px",
+        "captions",
+        "gold",
+    )
 
-    def __init__(self, *, captions: InputPath, instances: InputPath | None = None,
-                 images: InputPath | None = None, split: str | None = None,
-                 keep_segmentation: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        captions: InputPath,
+        instances: InputPath | None = None,
+        images: InputPath | None = None,
+        split: str | None = None,
+        keep_segmentation: bool = False,
+    ) -> None:
         """Args:
         captions: path of a COCO captions JSON (images + annotations with 'caption').
         instances: optional path of the matching instances JSON (boxes, categories).
@@ -45,11 +59,13 @@ class CocoSource(Source):
 
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         n = len(self._images())
-        return [Partition(i, {"start": s, "end": min(s + rows_per_partition, n)})
-                for i, s in enumerate(range(0, n, rows_per_partition))]
+        return [
+            Partition(i, {"start": s, "end": min(s + rows_per_partition, n)})
+            for i, s in enumerate(range(0, n, rows_per_partition))
+        ]
 
     def read(self, partition: Partition) -> pa.Table:
-        images = self._images()[partition.spec["start"]:partition.spec["end"]]
+        images = self._images()[partition.spec["start"] : partition.spec["end"]]
         captions = self._captions_by_image
         objects = self._objects_by_image
         seen: set[Any] = set()
@@ -59,23 +75,35 @@ class CocoSource(Source):
     def _row(self, image: Any, index: int, captions: dict, objects: dict, seen: set) -> dict:
         where = f"images[{index}]"
         if not isinstance(image, dict) or "id" not in image:
-            return {"image_id": f"coco:?{where}", "source": "coco", "status": STATUS_ERROR,
-                    "reason": "missing_key", "_detail": f"{self.captions}: {where} has no 'id'"}
+            return {
+                "image_id": f"coco:?{where}",
+                "source": "coco",
+                "status": STATUS_ERROR,
+                "reason": "missing_key",
+                "_detail": f"{self.captions}: {where} has no 'id'",
+            }
         image_id = image["id"]
-        row: dict[str, Any] = {"image_id": f"coco:{image_id}", "source": "coco",
-                               "split": self.split, "url": image.get("coco_url"),
-                               "width_px": image.get("width"), "height_px": image.get("height"),
-                               "captions": captions.get(image_id, []),
-                               "gold": {"objects": objects.get(image_id, []),
-                                        "relations": [], "regions": []}}
+        row: dict[str, Any] = {
+            "image_id": f"coco:{image_id}",
+            "source": "coco",
+            "split": self.split,
+            "url": image.get("coco_url"),
+            "width_px": image.get("width"),
+            "height_px": image.get("height"),
+            "captions": captions.get(image_id, []),
+            "gold": {"objects": objects.get(image_id, []), "relations": [], "regions": []},
+        }
         file_name = image.get("file_name")
         if self.images and file_name:
             key = "url" if self.images.startswith(("http://", "https://")) else "path"
             row[key] = join(self.images, file_name)
         problem = self._problem(image, image_id, row, seen)
         if problem:
-            row.update(status=STATUS_ERROR, reason=problem[0],
-                       _detail=f"{self.captions}: image id {image_id}: {problem[1]}")
+            row.update(
+                status=STATUS_ERROR,
+                reason=problem[0],
+                _detail=f"{self.captions}: image id {image_id}: {problem[1]}",
+            )
         seen.add(image_id)
         return row
 
@@ -105,10 +133,13 @@ class CocoSource(Source):
         for i, ann in enumerate(data["annotations"]):
             require_keys(ann, ("id", "image_id", "caption"), self.captions, f"annotations[{i}]")
             if ann["image_id"] not in known:
-                raise AnnotationError(f"{self.captions}: annotation id {ann['id']} refers to "
-                                      f"image_id {ann['image_id']}, which is not in 'images'")
+                raise AnnotationError(
+                    f"{self.captions}: annotation id {ann['id']} refers to "
+                    f"image_id {ann['image_id']}, which is not in 'images'"
+                )
             by_image[ann["image_id"]].append(
-                {"caption_id": str(ann["id"]), "text": ann["caption"], "scene_graph": None})
+                {"caption_id": str(ann["id"]), "text": ann["caption"], "scene_graph": None}
+            )
         return by_image
 
     @functools.cached_property
@@ -120,24 +151,48 @@ class CocoSource(Source):
         names = {c["id"]: c["name"] for c in data["categories"]}
         by_image: dict[Any, list[dict]] = defaultdict(list)
         for i, ann in enumerate(data["annotations"]):
-            require_keys(ann, ("id", "image_id", "bbox", "category_id"), self.instances,
-                         f"annotations[{i}]")
+            require_keys(
+                ann, ("id", "image_id", "bbox", "category_id"), self.instances, f"annotations[{i}]"
+            )
             if ann["category_id"] not in names:
-                raise AnnotationError(f"{self.instances}: annotation id {ann['id']} has unknown "
-                                      f"category_id {ann['category_id']}")
+                raise AnnotationError(
+                    f"{self.instances}: annotation id {ann['id']} has unknown "
+                    f"category_id {ann['category_id']}"
+                )
             by_image[ann["image_id"]].append(self._object(ann, names))
         return by_image
 
     def _object(self, ann: dict, names: dict) -> dict:
         segmentation = ann.get("segmentation") if self.keep_segmentation else None
-        return {"object_id": str(ann["id"]), "category_id": ann["category_id"],
-                "names": [names[ann["category_id"]]], "box_xywh_px": ann["bbox"],
-                "area_px": ann.get("area"), "iscrowd": bool(ann.get("iscrowd", 0)),
-                "attributes": [], "synsets": [],
-                "segmentation": json.dumps(segmentation) if segmentation is not None else None}
+        return {
+            "object_id": str(ann["id"]),
+            "category_id": ann["category_id"],
+            "names": [names[ann["category_id"]]],
+            "box_xywh_px": ann["bbox"],
+            "area_px": ann.get("area"),
+            "iscrowd": bool(ann.get("iscrowd", 0)),
+            "attributes": [],
+            "synsets": [],
+            "segmentation": json.dumps(segmentation) if segmentation is not None else None,
+        }
 
 
-_ROW_SCHEMA = pa.schema([IMAGE_SCHEMA.field(n) for n in
-                         ("image_id", "source", "split", "url", "path", "width_px", "height_px",
-                          "captions", "gold", "status", "reason")]
-                        + [pa.field("_detail", pa.string())])
+_ROW_SCHEMA = pa.schema(
+    [
+        IMAGE_SCHEMA.field(n)
+        for n in (
+            "image_id",
+            "source",
+            "split",
+            "url",
+            "path",
+            "width_px",
+            "height_px",
+            "captions",
+            "gold",
+            "status",
+            "reason",
+        )
+    ]
+    + [pa.field("_detail", pa.string())]
+)

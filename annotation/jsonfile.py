@@ -7,8 +7,10 @@ import json
 import os
 from typing import Any
 
+from mmdata.errors import InputFormatError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(InputFormatError):
     """An annotation file that cannot be read as its format; names file and record."""
 
 
@@ -30,7 +32,8 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> Any:
         except json.JSONDecodeError as exc:
             raise AnnotationError(
                 f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} "
-                f"(byte {exc.pos}): {exc.msg}") from None
+                f"(byte {exc.pos}): {exc.msg}"
+            ) from None
         except UnicodeDecodeError as exc:
             raise AnnotationError(f"{path}: not UTF-8 at byte {exc.start}") from None
 

@@ -59,7 +59,8 @@ def to_work(table: pa.Table, shard: int) -> pa.Table:
         "_caption_rejects": pa.nulls(n, pa.list_(CAPTION_REJECT)),
     }
     for name, column in internal.items():
-        table = table.append_column(WORK_SCHEMA.field(name), column.cast(WORK_SCHEMA.field(name).type))
+        field = WORK_SCHEMA.field(name)
+        table = table.append_column(field, column.cast(field.type))
     return table
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mmdata.errors import MmdataError
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 from mmdata.sink import FinishedShard
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 120.0
 
 
-class CatalogError(RuntimeError):
+class CatalogError(MmdataError, RuntimeError):
     """The catalog cannot do what was asked (locked, recipe changed, bad query)."""
 
 
@@ -94,33 +95,45 @@ class Catalog:
 
     # ---- runs -------------------------------------------------------------------------
 
-    def begin_run(self, name: str, recipe_text: str, recipe_hash: str, output: str,
-                  executor: str) -> tuple[int, set[int]]:
+    def begin_run(
+        self, name: str, recipe_text: str, recipe_hash: str, output: str, executor: str
+    ) -> tuple[int, set[int]]:
         """Register a run of corpus ``name``; returns (run id, shard indices done).
 
         Raises:
             CatalogError: the corpus exists with a different recipe hash.
         """
         with self.write() as con:
-            row = con.execute("SELECT recipe_hash, output FROM corpora WHERE name = ?",
-                              [name]).fetchall()
+            row = con.execute(
+                "SELECT recipe_hash, output FROM corpora WHERE name = ?", [name]
+            ).fetchall()
             if row and row[0][0] != recipe_hash:
                 raise CatalogError(
                     f"corpus {name!r} in {self.path} was built by a different recipe "
                     f"(hash {row[0][0]}, this one {recipe_hash}); give the new recipe a new "
-                    "name, or delete the corpus' output and catalog to rebuild it")
+                    "name, or delete the corpus' output and catalog to rebuild it"
+                )
             if not row:
-                con.execute("INSERT INTO corpora (name, recipe_text, recipe_hash, output, "
-                            "schema_version) VALUES (?, ?, ?, ?, ?)",
-                            [name, recipe_text, recipe_hash, output, SCHEMA_VERSION])
+                con.execute(
+                    "INSERT INTO corpora (name, recipe_text, recipe_hash, output, "
+                    "schema_version) VALUES (?, ?, ?, ?, ?)",
+                    [name, recipe_text, recipe_hash, output, SCHEMA_VERSION],
+                )
             # Runs left 'running' died without ending (crash, kill -9).
-            con.execute("UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND "
-                        "status = 'running'", [name])
-            run_id = con.execute("INSERT INTO runs (corpus, recipe_hash, executor, status) "
-                                 "VALUES (?, ?, ?, 'running') RETURNING run_id",
-                                 [name, recipe_hash, executor]).fetchall()[0][0]
-            done = con.execute("SELECT shard_index FROM shards WHERE corpus = ? AND "
-                               "layer = 'base' AND kind = 'data'", [name]).fetchall()
+            con.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND status = 'running'",
+                [name],
+            )
+            run_id = con.execute(
+                "INSERT INTO runs (corpus, recipe_hash, executor, status) "
+                "VALUES (?, ?, ?, 'running') RETURNING run_id",
+                [name, recipe_hash, executor],
+            ).fetchall()[0][0]
+            done = con.execute(
+                "SELECT shard_index FROM shards WHERE corpus = ? AND "
+                "layer = 'base' AND kind = 'data'",
+                [name],
+            ).fetchall()
         return run_id, {r[0] for r in done}
 
     def commit_shards(self, corpus: str, run_id: int, shards: list[FinishedShard]) -> None:
@@ -128,14 +141,19 @@ class Catalog:
         with self.write() as con:
             for shard in shards:
                 _insert_shard(con, corpus, run_id, shard)
-            con.execute("UPDATE runs SET shards_written = shards_written + ? WHERE run_id = ?",
-                        [len(shards), run_id])
+            con.execute(
+                "UPDATE runs SET shards_written = shards_written + ? WHERE run_id = ?",
+                [len(shards), run_id],
+            )
             refresh_views(con)
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.write() as con:
-            con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp, "
-                        "error = ? WHERE run_id = ?", [status, error, run_id])
+            con.execute(
+                "UPDATE runs SET status = ?, finished_at = current_timestamp, "
+                "error = ? WHERE run_id = ?",
+                [status, error, run_id],
+            )
             refresh_views(con)
 
     def query(self, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
@@ -154,34 +172,61 @@ class Catalog:
             return con.execute(sql, params or []).to_arrow_table()
 
 
-def _insert_shard(con: duckdb.DuckDBPyConnection, corpus: str, run_id: int,
-                  shard: FinishedShard) -> None:
+def _insert_shard(
+    con: duckdb.DuckDBPyConnection, corpus: str, run_id: int, shard: FinishedShard
+) -> None:
     # A crash between rename and commit can leave stats of an uncommitted attempt;
     # the shard rows are the marker, so replace whatever an earlier attempt left.
     for table in ("shards", "stage_stats", "stage_drops"):
-        con.execute(f"DELETE FROM {table} WHERE corpus = ? AND layer = 'base' AND "
-                    "shard_index = ?", [corpus, shard.index])
+        con.execute(
+            f"DELETE FROM {table} WHERE corpus = ? AND layer = 'base' AND shard_index = ?",
+            [corpus, shard.index],
+        )
     for f in shard.files:
-        con.execute("INSERT INTO shards (corpus, kind, shard_index, path, rows, bytes, sha256, "
-                    "input_rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [corpus, f["kind"], shard.index, f["path"], f["rows"], f["bytes"],
-                     f["sha256"], shard.input_rows, run_id])
+        con.execute(
+            "INSERT INTO shards (corpus, kind, shard_index, path, rows, bytes, sha256, "
+            "input_rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                corpus,
+                f["kind"],
+                shard.index,
+                f["path"],
+                f["rows"],
+                f["bytes"],
+                f["sha256"],
+                shard.input_rows,
+                run_id,
+            ],
+        )
     for s in shard.stats:
-        con.execute("INSERT INTO stage_stats (corpus, shard_index, step_index, stage, rows_in, "
-                    "rows_out, seconds, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [corpus, shard.index, s["index"], s["name"], s["rows_in"], s["rows_out"],
-                     s["seconds"], run_id])
+        con.execute(
+            "INSERT INTO stage_stats (corpus, shard_index, step_index, stage, rows_in, "
+            "rows_out, seconds, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                corpus,
+                shard.index,
+                s["index"],
+                s["name"],
+                s["rows_in"],
+                s["rows_out"],
+                s["seconds"],
+                run_id,
+            ],
+        )
         for unit, drops in (("image", s["drops"]), ("caption", s["caption_drops"])):
             for reason, rows in drops.items():
-                con.execute("INSERT INTO stage_drops (corpus, shard_index, step_index, stage, "
-                            "unit, reason, rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [corpus, shard.index, s["index"], s["name"], unit, reason, rows,
-                             run_id])
+                con.execute(
+                    "INSERT INTO stage_drops (corpus, shard_index, step_index, stage, "
+                    "unit, reason, rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [corpus, shard.index, s["index"], s["name"], unit, reason, rows, run_id],
+                )
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
     applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
     for version, sql in migrations():
         if version in applied:
@@ -203,14 +248,19 @@ def _create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _union_view(con: duckdb.DuckDBPyConnection, view: str, kind: str, empty: str) -> None:
-    files = con.execute("SELECT corpus, path FROM shards WHERE layer = 'base' AND kind = ? "
-                        "ORDER BY corpus, shard_index", [kind]).fetchall()
+    files = con.execute(
+        "SELECT corpus, path FROM shards WHERE layer = 'base' AND kind = ? "
+        "ORDER BY corpus, shard_index",
+        [kind],
+    ).fetchall()
     by_corpus: dict[str, list[str]] = {}
     for corpus, path in files:
         by_corpus.setdefault(corpus, []).append(path)
-    selects = [f"SELECT {sql_literal(c)} AS corpus, * FROM read_parquet("
-               f"[{', '.join(sql_literal(p) for p in paths)}])"
-               for c, paths in by_corpus.items()]
+    selects = [
+        f"SELECT {sql_literal(c)} AS corpus, * FROM read_parquet("
+        f"[{', '.join(sql_literal(p) for p in paths)}])"
+        for c, paths in by_corpus.items()
+    ]
     body = " UNION ALL ".join(selects) or f"SELECT NULL::VARCHAR AS corpus, * FROM {empty}"
     con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
@@ -222,4 +272,5 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE OR REPLACE VIEW captions AS SELECT corpus, image_id, source, split, "
         "c.caption_id, c.text, c.scene_graph FROM "
-        "(SELECT corpus, image_id, source, split, unnest(captions) AS c FROM images)")
+        "(SELECT corpus, image_id, source, split, unnest(captions) AS c FROM images)"
+    )

@@ -17,8 +17,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mmdata`` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.handler(args)
     except Exception as exc:  # noqa: BLE001 - known errors become one clear line
@@ -29,19 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from annotation.jsonfile import AnnotationError
-    from mmdata.catalog import CatalogError
-    from mmdata.executors.base import StageError
-    from mmdata.recipe import RecipeError
-    from mmdata.registry import UnknownNameError
+    from mmdata.errors import MmdataError
 
-    return isinstance(exc, RecipeError | CatalogError | StageError | AnnotationError |
-                      UnknownNameError | FileNotFoundError)
+    return isinstance(exc, MmdataError | FileNotFoundError | PermissionError)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmdata", description="Build multimodal "
-                                     "pretraining corpora: recipes -> shards -> catalog.")
+    parser = argparse.ArgumentParser(
+        prog="mmdata",
+        description="Build multimodal pretraining corpora: recipes -> shards -> catalog.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -60,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sql = sub.add_parser("sql", help="query a catalog (read-only)")
     sql.add_argument("query")
-    sql.add_argument("--catalog", default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
-                     help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)")
+    sql.add_argument(
+        "--catalog",
+        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
+        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
+    )
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(handler=_cmd_sql)
 
@@ -75,8 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_execution_flags(parser: argparse.ArgumentParser, default: str = "ray") -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default=default)
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -86,8 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mmdata.summary import summarize
 
     recipe = recipes.load(args.recipe)
-    result = run_recipe(recipe, args.executor, args.address, args.catalog,
-                        progress=not args.quiet)
+    result = run_recipe(recipe, args.executor, args.address, args.catalog, progress=not args.quiet)
     print(summarize(result))
     return 0
 
@@ -101,8 +105,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     steps = " -> ".join(recipe.step_names)
-    print(f"{args.recipe}: ok: corpus {recipe.name!r}: {steps}; output {recipe.output}; "
-          f"catalog {recipe.catalog}")
+    print(
+        f"{args.recipe}: ok: corpus {recipe.name!r}: {steps}; output {recipe.output}; "
+        f"catalog {recipe.catalog}"
+    )
     return 0
 
 
@@ -135,20 +141,27 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 DEMO_QUERIES = [
-    ("images per split, with size",
-     "SELECT split, count(*) AS images, round(avg(width_px)) AS avg_width_px, "
-     "round(avg(height_px)) AS avg_height_px FROM images GROUP BY split"),
-    ("a few captions", "SELECT image_id, text FROM captions ORDER BY image_id, caption_id "
-     "LIMIT 5"),
-    ("rows in and out of every step", "SELECT step_index, stage, rows_in, rows_out "
-     "FROM stage_summary WHERE corpus = 'demo'"),
-    ("rejects", "SELECT stage, reason, image_id, caption_id, detail FROM rejects "
-     "ORDER BY image_id, caption_id"),
+    (
+        "images per split, with size",
+        "SELECT split, count(*) AS images, round(avg(width_px)) AS avg_width_px, "
+        "round(avg(height_px)) AS avg_height_px FROM images GROUP BY split",
+    ),
+    ("a few captions", "SELECT image_id, text FROM captions ORDER BY image_id, caption_id LIMIT 5"),
+    (
+        "rows in and out of every step",
+        "SELECT step_index, stage, rows_in, rows_out FROM stage_summary WHERE corpus = 'demo'",
+    ),
+    (
+        "rejects",
+        "SELECT stage, reason, image_id, caption_id, detail FROM rejects "
+        "ORDER BY image_id, caption_id",
+    ),
 ]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mmdata import demo, recipe as recipes
+    from mmdata import demo
+    from mmdata import recipe as recipes
     from mmdata.catalog import Catalog
     from mmdata.run import run_recipe
     from mmdata.summary import summarize
@@ -166,7 +179,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(summarize(result))
     catalog = Catalog(recipe.catalog)
     for title, query in DEMO_QUERIES:
-        print(f"\n-- {title}\n$ mmdata sql \"{query}\" --catalog {catalog.path}")
+        print(f'\n-- {title}\n$ mmdata sql "{query}" --catalog {catalog.path}')
         print(format_rows(*catalog.query(query)))
     print(f"\nrecipe: {out / 'recipe.yaml'} (run it again with: mmdata run {out / 'recipe.yaml'})")
     return 0

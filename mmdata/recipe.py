@@ -31,11 +31,11 @@ from typing import Any
 import yaml
 
 from mmdata.args import check_args, resolve_path
+from mmdata.errors import MmdataError
 from mmdata.registry import SOURCES, STAGES, UnknownNameError, import_modules, load_builtin
 from mmdata.stage import Resources, Source, Stage
 
-TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows",
-            "imports"}
+TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows", "imports"}
 REQUIRED_KEYS = ("name", "source", "output", "catalog")
 ON_ERROR = ("raise", "record")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -43,13 +43,14 @@ VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_SHARD_ROWS = 1000
 
 
-class RecipeError(ValueError):
+class RecipeError(MmdataError, ValueError):
     """A recipe that cannot run; ``problems`` lists every error found."""
 
     def __init__(self, where: str, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(f"{where}: {len(problems)} problem(s):\n" +
-                         "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            f"{where}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,13 @@ class Recipe:
     @property
     def content_hash(self) -> str:
         """Hash of what decides the corpus' rows; a changed recipe is a new corpus."""
-        canonical = {"source": dataclasses.asdict(self.source), "output": self.output,
-                     "stages": [dataclasses.asdict(s) for s in self.stages],
-                     "on_error": self.on_error, "shard_rows": self.shard_rows}
+        canonical = {
+            "source": dataclasses.asdict(self.source),
+            "output": self.output,
+            "stages": [dataclasses.asdict(s) for s in self.stages],
+            "on_error": self.on_error,
+            "shard_rows": self.shard_rows,
+        }
         blob = json.dumps(canonical, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -117,8 +122,7 @@ def load(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
     return parse(text, str(path), path.resolve().parent, variables)
 
 
-def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | None = None
-          ) -> Recipe:
+def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | None = None) -> Recipe:
     """Validate recipe ``text``; ``where`` names it in errors."""
     problems: list[str] = []
     expanded = expand(text, {**os.environ, **(variables or {})}, problems)
@@ -136,18 +140,25 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
         problems.append(f"imports: cannot import {exc.name!r}: {exc}")
     load_builtin()
     source = _step(data.get("source"), "source", SOURCES, base_dir, problems)
-    stages = [_step(s, f"stages[{i}]", STAGES, base_dir, problems)
-              for i, s in enumerate(data.get("stages") or [])]
+    stages = [
+        _step(s, f"stages[{i}]", STAGES, base_dir, problems)
+        for i, s in enumerate(data.get("stages") or [])
+    ]
     if source is not None and None not in stages:
         problems += check_columns(source, stages)  # type: ignore[arg-type]
     if problems:
         raise RecipeError(where, problems)
-    return Recipe(name=data["name"], source=source, stages=stages,  # type: ignore[arg-type]
-                  output=resolve_path(str(data["output"]), base_dir),
-                  catalog=resolve_path(str(data["catalog"]), base_dir),
-                  on_error=data.get("on_error", "record"),
-                  shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
-                  imports=list(imports), text=text)
+    return Recipe(
+        name=data["name"],
+        source=source,
+        stages=stages,  # type: ignore[arg-type]
+        output=resolve_path(str(data["output"]), base_dir),
+        catalog=resolve_path(str(data["catalog"]), base_dir),
+        on_error=data.get("on_error", "record"),
+        shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
+        imports=list(imports),
+        text=text,
+    )
 
 
 def expand(text: str, variables: dict[str, str], problems: list[str]) -> str:
@@ -164,13 +175,18 @@ def expand(text: str, variables: dict[str, str], problems: list[str]) -> str:
 
 
 def _check_top(data: dict) -> list[str]:
-    problems = [f"unknown key {k!r} (valid keys: {', '.join(sorted(TOP_KEYS))})"
-                for k in data if k not in TOP_KEYS]
+    problems = [
+        f"unknown key {k!r} (valid keys: {', '.join(sorted(TOP_KEYS))})"
+        for k in data
+        if k not in TOP_KEYS
+    ]
     problems += [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in data]
     name = data.get("name")
     if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
-        problems.append(f"name {name!r} must be letters, digits, '_', '-', '.' "
-                        "(no path separators), starting with a letter or digit")
+        problems.append(
+            f"name {name!r} must be letters, digits, '_', '-', '.' "
+            "(no path separators), starting with a letter or digit"
+        )
     if data.get("on_error", "record") not in ON_ERROR:
         problems.append(f"on_error must be one of {list(ON_ERROR)}, got {data['on_error']!r}")
     rows = data.get("shard_rows", DEFAULT_SHARD_ROWS)
@@ -186,8 +202,9 @@ def _check_top(data: dict) -> list[str]:
     return problems
 
 
-def _step(entry: Any, where: str, registry: Any, base_dir: Path, problems: list[str]
-          ) -> StepSpec | None:
+def _step(
+    entry: Any, where: str, registry: Any, base_dir: Path, problems: list[str]
+) -> StepSpec | None:
     if isinstance(entry, str):
         entry = {entry: {}}
     if not isinstance(entry, dict) or len(entry) != 1:
@@ -232,8 +249,10 @@ def check_columns(source: StepSpec, stages: list[StepSpec]) -> list[str]:
         cls = STAGES.get(spec.name)
         missing = [c for c in cls.reads if c not in available]
         if missing:
-            problems.append(f"stages[{i}] {spec.name} reads {missing}, which neither the "
-                            f"source {source.name!r} nor an earlier stage provides "
-                            f"(available: {sorted(available)})")
+            problems.append(
+                f"stages[{i}] {spec.name} reads {missing}, which neither the "
+                f"source {source.name!r} nor an earlier stage provides "
+                f"(available: {sorted(available)})"
+            )
         available |= set(cls.writes)
     return problems

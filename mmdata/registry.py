@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from mmdata.errors import MmdataError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(MmdataError, KeyError):
     """A name that no registry entry carries; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message

@@ -30,8 +30,13 @@ class RunResult:
     seconds: float
 
 
-def run_recipe(recipe: Recipe, executor: str = "local", address: str | None = None,
-               catalog_path: str | None = None, progress: bool = True) -> RunResult:
+def run_recipe(
+    recipe: Recipe,
+    executor: str = "local",
+    address: str | None = None,
+    catalog_path: str | None = None,
+    progress: bool = True,
+) -> RunResult:
     """Run ``recipe`` to completion, doing only the shards the catalog does not list.
 
     Each finished shard is committed on its own, so a crash loses at most the shards in
@@ -39,31 +44,53 @@ def run_recipe(recipe: Recipe, executor: str = "local", address: str | None = No
     """
     started = time.perf_counter()
     catalog = Catalog(catalog_path or recipe.catalog)
-    run_id, done = catalog.begin_run(recipe.name, recipe.text, recipe.content_hash,
-                                     recipe.output, executor)
+    run_id, done = catalog.begin_run(
+        recipe.name, recipe.text, recipe.content_hash, recipe.output, executor
+    )
     try:
         partitions = recipe.build_source().partitions(recipe.shard_rows)
         pending = [p for p in partitions if p.index not in done]
         staging = staging_dir(recipe.output)
         io.delete_dir(staging)  # parts of a crashed run were never listed: redo them
-        log.info("%s: %d shards, %d done, %d to do", recipe.name, len(partitions),
-                 len(partitions) - len(pending), len(pending))
-        written = _execute(recipe, RunPlan(recipe, pending, staging), executor, address,
-                           catalog, run_id, progress)
+        log.info(
+            "%s: %d shards, %d done, %d to do",
+            recipe.name,
+            len(partitions),
+            len(partitions) - len(pending),
+            len(pending),
+        )
+        written = _execute(
+            recipe, RunPlan(recipe, pending, staging), executor, address, catalog, run_id, progress
+        )
     except BaseException as exc:
         catalog.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     catalog.end_run(run_id, "finished")
-    return RunResult(recipe.name, run_id, catalog.path, len(partitions),
-                     len(partitions) - len(pending), written, time.perf_counter() - started)
+    return RunResult(
+        recipe.name,
+        run_id,
+        catalog.path,
+        len(partitions),
+        len(partitions) - len(pending),
+        written,
+        time.perf_counter() - started,
+    )
 
 
-def _execute(recipe: Recipe, plan: RunPlan, executor: str, address: str | None,
-             catalog: Catalog, run_id: int, progress: bool) -> int:
+def _execute(
+    recipe: Recipe,
+    plan: RunPlan,
+    executor: str,
+    address: str | None,
+    catalog: Catalog,
+    run_id: int,
+    progress: bool,
+) -> int:
     assembler = ShardAssembler(recipe.output)
     written = 0
-    with Progress(total=len(plan.partitions), unit="shard", enabled=progress,
-                  desc=recipe.name) as bar:
+    with Progress(
+        total=len(plan.partitions), unit="shard", enabled=progress, desc=recipe.name
+    ) as bar:
         for part in make_executor(executor, address).run(plan):
             shard = assembler.add(part)
             if shard is None:
@@ -75,4 +102,5 @@ def _execute(recipe: Recipe, plan: RunPlan, executor: str, address: str | None,
             bar.update(1, rows=shard.input_rows)
     if assembler.pending():
         raise RuntimeError(f"shards {assembler.pending()} did not receive all their rows")
+    io.delete_dir(plan.staging)
     return written

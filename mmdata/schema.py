@@ -46,9 +46,7 @@ SG_RELATION = pa.struct(
     ]
 )
 
-SCENE_GRAPH = pa.struct(
-    [("objects", pa.list_(SG_OBJECT)), ("relations", pa.list_(SG_RELATION))]
-)
+SCENE_GRAPH = pa.struct([("objects", pa.list_(SG_OBJECT)), ("relations", pa.list_(SG_RELATION))])
 
 CAPTION = pa.struct(
     [

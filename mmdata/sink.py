@@ -64,12 +64,18 @@ def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str])
     kept = rows.filter(ok_mask(rows))
     rejects, reject_order = reject_rows(rows, step_names)
     token = uuid.uuid4().hex[:12]
-    part = {"shard": shard, "input_rows": rows.num_rows,
-            "shard_rows": rows.column("_shard_rows")[0].as_py(),
-            "data_path": io.join(staging, f"{shard:05d}-{token}.data.parquet"),
-            "data_rows": kept.num_rows, "data_order": kept.column("_row").to_pylist(),
-            "reject_path": None, "reject_rows": rejects.num_rows, "reject_order": reject_order,
-            "stats": json.dumps(stage_stats(rows, step_names))}
+    part = {
+        "shard": shard,
+        "input_rows": rows.num_rows,
+        "shard_rows": rows.column("_shard_rows")[0].as_py(),
+        "data_path": io.join(staging, f"{shard:05d}-{token}.data.parquet"),
+        "data_rows": kept.num_rows,
+        "data_order": kept.column("_row").to_pylist(),
+        "reject_path": None,
+        "reject_rows": rejects.num_rows,
+        "reject_order": reject_order,
+        "stats": json.dumps(stage_stats(rows, step_names)),
+    }
     part["data_file"] = _write_file(part["data_path"], public(kept), IMAGE_SCHEMA)
     if rejects.num_rows:
         part["reject_path"] = io.join(staging, f"{shard:05d}-{token}.rejects.parquet")
@@ -86,21 +92,42 @@ def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> dict:
 def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[int]]:
     """One reject row per rejected image and per dropped caption, in input order."""
     records, order = [], []
-    columns = ["image_id", "url", "path", "status", "reason", "_detail", "_reject_stage",
-               "_caption_rejects", "_row"]
+    columns = [
+        "image_id",
+        "url",
+        "path",
+        "status",
+        "reason",
+        "_detail",
+        "_reject_stage",
+        "_caption_rejects",
+        "_row",
+    ]
     for row in rows.select(columns).to_pylist():
         base = {"image_id": row["image_id"], "url": row["url"], "path": row["path"]}
         for caption in row["_caption_rejects"] or []:
-            records.append({**base, "caption_id": caption["caption_id"],
-                            "stage": step_names[caption["stage"] + 1],
-                            "status": STATUS_REJECTED, "reason": caption["reason"],
-                            "detail": f"{caption['detail']}: {caption['text']!r}"[:500]})
+            records.append(
+                {
+                    **base,
+                    "caption_id": caption["caption_id"],
+                    "stage": step_names[caption["stage"] + 1],
+                    "status": STATUS_REJECTED,
+                    "reason": caption["reason"],
+                    "detail": f"{caption['detail']}: {caption['text']!r}"[:500],
+                }
+            )
             order.append(row["_row"])
         if row["status"] != "ok":
-            records.append({**base, "caption_id": None,
-                            "stage": step_names[row["_reject_stage"] + 1],
-                            "status": row["status"], "reason": row["reason"],
-                            "detail": row["_detail"]})
+            records.append(
+                {
+                    **base,
+                    "caption_id": None,
+                    "stage": step_names[row["_reject_stage"] + 1],
+                    "status": row["status"],
+                    "reason": row["reason"],
+                    "detail": row["_detail"],
+                }
+            )
             order.append(row["_row"])
     return pa.Table.from_pylist(records, schema=REJECT_SCHEMA), order
 
@@ -124,11 +151,20 @@ def stage_stats(rows: pa.Table, step_names: list[str]) -> list[dict]:
                 if caption["stage"] == index:
                     caption_drops[caption["reason"]] += 1
         column = seconds_column(index)
-        seconds = (pc.sum(rows.column(column)).as_py() or 0.0) if column in rows.column_names \
-            else 0.0
-        stats.append({"index": index, "name": name, "rows_in": rows_in, "rows_out": rows_out,
-                      "drops": dict(drops), "caption_drops": dict(caption_drops),
-                      "seconds": seconds})
+        seconds = (
+            (pc.sum(rows.column(column)).as_py() or 0.0) if column in rows.column_names else 0.0
+        )
+        stats.append(
+            {
+                "index": index,
+                "name": name,
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "drops": dict(drops),
+                "caption_drops": dict(caption_drops),
+                "seconds": seconds,
+            }
+        )
     return stats
 
 
@@ -157,8 +193,10 @@ class ShardAssembler:
         if received < part["shard_rows"]:
             return None
         if received > part["shard_rows"]:
-            raise RuntimeError(f"shard {part['shard']}: {received} rows arrived for "
-                               f"{part['shard_rows']} input rows (a row was duplicated)")
+            raise RuntimeError(
+                f"shard {part['shard']}: {received} rows arrived for "
+                f"{part['shard_rows']} input rows (a row was duplicated)"
+            )
         del self._parts[part["shard"]]
         return self._finish(part["shard"], parts)
 
@@ -167,16 +205,26 @@ class ShardAssembler:
         return sorted(self._parts)
 
     def _finish(self, index: int, parts: list[dict]) -> FinishedShard:
-        data = _place([(p["data_path"], p["data_order"], p["data_file"]) for p in parts],
-                      shard_path(self.output, index), IMAGE_SCHEMA)
+        data = _place(
+            [(p["data_path"], p["data_order"], p["data_file"]) for p in parts],
+            shard_path(self.output, index),
+            IMAGE_SCHEMA,
+        )
         files = [{"kind": "data", **data}]
-        reject_parts = [(p["reject_path"], p["reject_order"], p["reject_file"])
-                        for p in parts if p["reject_path"]]
+        reject_parts = [
+            (p["reject_path"], p["reject_order"], p["reject_file"])
+            for p in parts
+            if p["reject_path"]
+        ]
         if reject_parts:
             rejects = _place(reject_parts, rejects_path(self.output, index), REJECT_SCHEMA)
             files.append({"kind": "rejects", **rejects})
-        return FinishedShard(index, sum(p["input_rows"] for p in parts), files,
-                             merge_stats([json.loads(p["stats"]) for p in parts]))
+        return FinishedShard(
+            index,
+            sum(p["input_rows"] for p in parts),
+            files,
+            merge_stats([json.loads(p["stats"]) for p in parts]),
+        )
 
 
 def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Schema) -> dict:
@@ -185,8 +233,9 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
         path, _, meta = parts[0]
         io.move(path, final)
         return {"path": final, **meta}
-    tables = [pq.read_table(io.resolve(path)[1], filesystem=io.resolve(path)[0])
-              for path, _, _ in parts]
+    tables = [
+        pq.read_table(io.resolve(path)[1], filesystem=io.resolve(path)[0]) for path, _, _ in parts
+    ]
     order = pa.array([row for _, rows, _ in parts for row in rows], pa.int64())
     merged = pa.concat_tables(tables).take(pc.sort_indices(order))
     tmp = final + ".tmp"
@@ -199,8 +248,9 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
 
 def merge_stats(per_part: list[list[dict]]) -> list[dict]:
     """Sum the per-step stats of a shard's parts."""
-    merged = [dict(s, drops=dict(s["drops"]), caption_drops=dict(s["caption_drops"]))
-              for s in per_part[0]]
+    merged = [
+        dict(s, drops=dict(s["drops"]), caption_drops=dict(s["caption_drops"])) for s in per_part[0]
+    ]
     for stats in per_part[1:]:
         for total, part in zip(merged, stats):
             for key in ("rows_in", "rows_out", "seconds"):

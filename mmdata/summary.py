@@ -12,23 +12,32 @@ def summarize(result: RunResult) -> str:
     catalog = Catalog(result.catalog)
     _, steps = catalog.query(
         "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
-        "WHERE corpus = ? ORDER BY step_index", [result.corpus])
+        "WHERE corpus = ? ORDER BY step_index",
+        [result.corpus],
+    )
     _, drops = catalog.query(
-        "SELECT step_index, unit, reason, rows FROM drops_summary WHERE corpus = ?",
-        [result.corpus])
+        "SELECT step_index, unit, reason, rows FROM drops_summary WHERE corpus = ?", [result.corpus]
+    )
     by_step: dict[int, list[str]] = {}
     for step, unit, reason, rows in drops:
         suffix = " captions" if unit == "caption" else ""
         by_step.setdefault(step, []).append(f"{reason}={rows}{suffix}")
-    table = [(step, stage, rows_in, rows_out, ", ".join(by_step.get(step, [])) or "-",
-              round(seconds, 3)) for step, stage, rows_in, rows_out, seconds in steps]
+    table = [
+        (step, stage, rows_in, rows_out, ", ".join(by_step.get(step, [])) or "-", round(seconds, 3))
+        for step, stage, rows_in, rows_out, seconds in steps
+    ]
     _, totals = catalog.query(
         "SELECT kind, count(*), sum(rows), sum(bytes) FROM shards WHERE corpus = ? "
-        "GROUP BY kind ORDER BY kind", [result.corpus])
-    files = ", ".join(f"{kind}: {n} files, {rows} rows, {size / 1e6:.2f} MB"
-                      for kind, n, rows, size in totals)
-    header = (f"corpus {result.corpus}: {result.shards_total} shards "
-              f"({result.shards_written} written now, {result.shards_skipped} already done) "
-              f"in {result.seconds:.1f} s; catalog {result.catalog}")
+        "GROUP BY kind ORDER BY kind",
+        [result.corpus],
+    )
+    files = ", ".join(
+        f"{kind}: {n} files, {rows} rows, {size / 1e6:.2f} MB" for kind, n, rows, size in totals
+    )
+    header = (
+        f"corpus {result.corpus}: {result.shards_total} shards "
+        f"({result.shards_written} written now, {result.shards_skipped} already done) "
+        f"in {result.seconds:.1f} s; catalog {result.catalog}"
+    )
     body = format_rows(["step", "stage", "rows_in", "rows_out", "drops", "seconds"], table)
     return "\n".join([header, body, files])

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmdata.batch import CAPTION_REJECT, mark, ok_mask, to_work
+from mmdata.errors import MmdataError
 from mmdata.recipe import Recipe
 from mmdata.schema import STATUS_ERROR
 from mmdata.stage import Partition, Source, Stage
@@ -25,7 +26,7 @@ from mmdata.stage import Partition, Source, Stage
 log = logging.getLogger(__name__)
 
 
-class StageError(RuntimeError):
+class StageError(MmdataError, RuntimeError):
     """A row failed in a stage and the recipe says ``on_error: raise``."""
 
 
@@ -64,10 +65,10 @@ def run_stage(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Ta
     if todo.num_rows:
         todo = _process(stage, index, todo, on_error)
     share = (time.perf_counter() - started) / max(todo.num_rows, 1)
-    todo = todo.append_column(seconds_column(index), pa.array([share] * todo.num_rows,
-                                                              pa.float64()))
-    rest = rest.append_column(seconds_column(index), pa.array([0.0] * rest.num_rows,
-                                                              pa.float64()))
+    todo = todo.append_column(
+        seconds_column(index), pa.array([share] * todo.num_rows, pa.float64())
+    )
+    rest = rest.append_column(seconds_column(index), pa.array([0.0] * rest.num_rows, pa.float64()))
     return pa.concat_tables([todo, rest])
 
 
@@ -76,15 +77,17 @@ def _process(stage: Stage, index: int, todo: pa.Table, on_error: str) -> pa.Tabl
         out = stage.process(todo)
     except Exception as exc:  # noqa: BLE001 - the policy decides: raise or record
         if on_error == "raise":
-            raise StageError(f"stage {stage.name!r} failed on rows "
-                             f"{_ids(todo)}: {type(exc).__name__}: {exc}") from exc
+            raise StageError(
+                f"stage {stage.name!r} failed on rows {_ids(todo)}: {type(exc).__name__}: {exc}"
+            ) from exc
         log.warning("stage %s failed on %d rows: %s", stage.name, todo.num_rows, exc)
         detail = pa.array([f"{type(exc).__name__}: {exc}"] * todo.num_rows)
-        out = mark(todo, pa.array([True] * todo.num_rows), STATUS_ERROR, "stage_exception",
-                   detail)
+        out = mark(todo, pa.array([True] * todo.num_rows), STATUS_ERROR, "stage_exception", detail)
     if out.num_rows != todo.num_rows:
-        raise StageError(f"stage {stage.name!r} returned {out.num_rows} rows for "
-                         f"{todo.num_rows}: stages must keep every row (mark, not drop)")
+        raise StageError(
+            f"stage {stage.name!r} returned {out.num_rows} rows for "
+            f"{todo.num_rows}: stages must keep every row (mark, not drop)"
+        )
     out = _stamp_stage(out, index)
     raise_on_errors(out, stage.name, on_error)
     return out
@@ -94,8 +97,7 @@ def _stamp_stage(table: pa.Table, index: int) -> pa.Table:
     """Record ``index`` as the rejecting stage of rows (and captions) it just rejected."""
     newly = pc.and_(pc.invert(ok_mask(table)), pc.is_null(table.column("_reject_stage")))
     stages = pc.if_else(newly, pa.scalar(index, pa.int32()), table.column("_reject_stage"))
-    table = table.set_column(table.schema.get_field_index("_reject_stage"),
-                             "_reject_stage", stages)
+    table = table.set_column(table.schema.get_field_index("_reject_stage"), "_reject_stage", stages)
     rejects = table.column("_caption_rejects").combine_chunks()
     if rejects.null_count == len(rejects):
         return table
@@ -105,8 +107,9 @@ def _stamp_stage(table: pa.Table, index: int) -> pa.Table:
     values = pa.StructArray.from_arrays(children, fields=list(CAPTION_REJECT))
     offsets = pc.subtract(rejects.offsets, rejects.offsets[0])
     stamped = pa.ListArray.from_arrays(offsets, values, mask=rejects.is_null())
-    return table.set_column(table.schema.get_field_index("_caption_rejects"),
-                            "_caption_rejects", stamped)
+    return table.set_column(
+        table.schema.get_field_index("_caption_rejects"), "_caption_rejects", stamped
+    )
 
 
 def raise_on_errors(table: pa.Table, step: str, on_error: str) -> None:
@@ -116,10 +119,12 @@ def raise_on_errors(table: pa.Table, step: str, on_error: str) -> None:
     errors = table.filter(pc.equal(table.column("status"), STATUS_ERROR))
     if errors.num_rows:
         row = errors.slice(0, 1).to_pylist()[0]
-        raise StageError(f"{step}: image {row['image_id']} ({row['path'] or row['url']}): "
-                         f"{row['reason']}: {row['_detail']} "
-                         f"[{errors.num_rows} error row(s) in this batch; "
-                         "set on_error: record to keep them as rejects]")
+        raise StageError(
+            f"{step}: image {row['image_id']} ({row['path'] or row['url']}): "
+            f"{row['reason']}: {row['_detail']} "
+            f"[{errors.num_rows} error row(s) in this batch; "
+            "set on_error: record to keep them as rejects]"
+        )
 
 
 def _ids(table: pa.Table, limit: int = 3) -> str:

@@ -29,10 +29,13 @@ class LocalExecutor:
             yield from write_parts(table, plan.staging, recipe.step_names)
 
 
-def _batched(stage: Stage, index: int, table: pa.Table, on_error: str,
-             batch_size: int | None) -> pa.Table:
+def _batched(
+    stage: Stage, index: int, table: pa.Table, on_error: str, batch_size: int | None
+) -> pa.Table:
     if not batch_size or table.num_rows <= batch_size:
         return run_stage(stage, index, table, on_error)
-    pieces = [run_stage(stage, index, table.slice(start, batch_size), on_error)
-              for start in range(0, table.num_rows, batch_size)]
+    pieces = [
+        run_stage(stage, index, table.slice(start, batch_size), on_error)
+        for start in range(0, table.num_rows, batch_size)
+    ]
     return pa.concat_tables(pieces)

@@ -36,8 +36,7 @@ def init_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, include_dashboard=False, log_to_driver=True,
-             configure_logging=False)
+    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
 
 
 def _source(recipe: Recipe) -> Source:
@@ -58,9 +57,10 @@ def _stage(recipe: Recipe, index: int) -> Stage:
 
 def read_batch(batch: pa.Table, recipe: Recipe) -> pa.Table:
     """Map: partition descriptors -> their rows as working batches."""
-    tables = [read_partition(_source(recipe), Partition(i, json.loads(spec)), recipe.on_error)
-              for i, spec in zip(batch.column("index").to_pylist(),
-                                 batch.column("spec").to_pylist())]
+    tables = [
+        read_partition(_source(recipe), Partition(i, json.loads(spec)), recipe.on_error)
+        for i, spec in zip(batch.column("index").to_pylist(), batch.column("spec").to_pylist())
+    ]
     return pa.concat_tables(tables)
 
 
@@ -104,13 +104,17 @@ class RayExecutor:
         recipe = plan.recipe
         items = [{"index": p.index, "spec": json.dumps(dict(p.spec))} for p in plan.partitions]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(read_batch, batch_size=1, batch_format="pyarrow",
-                            fn_kwargs={"recipe": recipe})
-        for index, spec in enumerate(recipe.stages):
+        ds = ds.map_batches(
+            read_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"recipe": recipe}
+        )
+        for index in range(len(recipe.stages)):
             ds = ds.map_batches(**_stage_map_args(recipe, index))
-        ds = ds.map_batches(write_batch, batch_size=None, batch_format="pyarrow",
-                            fn_kwargs={"staging": plan.staging,
-                                       "step_names": recipe.step_names})
+        ds = ds.map_batches(
+            write_batch,
+            batch_size=None,
+            batch_format="pyarrow",
+            fn_kwargs={"staging": plan.staging, "step_names": recipe.step_names},
+        )
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for text in batch.column("part").to_pylist():
                 yield json.loads(text)
@@ -122,16 +126,25 @@ def _stage_map_args(recipe: Recipe, index: int) -> dict[str, Any]:
     spec = recipe.stages[index]
     stage_cls = type(recipe.build_stage(index))
     res = spec.resources
-    args: dict[str, Any] = {"batch_size": res.batch_size, "batch_format": "pyarrow",
-                            "num_cpus": res.num_cpus}
+    args: dict[str, Any] = {
+        "batch_size": res.batch_size,
+        "batch_format": "pyarrow",
+        "num_cpus": res.num_cpus,
+    }
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus
     if stage_cls.stateful or res.num_gpus:
         size = res.concurrency
-        strategy = (ray.data.ActorPoolStrategy(size=size) if size
-                    else ray.data.ActorPoolStrategy(min_size=1, max_size=None))
-        args.update(fn=StageActor, compute=strategy,
-                    fn_constructor_kwargs={"recipe": recipe, "index": index})
+        strategy = (
+            ray.data.ActorPoolStrategy(size=size)
+            if size
+            else ray.data.ActorPoolStrategy(min_size=1, max_size=None)
+        )
+        args.update(
+            fn=StageActor,
+            compute=strategy,
+            fn_constructor_kwargs={"recipe": recipe, "index": index},
+        )
     else:
         args.update(fn=stage_batch, fn_kwargs={"recipe": recipe, "index": index})
     return args

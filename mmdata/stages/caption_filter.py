@@ -81,8 +81,13 @@ class CaptionFilter(Stage):
                 "_caption_rejects": pa.array(rejects_lists, pa.list_(CAPTION_REJECT)),
             },
         )
-        return mark(table, pa.array(empty_rows), STATUS_REJECTED, "no_caption_left",
-                    pa.array(["every caption was dropped"] * table.num_rows))
+        return mark(
+            table,
+            pa.array(empty_rows),
+            STATUS_REJECTED,
+            "no_caption_left",
+            pa.array(["every caption was dropped"] * table.num_rows),
+        )
 
     def _split(self, captions: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
         kept, dropped = [], []
@@ -92,7 +97,13 @@ class CaptionFilter(Stage):
             if verdict is None:
                 kept.append({**caption, "text": text})
             else:
-                dropped.append({"stage": None, "caption_id": caption.get("caption_id"),
-                                "text": caption.get("text"), "reason": verdict[0],
-                                "detail": verdict[1]})
+                dropped.append(
+                    {
+                        "stage": None,
+                        "caption_id": caption.get("caption_id"),
+                        "text": caption.get("text"),
+                        "reason": verdict[0],
+                        "detail": verdict[1],
+                    }
+                )
         return kept, dropped

@@ -45,11 +45,17 @@ class ImageSizeFilter(Filter):
         size = format_detail("{w}x{h} px", w=width, h=height)
         if self.min_side_px:
             too_small = pc.less(shorter, self.min_side_px)
-            masks["too_small"] = (too_small, pc.binary_join_element_wise(
-                size, f" < min_side_px {self.min_side_px}", ""))
+            masks["too_small"] = (
+                too_small,
+                pc.binary_join_element_wise(size, f" < min_side_px {self.min_side_px}", ""),
+            )
         if self.max_aspect_ratio:
             ratio = pc.divide(pc.cast(longer, pa.float64()), pc.cast(shorter, pa.float64()))
             elongated = pc.greater(ratio, self.max_aspect_ratio)
-            masks["aspect_ratio"] = (elongated, pc.binary_join_element_wise(
-                size, f" > max_aspect_ratio {self.max_aspect_ratio}", ""))
+            masks["aspect_ratio"] = (
+                elongated,
+                pc.binary_join_element_wise(
+                    size, f" > max_aspect_ratio {self.max_aspect_ratio}", ""
+                ),
+            )
         return masks

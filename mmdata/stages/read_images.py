@@ -35,13 +35,19 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.width * image.height > max_pixels:
-                raise ImageError("too_many_pixels",
-                                 f"{image.width}x{image.height} > max_pixels {max_pixels}")
+                raise ImageError(
+                    "too_many_pixels", f"{image.width}x{image.height} > max_pixels {max_pixels}"
+                )
             image.load()
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
     return image
 
@@ -57,8 +63,9 @@ class ReadImages(Stage):
     reads = ("path",)
     writes = ("image_bytes", "width_px", "height_px", "format", "sha256")
 
-    def __init__(self, *, keep_bytes: bool = True, max_pixels: int = 89_478_485,
-                 check_size: bool = True) -> None:
+    def __init__(
+        self, *, keep_bytes: bool = True, max_pixels: int = 89_478_485, check_size: bool = True
+    ) -> None:
         """Args:
         keep_bytes: store the encoded file in ``image_bytes``.
         max_pixels: refuse images with more pixels (Pillow's bomb limit by default).
@@ -69,8 +76,9 @@ class ReadImages(Stage):
         self.keep_bytes, self.max_pixels, self.check_size = keep_bytes, max_pixels, check_size
 
     def process(self, table: pa.Table) -> pa.Table:
-        out: dict[str, list] = {k: [] for k in ("image_bytes", "width_px", "height_px",
-                                                "format", "sha256")}
+        out: dict[str, list] = {
+            k: [] for k in ("image_bytes", "width_px", "height_px", "format", "sha256")
+        }
         errors: dict[int, tuple[str, str]] = {}
         rows = table.select(["path", "width_px", "height_px"]).to_pylist()
         for i, row in enumerate(rows):
@@ -78,12 +86,18 @@ class ReadImages(Stage):
                 values = self._read_one(row)
             except ImageError as exc:
                 errors[i] = (exc.reason, f"{row['path']}: {exc}")
-                values = {"image_bytes": None, "width_px": row["width_px"],
-                          "height_px": row["height_px"], "format": None, "sha256": None}
+                values = {
+                    "image_bytes": None,
+                    "width_px": row["width_px"],
+                    "height_px": row["height_px"],
+                    "format": None,
+                    "sha256": None,
+                }
             for key, value in values.items():
                 out[key].append(value)
-        table = set_columns(table, {k: pa.array(v, WORK_SCHEMA.field(k).type)
-                                    for k, v in out.items()})
+        table = set_columns(
+            table, {k: pa.array(v, WORK_SCHEMA.field(k).type) for k, v in out.items()}
+        )
         for reason in sorted({r for r, _ in errors.values()}):
             mask = [i in errors and errors[i][0] == reason for i in range(table.num_rows)]
             detail = [errors[i][1] if i in errors else None for i in range(table.num_rows)]
@@ -102,8 +116,15 @@ class ReadImages(Stage):
         image = decode(data, self.max_pixels)
         expected = (row["width_px"], row["height_px"])
         if self.check_size and None not in expected and expected != image.size:
-            raise ImageError("size_mismatch", f"file is {image.width}x{image.height}, "
-                             f"annotation says {expected[0]}x{expected[1]}")
-        return {"image_bytes": data if self.keep_bytes else None, "width_px": image.width,
-                "height_px": image.height, "format": (image.format or "").lower() or None,
-                "sha256": hashlib.sha256(data).hexdigest()}
+            raise ImageError(
+                "size_mismatch",
+                f"file is {image.width}x{image.height}, "
+                f"annotation says {expected[0]}x{expected[1]}",
+            )
+        return {
+            "image_bytes": data if self.keep_bytes else None,
+            "width_px": image.width,
+            "height_px": image.height,
+            "format": (image.format or "").lower() or None,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
