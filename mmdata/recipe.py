@@ -129,7 +129,7 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
     try:
         data = yaml.safe_load(expanded)
     except yaml.YAMLError as exc:
-        raise RecipeError(where, [f"not valid YAML: {exc}"]) from None
+        raise RecipeError(where, [*problems, f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise RecipeError(where, ["a recipe is a mapping with keys " + ", ".join(REQUIRED_KEYS)])
     problems += _check_top(data)

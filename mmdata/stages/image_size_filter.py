@@ -35,9 +35,9 @@ class ImageSizeFilter(Filter):
 
     def drop_masks(self, table: pa.Table) -> Mapping[str, pa.Array | tuple[pa.Array, pa.Array]]:
         width, height = table.column("width_px"), table.column("height_px")
-        unknown = pc.or_(
-            pc.or_(pc.is_null(width), pc.is_null(height)),
-            pc.or_(pc.less_equal(width, 0), pc.less_equal(height, 0)),
+        unknown = pc.or_kleene(
+            pc.or_kleene(pc.is_null(width), pc.is_null(height)),
+            pc.or_kleene(pc.less_equal(width, 0), pc.less_equal(height, 0)),
         )
         shorter = pc.min_element_wise(width, height)
         longer = pc.max_element_wise(width, height)

@@ -1,0 +1,60 @@
+"""Shared fixtures: one Ray session, the generated demo corpus, recipe writing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmdata import demo
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset's dependency phones home
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+# Ray workers and CLI subprocesses inherit the environment: let them import tests.*
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for every test marked ``ray`` (starting one costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The demo's generated COCO-format corpus (64 images, 6 broken on purpose)."""
+    return demo.generate(tmp_path_factory.mktemp("demo") / "data", num_images=64)
+
+
+def demo_recipe(demo_data: dict[str, str], out: Path, **overrides) -> dict:
+    """The demo recipe as a dict, writing under ``out``."""
+    recipe = {
+        "name": "demo",
+        "source": {"coco": {"captions": demo_data["captions"],
+                            "instances": demo_data["instances"],
+                            "images": demo_data["images"], "split": "train"}},
+        "stages": [{"read_images": {"keep_bytes": True}},
+                   {"image_size_filter": {"min_side_px": 64, "max_aspect_ratio": 4.0}},
+                   {"caption_filter": {"min_words": 3, "max_words": 40}}],
+        "output": str(out / "corpus"),
+        "catalog": str(out / "catalog.duckdb"),
+        "on_error": "record",
+        "shard_rows": 16,
+    }
+    recipe.update(overrides)
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path

@@ -1,0 +1,40 @@
+"""Stages that tests load through a recipe's ``imports`` (as a user's plugin would)."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+
+from mmdata.registry import STAGES
+from mmdata.stage import Stage
+
+
+@STAGES.register("test_needs_phash")
+class NeedsPhash(Stage):
+    """Reads a column that no built-in source provides."""
+
+    reads = ("phash",)
+
+    def process(self, table: pa.Table) -> pa.Table:
+        return table
+
+
+@STAGES.register("test_sleep")
+class Sleep(Stage):
+    """Sleeps per batch, so a crash test can kill a run in the middle."""
+
+    def __init__(self, *, seconds: float = 0.1) -> None:
+        self.seconds = seconds
+
+    def process(self, table: pa.Table) -> pa.Table:
+        time.sleep(self.seconds)
+        return table
+
+
+@STAGES.register("test_explode")
+class Explode(Stage):
+    """Raises on every batch: for the on_error policy."""
+
+    def process(self, table: pa.Table) -> pa.Table:
+        raise RuntimeError("boom")

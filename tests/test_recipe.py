@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from mmdata import recipe as recipes
+from tests.conftest import demo_recipe, write_recipe
+
+
+def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
+    from mmdata.cli import demo_recipe_path
+
+    text = demo_recipe_path().read_text()
+    demo_dir = Path(demo_data["captions"]).parent.parent
+    recipe = recipes.parse(text, "demo.yaml", tmp_path, {"DEMO_DIR": str(demo_dir)})
+    assert recipe.step_names == ["coco", "read_images", "image_size_filter", "caption_filter"]
+    assert recipe.output == str(demo_dir / "corpus")
+    assert recipe.shard_rows == 16
+
+
+def test_relative_paths_resolve_against_the_recipe_folder(demo_data, tmp_path):
+    recipe = write_recipe(tmp_path / "r" / "recipe.yaml",
+                          demo_recipe(demo_data, tmp_path, output="out", catalog="c.duckdb"))
+    loaded = recipes.load(recipe)
+    assert loaded.output == str(tmp_path / "r" / "out")
+    assert loaded.catalog == str(tmp_path / "r" / "c.duckdb")
+
+
+def _problems(tmp_path, recipe: dict) -> list[str]:
+    with pytest.raises(recipes.RecipeError) as info:
+        recipes.load(write_recipe(tmp_path / "recipe.yaml", recipe))
+    return info.value.problems
+
+
+def test_every_error_is_reported_at_once(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path, on_error="ignore", shard_rows=0, colour="red")
+    recipe["stages"] = [{"read_imagez": {}}, {"image_size_filter": {"min_side": 64}},
+                        {"caption_filter": {"min_words": "three"}}]
+    problems = "\n".join(_problems(tmp_path, recipe))
+    assert "unknown key 'colour'" in problems
+    assert "on_error must be one of ['raise', 'record']" in problems
+    assert "shard_rows must be a positive integer" in problems
+    assert "unknown stage 'read_imagez'; registered stages: caption_filter" in problems
+    assert "unknown argument 'min_side'" in problems and "min_side_px: int = 0" in problems
+    assert "'min_words' must be an integer" in problems
+
+
+def test_a_column_no_earlier_step_provides(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path, imports=["tests.plugin_stages"])
+    recipe["stages"] = [{"test_needs_phash": {}}]
+    (problem,) = _problems(tmp_path, recipe)
+    assert "test_needs_phash reads ['phash']" in problem
+    assert "available: ['captions'" in problem
+
+
+def test_missing_input_file_and_bad_values(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path)
+    recipe["source"]["coco"]["captions"] = str(tmp_path / "nope.json")
+    recipe["stages"] = [{"image_size_filter": {"max_aspect_ratio": 0.5}}]
+    problems = "\n".join(_problems(tmp_path, recipe))
+    assert f"{tmp_path / 'nope.json'}, which does not exist" in problems
+    assert "max_aspect_ratio must be >= 1" in problems
+
+
+def test_names_cannot_traverse_paths(demo_data, tmp_path):
+    problems = _problems(tmp_path, demo_recipe(demo_data, tmp_path, name="../evil"))
+    assert any("name '../evil'" in p for p in problems)
+
+
+def test_undefined_variable_and_bad_yaml(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nsource:\n  coco:\n    captions: ${NOPE_NOT_SET}/c.json\n"
+                    "output: o\ncatalog: c\n")
+    with pytest.raises(recipes.RecipeError, match=r"undefined variable \$\{NOPE_NOT_SET\}"):
+        recipes.load(path)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(recipes.RecipeError, match="not valid YAML"):
+        recipes.load(path)
+    with pytest.raises(recipes.RecipeError, match="cannot read recipe"):
+        recipes.load(tmp_path / "missing.yaml")
+
+
+def test_content_hash_follows_what_decides_the_rows(demo_data, tmp_path):
+    a = recipes.load(write_recipe(tmp_path / "a.yaml", demo_recipe(demo_data, tmp_path)))
+    b = recipes.load(write_recipe(tmp_path / "b.yaml", demo_recipe(demo_data, tmp_path)))
+    c = recipes.load(write_recipe(tmp_path / "c.yaml",
+                                  demo_recipe(demo_data, tmp_path, shard_rows=8)))
+    assert a.content_hash == b.content_hash != c.content_hash

@@ -1,0 +1,153 @@
+"""The spine end to end: demo recipe on both executors, resume, on_error policies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmdata import recipe as recipes
+from mmdata.catalog import Catalog
+from mmdata.executors.base import StageError
+from mmdata.run import run_recipe
+from tests.conftest import demo_recipe, write_recipe
+
+INPUT_ROWS = 64
+KEPT_ROWS = 59  # 6 broken rows, one of which only loses a caption
+
+
+def _run(demo_data, out: Path, executor: str = "local", **overrides):
+    path = write_recipe(out / "recipe.yaml", demo_recipe(demo_data, out, **overrides))
+    recipe = recipes.load(path)
+    return recipe, run_recipe(recipe, executor, progress=False)
+
+
+def catalog_contents(catalog: Catalog) -> dict:
+    """Everything a user can see through SQL, minus run-specific ids and times."""
+    queries = {
+        "images": "SELECT image_id, split, path, width_px, height_px, format, sha256, "
+                  "len(captions), gold FROM images ORDER BY image_id",
+        "captions": "SELECT image_id, caption_id, text FROM captions ORDER BY caption_id",
+        "rejects": "SELECT * FROM rejects ORDER BY image_id, caption_id",
+        "shards": "SELECT kind, shard_index, path, rows, bytes, sha256, input_rows FROM shards "
+                  "ORDER BY kind, shard_index",
+        "stats": "SELECT step_index, stage, rows_in, rows_out FROM stage_summary",
+        "drops": "SELECT step_index, unit, reason, rows FROM drops_summary ORDER BY ALL",
+    }
+    return {name: catalog.query(q)[1] for name, q in queries.items()}
+
+
+def assert_every_row_once(catalog: Catalog) -> None:
+    kept = catalog.query("SELECT image_id FROM images")[1]
+    rejected = catalog.query("SELECT image_id FROM rejects WHERE caption_id IS NULL")[1]
+    ids = sorted(r[0] for r in kept + rejected)
+    assert ids == sorted(f"coco:{i}" for i in range(1, INPUT_ROWS + 1))
+
+
+def test_local_run_counts_and_rejects(demo_data, tmp_path):
+    recipe, result = _run(demo_data, tmp_path)
+    assert (result.shards_total, result.shards_written) == (4, 4)
+    catalog = Catalog(recipe.catalog)
+    assert_every_row_once(catalog)
+    assert catalog.query("SELECT count(*) FROM images")[1] == [(KEPT_ROWS,)]
+    reasons = dict(catalog.query("SELECT reason, count(*) FROM rejects GROUP BY reason")[1])
+    assert reasons == {"image_decode_error": 1, "file_not_found": 1, "too_small": 1,
+                       "aspect_ratio": 1, "no_caption_left": 1, "too_few_words": 2,
+                       "empty_caption": 2}
+    stats = catalog.query("SELECT stage, rows_in, rows_out FROM stage_summary")[1]
+    assert stats == [("coco", 64, 64), ("read_images", 64, 62), ("image_size_filter", 62, 60),
+                     ("caption_filter", 60, 59)]
+    assert not (Path(recipe.output) / "_staging").exists()
+    # captions view: one row per kept caption; gold boxes came along
+    n_captions = catalog.query("SELECT sum(len(captions)) FROM images")[1][0][0]
+    assert catalog.query("SELECT count(*) FROM captions")[1] == [(n_captions,)]
+    assert catalog.query("SELECT count(*) FROM images WHERE len(gold.objects) = 0")[1] == [(0,)]
+
+
+def test_rerun_of_a_finished_recipe_writes_nothing(demo_data, tmp_path):
+    recipe, _ = _run(demo_data, tmp_path)
+    before = catalog_contents(Catalog(recipe.catalog))
+    _, again = _run(demo_data, tmp_path)
+    assert (again.shards_skipped, again.shards_written) == (4, 0)
+    assert catalog_contents(Catalog(recipe.catalog)) == before
+
+
+def test_on_error_raise_names_the_file(demo_data, tmp_path):
+    with pytest.raises(StageError, match=r"read_images: image coco:7 \(.*000000000007.jpg\): "
+                                         r"image_decode_error"):
+        _run(demo_data, tmp_path, on_error="raise")
+    runs = Catalog(tmp_path / "catalog.duckdb").query("SELECT status, error FROM runs")[1]
+    assert runs[0][0] == "failed" and "coco:7" in runs[0][1]
+
+
+def test_a_stage_exception_becomes_rejects_with_record(demo_data, tmp_path):
+    recipe, _ = _run(demo_data, tmp_path, imports=["tests.plugin_stages"],
+                     stages=[{"test_explode": {}}])
+    catalog = Catalog(recipe.catalog)
+    assert catalog.query("SELECT count(*) FROM images")[1] == [(0,)]
+    rows = catalog.query("SELECT DISTINCT stage, reason, detail FROM rejects")[1]
+    assert rows == [("test_explode", "stage_exception", "RuntimeError: boom")]
+
+
+@pytest.mark.ray
+def test_ray_and_local_give_the_same_catalog(demo_data, tmp_path, ray_session):
+    # Same input files and output paths, two catalogs: everything must match.
+    local_recipe, _ = _run(demo_data, tmp_path / "a")
+    local = catalog_contents(Catalog(local_recipe.catalog))
+    os.rename(tmp_path / "a", tmp_path / "a_local")
+    ray_recipe, result = _run(demo_data, tmp_path / "a", executor="ray")
+    assert result.shards_written == 4
+    assert catalog_contents(Catalog(ray_recipe.catalog)) == local
+
+
+@pytest.mark.ray
+def test_ray_with_small_batches_reassembles_shards(demo_data, tmp_path, ray_session):
+    stages = demo_recipe(demo_data, tmp_path)["stages"]
+    stages[0]["read_images"]["resources"] = {"batch_size": 5}
+    local_recipe, _ = _run(demo_data, tmp_path / "a", stages=stages)
+    local = catalog_contents(Catalog(local_recipe.catalog))
+    os.rename(tmp_path / "a", tmp_path / "a_local")
+    ray_recipe, _ = _run(demo_data, tmp_path / "a", executor="ray", stages=stages)
+    assert catalog_contents(Catalog(ray_recipe.catalog)) == local
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "mmdata.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("point", ["after_commit", "before_commit"])
+def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    crashed = _cli("run", str(path), "--executor", "local", "-q",
+                   env_extra={"MMDATA_FAULT": f"{point}:2"})
+    assert crashed.returncode == -9, crashed.stderr  # SIGKILL, like an OOM kill
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    committed = 2 if point == "after_commit" else 1
+    assert catalog.query("SELECT count(*) FROM shards WHERE kind = 'data'")[1] == [(committed,)]
+    if point == "before_commit":  # shard 1 was renamed into place but never listed
+        assert (tmp_path / "corpus" / "data" / "shard-00001.parquet").exists()
+    resumed = _cli("run", str(path), "--executor", "local", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({4 - committed} written now, {committed} already done)" in resumed.stdout
+    assert_every_row_once(catalog)
+    assert catalog.query("SELECT sum(rows_in) FROM stage_stats WHERE step_index = -1")[1] == [
+        (INPUT_ROWS,)]
+    runs = catalog.query("SELECT status FROM runs ORDER BY run_id")[1]
+    assert runs == [("interrupted",), ("finished",)]
+
+
+@pytest.mark.ray
+def test_crash_of_the_ray_driver_then_resume(demo_data, tmp_path, ray_session):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    crashed = _cli("run", str(path), "--executor", "ray", "-q",
+                   env_extra={"MMDATA_FAULT": "after_commit:3"})
+    assert crashed.returncode == -9, crashed.stderr
+    resumed = _cli("run", str(path), "--executor", "ray", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(1 written now, 3 already done)" in resumed.stdout
+    assert_every_row_once(Catalog(tmp_path / "catalog.duckdb"))
