@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ DEFAULT_CATALOG_ENV = "MMDATA_CATALOG"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mmdata`` console script; returns the exit status."""
+    if hasattr(signal, "SIGPIPE"):  # `mmdata sql ... | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,9 +117,17 @@ def test_ray_with_small_batches_reassembles_shards(demo_data, tmp_path, ray_sess
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI in its own process group, and reap the group afterwards: a killed
+    Ray driver leaves its embedded cluster's agents behind, as a real crash would."""
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mmdata.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "mmdata.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("point", ["after_commit", "before_commit"])

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from mmdata.cli import main
+from tests.conftest import demo_recipe, write_recipe
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory, ray_session):
+    """`mmdata demo` as the README runs it (Ray executor), once for this module."""
+    out = tmp_path_factory.mktemp("cli") / "mmdata-demo"
+    assert main(["demo", "--out", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.mark.ray
+def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
+    assert (demo_out / "catalog.duckdb").exists()
+    assert sorted(p.name for p in (demo_out / "corpus" / "data").iterdir()) == [
+        f"shard-{i:05d}.parquet" for i in range(4)]
+    recipe = (demo_out / "recipe.yaml").read_text()
+    assert "${" not in recipe and f"output: {demo_out}/corpus" in recipe
+    capsys.readouterr()
+    assert main(["run", str(demo_out / "recipe.yaml"), "-q"]) == 0  # done: adds nothing
+    assert "(0 written now, 4 already done)" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_sql_formats(demo_out, capsys):
+    catalog = str(demo_out / "catalog.duckdb")
+    query = "SELECT image_id, width_px FROM images ORDER BY image_id LIMIT 2"
+    assert main(["sql", query, "--catalog", catalog]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["image_id", "width_px"] and table[-1] == "(2 rows)"
+    assert main(["sql", query, "--catalog", catalog, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "image_id,width_px" and lines[1].startswith("coco:1,")
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["image_id"] == "coco:1" and isinstance(rows[0]["width_px"], int)
+
+
+@pytest.mark.ray
+def test_sql_refuses_writes_and_bad_queries(demo_out, capsys):
+    catalog = str(demo_out / "catalog.duckdb")
+    assert main(["sql", "DELETE FROM shards", "--catalog", catalog]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert main(["sql", "SELECT nope FROM images", "--catalog", catalog]) == 2
+    assert "query failed" in capsys.readouterr().err
+
+
+def test_validate_reports_ok_and_errors(demo_data, tmp_path, capsys):
+    good = write_recipe(tmp_path / "good.yaml", demo_recipe(demo_data, tmp_path))
+    assert main(["validate", str(good)]) == 0
+    assert "ok: corpus 'demo': coco -> read_images" in capsys.readouterr().out
+    recipe = demo_recipe(demo_data, tmp_path)
+    recipe["stages"] = [{"caption_filterr": {}}]
+    bad = write_recipe(tmp_path / "bad.yaml", recipe)
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml: 1 problem(s)" in err and "unknown stage 'caption_filterr'" in err
+    assert main(["run", str(bad), "--executor", "local"]) == 2
+    assert "mmdata run: error:" in capsys.readouterr().err
+
+
+def test_run_on_a_json_that_is_not_coco(demo_data, tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    recipe = demo_recipe(demo_data, tmp_path)
+    recipe["source"]["coco"]["captions"] = str(other)
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 2
+    assert "other.json: top level lacks key(s) ['images', 'annotations']" in \
+        capsys.readouterr().err
+
+
+def test_stages_lists_sources_stages_and_arguments(capsys):
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    for text in ("sources:", "  coco:", "captions: InputPath", "stages:",
+                 "  image_size_filter:", "min_side_px: int = 0", "reads:  width_px, height_px"):
+        assert text in out
