@@ -134,7 +134,10 @@ def _check_scalar(value: Any, annotation: Any, base_dir: Path | None) -> Any:
 
 
 def resolve_path(value: str, base_dir: Path | None) -> str:
-    """Absolute form of a path; URIs (``s3://``, ``http://``) stay as they are."""
+    """Absolute form of a path; ``file://`` becomes a plain path; other URIs (``s3://``,
+    ``http://``) stay as they are."""
+    if value.startswith("file://"):
+        value = value[len("file://") :]
     if "://" in value:
         return value
     path = Path(value).expanduser()

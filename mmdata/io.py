@@ -22,11 +22,15 @@ def _filesystem_for(root: str) -> pafs.FileSystem:
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and in-filesystem path of a local path or a URI."""
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
     scheme, _, rest = uri.partition("://")
     fs = _filesystem_for(f"{scheme}://{rest.split('/', 1)[0]}")
-    return fs, pafs.FileSystem.from_uri(uri)[1]
+    # Bucket stores address objects as "bucket/key"; others need pyarrow's own parse.
+    path = rest if scheme in ("s3", "gs", "gcs") else pafs.FileSystem.from_uri(uri)[1]
+    return fs, path
 
 
 def join(base: str, *parts: str) -> str:

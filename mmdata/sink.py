@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mmdata import io
 from mmdata.batch import ok_mask, public
 from mmdata.executors.base import seconds_column
-from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_REJECTED, with_version
+from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_REJECTED, validate, with_version
 
 SOURCE_INDEX = -1
 
@@ -62,6 +62,7 @@ def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[di
 
 def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str]) -> dict:
     kept = rows.filter(ok_mask(rows))
+    validate(public(kept))  # a stage that broke the schema fails here, before any write
     rejects, reject_order = reject_rows(rows, step_names)
     token = uuid.uuid4().hex[:12]
     part = {

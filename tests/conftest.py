@@ -15,7 +15,8 @@ DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
 # Ray workers and CLI subprocesses inherit the environment: let them import tests.*
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +40,19 @@ def demo_recipe(demo_data: dict[str, str], out: Path, **overrides) -> dict:
     """The demo recipe as a dict, writing under ``out``."""
     recipe = {
         "name": "demo",
-        "source": {"coco": {"captions": demo_data["captions"],
-                            "instances": demo_data["instances"],
-                            "images": demo_data["images"], "split": "train"}},
-        "stages": [{"read_images": {"keep_bytes": True}},
-                   {"image_size_filter": {"min_side_px": 64, "max_aspect_ratio": 4.0}},
-                   {"caption_filter": {"min_words": 3, "max_words": 40}}],
+        "source": {
+            "coco": {
+                "captions": demo_data["captions"],
+                "instances": demo_data["instances"],
+                "images": demo_data["images"],
+                "split": "train",
+            }
+        },
+        "stages": [
+            {"read_images": {"keep_bytes": True}},
+            {"image_size_filter": {"min_side_px": 64, "max_aspect_ratio": 4.0}},
+            {"caption_filter": {"min_words": 3, "max_words": 40}},
+        ],
         "output": str(out / "corpus"),
         "catalog": str(out / "catalog.duckdb"),
         "on_error": "record",

@@ -7,7 +7,7 @@ import time
 import pyarrow as pa
 
 from mmdata.registry import STAGES
-from mmdata.stage import Stage
+from mmdata.stage import Filter, Stage
 
 
 @STAGES.register("test_needs_phash")
@@ -38,3 +38,24 @@ class Explode(Stage):
 
     def process(self, table: pa.Table) -> pa.Table:
         raise RuntimeError("boom")
+
+
+@STAGES.register("test_blocklist")
+class Blocklist(Filter):
+    """Stateful: loads a list of image ids in setup() (so Ray runs it in an actor pool)."""
+
+    stateful = True
+
+    def __init__(self, *, ids_file: str) -> None:
+        self.ids_file = ids_file
+        self.ids: set[str] | None = None
+
+    def setup(self) -> None:
+        with open(self.ids_file) as handle:
+            self.ids = {line.strip() for line in handle if line.strip()}
+
+    def drop_masks(self, table: pa.Table) -> dict:
+        assert self.ids is not None, "setup() was not called"
+        return {
+            "blocklisted": pa.array([i in self.ids for i in table.column("image_id").to_pylist()])
+        }

@@ -6,9 +6,17 @@ from mmdata.args import InputPath, check_args
 
 
 class Example:
-    def __init__(self, *, size: int, ratio: float = 1.0, name: str | None = None,
-                 files: list[str] | None = None, src: InputPath | None = None,
-                 out: Path | None = None, flag: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        size: int,
+        ratio: float = 1.0,
+        name: str | None = None,
+        files: list[str] | None = None,
+        src: InputPath | None = None,
+        out: Path | None = None,
+        flag: bool = False,
+    ) -> None:
         pass
 
 
@@ -27,12 +35,18 @@ def test_uris_are_left_alone(tmp_path):
 
 def test_every_problem_is_listed_with_the_accepted_arguments(tmp_path):
     with pytest.raises(ValueError) as info:
-        check_args(Example, {"ratio": "big", "colour": 1, "flag": "yes",
-                             "src": "nope.json"}, tmp_path)
+        check_args(
+            Example, {"ratio": "big", "colour": 1, "flag": "yes", "src": "nope.json"}, tmp_path
+        )
     message = str(info.value)
-    for part in ("missing required argument 'size'", "unknown argument 'colour'",
-                 "'ratio' must be a number", "'flag' must be true or false",
-                 "nope.json, which does not exist", "accepted: size: int"):
+    for part in (
+        "missing required argument 'size'",
+        "unknown argument 'colour'",
+        "'ratio' must be a number",
+        "'flag' must be true or false",
+        "nope.json, which does not exist",
+        "accepted: size: int",
+    ):
         assert part in message
 
 

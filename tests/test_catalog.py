@@ -23,7 +23,9 @@ def test_recipe_change_is_refused_and_stale_runs_are_marked(tmp_path):
     catalog.begin_run("c1", "text", "h1", "out", "local")
     catalog.begin_run("c1", "text", "h1", "out", "ray")
     assert catalog.query("SELECT status FROM runs ORDER BY run_id")[1] == [
-        ("interrupted",), ("running",)]
+        ("interrupted",),
+        ("running",),
+    ]
     with pytest.raises(CatalogError, match="different recipe"):
         catalog.begin_run("c1", "text", "h2", "out", "local")
 

@@ -18,7 +18,8 @@ def demo_out(tmp_path_factory, ray_session):
 def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
     assert (demo_out / "catalog.duckdb").exists()
     assert sorted(p.name for p in (demo_out / "corpus" / "data").iterdir()) == [
-        f"shard-{i:05d}.parquet" for i in range(4)]
+        f"shard-{i:05d}.parquet" for i in range(4)
+    ]
     recipe = (demo_out / "recipe.yaml").read_text()
     assert "${" not in recipe and f"output: {demo_out}/corpus" in recipe
     capsys.readouterr()
@@ -71,13 +72,19 @@ def test_run_on_a_json_that_is_not_coco(demo_data, tmp_path, capsys):
     recipe["source"]["coco"]["captions"] = str(other)
     path = write_recipe(tmp_path / "r.yaml", recipe)
     assert main(["run", str(path), "--executor", "local", "-q"]) == 2
-    assert "other.json: top level lacks key(s) ['images', 'annotations']" in \
-        capsys.readouterr().err
+    assert "other.json: top level lacks key(s) ['images', 'annotations']" in capsys.readouterr().err
 
 
 def test_stages_lists_sources_stages_and_arguments(capsys):
     assert main(["stages"]) == 0
     out = capsys.readouterr().out
-    for text in ("sources:", "  coco:", "captions: InputPath", "stages:",
-                 "  image_size_filter:", "min_side_px: int = 0", "reads:  width_px, height_px"):
+    for text in (
+        "sources:",
+        "  coco:",
+        "captions: InputPath",
+        "stages:",
+        "  image_size_filter:",
+        "min_side_px: int = 0",
+        "reads:  width_px, height_px",
+    ):
         assert text in out

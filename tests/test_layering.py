@@ -25,8 +25,11 @@ def test_mmdata_never_imports_annotation_or_train():
     for path in _files("mmdata"):
         if "train" in path.relative_to(ROOT / "mmdata").parts:
             continue
-        bad = {n for n in _imports(path) if n.split(".")[0] == "annotation"
-               or n.startswith("mmdata.train")}
+        bad = {
+            n
+            for n in _imports(path)
+            if n.split(".")[0] == "annotation" or n.startswith("mmdata.train")
+        }
         assert not bad, f"{path} imports {bad}"
 
 
@@ -38,6 +41,9 @@ def test_only_executors_import_ray():
 
 
 def test_only_the_catalog_imports_duckdb():
-    users = {p.relative_to(ROOT).as_posix() for p in _files("mmdata") + _files("annotation")
-             if any(n.split(".")[0] == "duckdb" for n in _imports(p))}
+    users = {
+        p.relative_to(ROOT).as_posix()
+        for p in _files("mmdata") + _files("annotation")
+        if any(n.split(".")[0] == "duckdb" for n in _imports(p))
+    }
     assert users <= {"mmdata/catalog.py"}

@@ -18,8 +18,10 @@ def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
 
 
 def test_relative_paths_resolve_against_the_recipe_folder(demo_data, tmp_path):
-    recipe = write_recipe(tmp_path / "r" / "recipe.yaml",
-                          demo_recipe(demo_data, tmp_path, output="out", catalog="c.duckdb"))
+    recipe = write_recipe(
+        tmp_path / "r" / "recipe.yaml",
+        demo_recipe(demo_data, tmp_path, output="out", catalog="c.duckdb"),
+    )
     loaded = recipes.load(recipe)
     assert loaded.output == str(tmp_path / "r" / "out")
     assert loaded.catalog == str(tmp_path / "r" / "c.duckdb")
@@ -33,8 +35,11 @@ def _problems(tmp_path, recipe: dict) -> list[str]:
 
 def test_every_error_is_reported_at_once(demo_data, tmp_path):
     recipe = demo_recipe(demo_data, tmp_path, on_error="ignore", shard_rows=0, colour="red")
-    recipe["stages"] = [{"read_imagez": {}}, {"image_size_filter": {"min_side": 64}},
-                        {"caption_filter": {"min_words": "three"}}]
+    recipe["stages"] = [
+        {"read_imagez": {}},
+        {"image_size_filter": {"min_side": 64}},
+        {"caption_filter": {"min_words": "three"}},
+    ]
     problems = "\n".join(_problems(tmp_path, recipe))
     assert "unknown key 'colour'" in problems
     assert "on_error must be one of ['raise', 'record']" in problems
@@ -68,8 +73,9 @@ def test_names_cannot_traverse_paths(demo_data, tmp_path):
 
 def test_undefined_variable_and_bad_yaml(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("name: x\nsource:\n  coco:\n    captions: ${NOPE_NOT_SET}/c.json\n"
-                    "output: o\ncatalog: c\n")
+    path.write_text(
+        "name: x\nsource:\n  coco:\n    captions: ${NOPE_NOT_SET}/c.json\noutput: o\ncatalog: c\n"
+    )
     with pytest.raises(recipes.RecipeError, match=r"undefined variable \$\{NOPE_NOT_SET\}"):
         recipes.load(path)
     path.write_text("name: [unclosed\n")
@@ -82,6 +88,7 @@ def test_undefined_variable_and_bad_yaml(tmp_path):
 def test_content_hash_follows_what_decides_the_rows(demo_data, tmp_path):
     a = recipes.load(write_recipe(tmp_path / "a.yaml", demo_recipe(demo_data, tmp_path)))
     b = recipes.load(write_recipe(tmp_path / "b.yaml", demo_recipe(demo_data, tmp_path)))
-    c = recipes.load(write_recipe(tmp_path / "c.yaml",
-                                  demo_recipe(demo_data, tmp_path, shard_rows=8)))
+    c = recipes.load(
+        write_recipe(tmp_path / "c.yaml", demo_recipe(demo_data, tmp_path, shard_rows=8))
+    )
     assert a.content_hash == b.content_hash != c.content_hash

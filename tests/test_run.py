@@ -31,11 +31,11 @@ def catalog_contents(catalog: Catalog) -> dict:
     """Everything a user can see through SQL, minus run-specific ids and times."""
     queries = {
         "images": "SELECT image_id, split, path, width_px, height_px, format, sha256, "
-                  "len(captions), gold FROM images ORDER BY image_id",
+        "len(captions), gold FROM images ORDER BY image_id",
         "captions": "SELECT image_id, caption_id, text FROM captions ORDER BY caption_id",
         "rejects": "SELECT * FROM rejects ORDER BY image_id, caption_id",
         "shards": "SELECT kind, shard_index, path, rows, bytes, sha256, input_rows FROM shards "
-                  "ORDER BY kind, shard_index",
+        "ORDER BY kind, shard_index",
         "stats": "SELECT step_index, stage, rows_in, rows_out FROM stage_summary",
         "drops": "SELECT step_index, unit, reason, rows FROM drops_summary ORDER BY ALL",
     }
@@ -56,12 +56,22 @@ def test_local_run_counts_and_rejects(demo_data, tmp_path):
     assert_every_row_once(catalog)
     assert catalog.query("SELECT count(*) FROM images")[1] == [(KEPT_ROWS,)]
     reasons = dict(catalog.query("SELECT reason, count(*) FROM rejects GROUP BY reason")[1])
-    assert reasons == {"image_decode_error": 1, "file_not_found": 1, "too_small": 1,
-                       "aspect_ratio": 1, "no_caption_left": 1, "too_few_words": 2,
-                       "empty_caption": 2}
+    assert reasons == {
+        "image_decode_error": 1,
+        "file_not_found": 1,
+        "too_small": 1,
+        "aspect_ratio": 1,
+        "no_caption_left": 1,
+        "too_few_words": 2,
+        "empty_caption": 2,
+    }
     stats = catalog.query("SELECT stage, rows_in, rows_out FROM stage_summary")[1]
-    assert stats == [("coco", 64, 64), ("read_images", 64, 62), ("image_size_filter", 62, 60),
-                     ("caption_filter", 60, 59)]
+    assert stats == [
+        ("coco", 64, 64),
+        ("read_images", 64, 62),
+        ("image_size_filter", 62, 60),
+        ("caption_filter", 60, 59),
+    ]
     assert not (Path(recipe.output) / "_staging").exists()
     # captions view: one row per kept caption; gold boxes came along
     n_captions = catalog.query("SELECT sum(len(captions)) FROM images")[1][0][0]
@@ -78,16 +88,20 @@ def test_rerun_of_a_finished_recipe_writes_nothing(demo_data, tmp_path):
 
 
 def test_on_error_raise_names_the_file(demo_data, tmp_path):
-    with pytest.raises(StageError, match=r"read_images: image coco:7 \(.*000000000007.jpg\): "
-                                         r"image_decode_error"):
+    with pytest.raises(
+        StageError,
+        match=r"read_images: image coco:7 \(.*000000000007.jpg\): "
+        r"image_decode_error",
+    ):
         _run(demo_data, tmp_path, on_error="raise")
     runs = Catalog(tmp_path / "catalog.duckdb").query("SELECT status, error FROM runs")[1]
     assert runs[0][0] == "failed" and "coco:7" in runs[0][1]
 
 
 def test_a_stage_exception_becomes_rejects_with_record(demo_data, tmp_path):
-    recipe, _ = _run(demo_data, tmp_path, imports=["tests.plugin_stages"],
-                     stages=[{"test_explode": {}}])
+    recipe, _ = _run(
+        demo_data, tmp_path, imports=["tests.plugin_stages"], stages=[{"test_explode": {}}]
+    )
     catalog = Catalog(recipe.catalog)
     assert catalog.query("SELECT count(*) FROM images")[1] == [(0,)]
     rows = catalog.query("SELECT DISTINCT stage, reason, detail FROM rejects")[1]
@@ -116,12 +130,49 @@ def test_ray_with_small_batches_reassembles_shards(demo_data, tmp_path, ray_sess
     assert catalog_contents(Catalog(ray_recipe.catalog)) == local
 
 
+@pytest.mark.ray
+def test_stateful_stage_runs_in_an_actor_pool(demo_data, tmp_path, ray_session):
+    ids = tmp_path / "blocked.txt"
+    ids.write_text("coco:2\ncoco:33\n")
+    stages = [{"test_blocklist": {"ids_file": str(ids), "resources": {"concurrency": 1}}}]
+    recipes_by_executor = {}
+    for executor in ("local", "ray"):
+        recipe, _ = _run(
+            demo_data,
+            tmp_path / executor,
+            executor=executor,
+            stages=stages,
+            imports=["tests.plugin_stages"],
+        )
+        recipes_by_executor[executor] = recipe
+    for recipe in recipes_by_executor.values():
+        rows = Catalog(recipe.catalog).query(
+            "SELECT image_id, stage, reason FROM rejects ORDER BY image_id"
+        )[1]
+        assert rows == [
+            ("coco:2", "test_blocklist", "blocklisted"),
+            ("coco:33", "test_blocklist", "blocklisted"),
+        ]
+
+
+def test_file_uri_output(demo_data, tmp_path):
+    recipe, _ = _run(demo_data, tmp_path, output=f"file://{tmp_path}/corpus")
+    assert recipe.output == f"{tmp_path}/corpus"
+    assert Catalog(recipe.catalog).query("SELECT count(*) FROM images")[1] == [(KEPT_ROWS,)]
+
+
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run the CLI in its own process group, and reap the group afterwards: a killed
     Ray driver leaves its embedded cluster's agents behind, as a real crash would."""
     env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "mmdata.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmdata.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=300)
     finally:
@@ -133,8 +184,9 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
 @pytest.mark.parametrize("point", ["after_commit", "before_commit"])
 def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
-    crashed = _cli("run", str(path), "--executor", "local", "-q",
-                   env_extra={"MMDATA_FAULT": f"{point}:2"})
+    crashed = _cli(
+        "run", str(path), "--executor", "local", "-q", env_extra={"MMDATA_FAULT": f"{point}:2"}
+    )
     assert crashed.returncode == -9, crashed.stderr  # SIGKILL, like an OOM kill
     catalog = Catalog(tmp_path / "catalog.duckdb")
     committed = 2 if point == "after_commit" else 1
@@ -146,7 +198,8 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     assert f"({4 - committed} written now, {committed} already done)" in resumed.stdout
     assert_every_row_once(catalog)
     assert catalog.query("SELECT sum(rows_in) FROM stage_stats WHERE step_index = -1")[1] == [
-        (INPUT_ROWS,)]
+        (INPUT_ROWS,)
+    ]
     runs = catalog.query("SELECT status FROM runs ORDER BY run_id")[1]
     assert runs == [("interrupted",), ("finished",)]
 
@@ -154,8 +207,9 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
 @pytest.mark.ray
 def test_crash_of_the_ray_driver_then_resume(demo_data, tmp_path, ray_session):
     path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
-    crashed = _cli("run", str(path), "--executor", "ray", "-q",
-                   env_extra={"MMDATA_FAULT": "after_commit:3"})
+    crashed = _cli(
+        "run", str(path), "--executor", "ray", "-q", env_extra={"MMDATA_FAULT": "after_commit:3"}
+    )
     assert crashed.returncode == -9, crashed.stderr
     resumed = _cli("run", str(path), "--executor", "ray", "-q")
     assert resumed.returncode == 0, resumed.stderr

@@ -21,8 +21,9 @@ def test_conform_refuses_unknown_columns():
 
 def test_validate_names_the_field_that_differs():
     table = schema.conform(pa.table({"image_id": ["a"]}))
-    bad = table.set_column(table.schema.get_field_index("height_px"), "height_px",
-                           pa.array(["tall"]))
+    bad = table.set_column(
+        table.schema.get_field_index("height_px"), "height_px", pa.array(["tall"])
+    )
     with pytest.raises(schema.SchemaError, match="height_px"):
         schema.validate(bad)
     with pytest.raises(schema.SchemaError, match="missing"):
@@ -36,18 +37,30 @@ def test_validate_refuses_null_image_id():
 
 
 def test_scene_graph_spans_and_version_survive_parquet(tmp_path):
-    caption = {"caption_id": "1", "text": "a red circle",
-               "scene_graph": {"objects": [{"head": "circle", "text": "red circle",
-                                            "span": {"start": 2, "end": 12}, "count": None,
-                                            "attributes": [{"text": "red",
-                                                            "span": {"start": 2, "end": 5}}]}],
-                               "relations": []}}
-    table = schema.conform(pa.table({"image_id": ["demo:1"],
-                                     "captions": pa.array([[caption]],
-                                                          pa.list_(schema.CAPTION))}))
+    caption = {
+        "caption_id": "1",
+        "text": "a red circle",
+        "scene_graph": {
+            "objects": [
+                {
+                    "head": "circle",
+                    "text": "red circle",
+                    "span": {"start": 2, "end": 12},
+                    "count": None,
+                    "attributes": [{"text": "red", "span": {"start": 2, "end": 5}}],
+                }
+            ],
+            "relations": [],
+        },
+    }
+    table = schema.conform(
+        pa.table(
+            {"image_id": ["demo:1"], "captions": pa.array([[caption]], pa.list_(schema.CAPTION))}
+        )
+    )
     path = tmp_path / "s.parquet"
     pq.write_table(table.cast(schema.with_version(schema.IMAGE_SCHEMA)), path)
     back = pq.read_table(path)
     assert back.schema.metadata[schema.SCHEMA_VERSION_KEY] == schema.SCHEMA_VERSION.encode()
     obj = back.column("captions")[0][0]["scene_graph"]["objects"][0].as_py()
-    assert caption["text"][obj["span"]["start"]:obj["span"]["end"]] == "red circle"
+    assert caption["text"][obj["span"]["start"] : obj["span"]["end"]] == "red circle"

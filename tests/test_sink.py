@@ -14,9 +14,16 @@ NAMES = ["coco", "image_size_filter"]
 
 
 def _batch(shard: int, n: int = 6) -> pa.Table:
-    table = to_work(pa.table({"image_id": [f"t:{shard}:{i}" for i in range(n)],
-                              "width_px": [10 if i % 3 == 0 else 100 for i in range(n)],
-                              "height_px": [100] * n}), shard)
+    table = to_work(
+        pa.table(
+            {
+                "image_id": [f"t:{shard}:{i}" for i in range(n)],
+                "width_px": [10 if i % 3 == 0 else 100 for i in range(n)],
+                "height_px": [100] * n,
+            }
+        ),
+        shard,
+    )
     return run_stage(ImageSizeFilter(min_side_px=50), 0, table, "record")
 
 

@@ -64,8 +64,11 @@ def test_malformed_json_names_file_and_line(tmp_path):
 def test_json_that_is_not_coco(tmp_path):
     other = tmp_path / "other.json"
     other.write_text('{"categories": []}')
-    with pytest.raises(AnnotationError, match=r"other.json: top level lacks key\(s\) "
-                                              r"\['images', 'annotations'\]"):
+    with pytest.raises(
+        AnnotationError,
+        match=r"other.json: top level lacks key\(s\) "
+        r"\['images', 'annotations'\]",
+    ):
         CocoSource(captions=str(other)).partitions(10)
 
 
@@ -88,6 +91,10 @@ def test_bad_image_records_become_error_rows(tmp_path):
     path.write_text(json.dumps(data))
     rows = _rows(CocoSource(captions=str(path)))
     assert [(r["status"], r["reason"]) for r in rows] == [
-        (None, None), ("error", "missing_key"), (None, None), ("error", "duplicate_id"),
-        ("error", "no_captions")]
+        (None, None),
+        ("error", "missing_key"),
+        (None, None),
+        ("error", "duplicate_id"),
+        ("error", "no_captions"),
+    ]
     assert rows[1]["_detail"].endswith("image id 37777: lacks ['width']")

@@ -8,11 +8,13 @@ def test_normalise_collapses_every_kind_of_space():
 
 
 def test_drops_captions_not_rows_and_keeps_the_dropped_ones():
-    batch = work_batch(captions=[
-        [caption("1", " a  red   circle "), caption("2", "ok"), caption("3", "  ")],
-        [caption("4", "no"), caption("5", "")],
-        [caption("6", "word " * 50)],
-    ])
+    batch = work_batch(
+        captions=[
+            [caption("1", " a  red   circle "), caption("2", "ok"), caption("3", "  ")],
+            [caption("4", "no"), caption("5", "")],
+            [caption("6", "word " * 50)],
+        ]
+    )
     out = CaptionFilter(min_words=2, max_words=20).process(batch)
     assert out.column("status").to_pylist() == ["ok", "rejected", "rejected"]
     assert out.column("reason").to_pylist() == [None, "no_caption_left", "no_caption_left"]
@@ -20,7 +22,9 @@ def test_drops_captions_not_rows_and_keeps_the_dropped_ones():
     assert [c["text"] for c in kept] == ["a red circle"]
     dropped = out.column("_caption_rejects").to_pylist()
     assert [(d["caption_id"], d["reason"]) for d in dropped[0]] == [
-        ("2", "too_few_words"), ("3", "empty_caption")]
+        ("2", "too_few_words"),
+        ("3", "empty_caption"),
+    ]
     assert [d["reason"] for d in dropped[2]] == ["too_many_words"]
     assert dropped[2][0]["detail"] == "50 words > max_words 20"
 

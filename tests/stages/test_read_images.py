@@ -16,15 +16,28 @@ def test_reads_decodes_and_records(tmp_path):
     truncated = tmp_path / "t.jpg"
     truncated.write_bytes((tmp_path / "a.jpg").read_bytes()[:60])
     (tmp_path / "text.jpg").write_text("not an image")
-    batch = work_batch(path=[good, str(truncated), str(tmp_path / "gone.jpg"),
-                             str(tmp_path / "text.jpg"), None, good],
-                       width_px=[32, None, None, None, None, 99],
-                       height_px=[24, None, None, None, None, 99])
+    batch = work_batch(
+        path=[
+            good,
+            str(truncated),
+            str(tmp_path / "gone.jpg"),
+            str(tmp_path / "text.jpg"),
+            None,
+            good,
+        ],
+        width_px=[32, None, None, None, None, 99],
+        height_px=[24, None, None, None, None, 99],
+    )
     out = ReadImages().process(batch)
     assert out.column("status").to_pylist() == ["ok"] + ["error"] * 5
-    assert out.column("reason").to_pylist() == [None, "image_decode_error", "file_not_found",
-                                                 "image_decode_error", "missing_path",
-                                                 "size_mismatch"]
+    assert out.column("reason").to_pylist() == [
+        None,
+        "image_decode_error",
+        "file_not_found",
+        "image_decode_error",
+        "missing_path",
+        "size_mismatch",
+    ]
     row = out.slice(0, 1).to_pylist()[0]
     data = (tmp_path / "a.jpg").read_bytes()
     assert (row["width_px"], row["height_px"], row["format"]) == (32, 24, "jpeg")
