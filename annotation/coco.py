@@ -178,21 +178,6 @@ class CocoSource(Source):
 
 
 _ROW_SCHEMA = pa.schema(
-    [
-        IMAGE_SCHEMA.field(n)
-        for n in (
-            "image_id",
-            "source",
-            "split",
-            "url",
-            "path",
-            "width_px",
-            "height_px",
-            "captions",
-            "gold",
-            "status",
-            "reason",
-        )
-    ]
+    [IMAGE_SCHEMA.field(n) for n in (*CocoSource.writes, "status", "reason")]
     + [pa.field("_detail", pa.string())]
 )
