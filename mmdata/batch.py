@@ -17,20 +17,22 @@ from mmdata.schema import (
     conform,
 )
 
-#: A caption dropped inside a kept row (say by caption_filter): the row stays, the
-#: caption goes to the rejects with its own reason.
-CAPTION_REJECT = pa.struct(
+#: A part of a row dropped while the row stays (a caption by caption_filter, an object
+#: with a bad box by an importer): it goes to the rejects with its own kind and reason.
+ITEM_REJECT = pa.struct(
     [
-        ("stage", pa.int32()),
-        ("caption_id", pa.string()),
+        ("stage", pa.int32()),  # null until the executor stamps the step index
+        ("kind", pa.string()),  # caption | object | relation | region | ...
+        ("item_id", pa.string()),
         ("text", pa.string()),
+        ("status", pa.string()),  # rejected | error
         ("reason", pa.string()),
         ("detail", pa.string()),
     ]
 )
 
 WORK_SCHEMA = pa.schema(
-    list(IMAGE_SCHEMA) + INTERNAL_FIELDS + [pa.field("_caption_rejects", pa.list_(CAPTION_REJECT))]
+    list(IMAGE_SCHEMA) + INTERNAL_FIELDS + [pa.field("_item_rejects", pa.list_(ITEM_REJECT))]
 )
 INTERNAL_NAMES = [f.name for f in WORK_SCHEMA if f.name.startswith("_")]
 SOURCE_STAGE = -1  # _reject_stage of rows a source rejected
@@ -39,12 +41,17 @@ SOURCE_STAGE = -1  # _reject_stage of rows a source rejected
 def to_work(table: pa.Table, shard: int) -> pa.Table:
     """Conform a source's rows and add the internal columns for partition ``shard``.
 
-    A source may give a ``_detail`` column saying why it rejected a row.
+    A source may give a ``_detail`` column saying why it rejected a row, and an
+    ``_item_rejects`` column with the parts of rows it dropped (ITEM_REJECT, stage null).
     """
     detail = pa.nulls(table.num_rows, pa.string())
+    item_rejects = pa.nulls(table.num_rows, pa.list_(ITEM_REJECT))
     if "_detail" in table.column_names:
         detail = table.column("_detail")
         table = table.drop_columns(["_detail"])
+    if "_item_rejects" in table.column_names:
+        item_rejects = table.column("_item_rejects")
+        table = table.drop_columns(["_item_rejects"])
     table = conform(table, IMAGE_SCHEMA)
     n = table.num_rows
     status = pc.fill_null(table.column("status"), STATUS_OK)
@@ -56,7 +63,7 @@ def to_work(table: pa.Table, shard: int) -> pa.Table:
         "_shard_rows": pa.array([n] * n, pa.int64()),
         "_reject_stage": pc.if_else(rejected, SOURCE_STAGE, pa.scalar(None, pa.int32())),
         "_detail": detail,
-        "_caption_rejects": pa.nulls(n, pa.list_(CAPTION_REJECT)),
+        "_item_rejects": item_rejects,
     }
     for name, column in internal.items():
         field = WORK_SCHEMA.field(name)

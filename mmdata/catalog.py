@@ -213,7 +213,7 @@ def _insert_shard(
                 run_id,
             ],
         )
-        for unit, drops in (("image", s["drops"]), ("caption", s["caption_drops"])):
+        for unit, drops in s["drops"].items():
             for reason, rows in drops.items():
                 con.execute(
                     "INSERT INTO stage_drops (corpus, shard_index, step_index, stage, "

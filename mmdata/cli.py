@@ -156,8 +156,8 @@ DEMO_QUERIES = [
     ),
     (
         "rejects",
-        "SELECT stage, reason, image_id, caption_id, detail FROM rejects "
-        "ORDER BY image_id, caption_id",
+        "SELECT stage, reason, image_id, item_kind, item_id, detail FROM rejects "
+        "ORDER BY image_id, item_id",
     ),
 ]
 

@@ -145,7 +145,8 @@ IMAGE_SCHEMA = pa.schema(
 REJECT_SCHEMA = pa.schema(
     [
         pa.field("image_id", pa.string()),
-        pa.field("caption_id", pa.string()),  # set when one caption, not the row, was dropped
+        pa.field("item_kind", pa.string()),  # null: the whole image; else caption, object, ...
+        pa.field("item_id", pa.string()),  # the caption/object/... id when only it was dropped
         pa.field("url", pa.string()),
         pa.field("path", pa.string()),
         pa.field("stage", pa.string()),

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mmdata import io
 from mmdata.batch import ok_mask, public
 from mmdata.executors.base import seconds_column
-from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_REJECTED, validate, with_version
+from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_OK, validate, with_version
 
 SOURCE_INDEX = -1
 
@@ -91,7 +91,7 @@ def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> dict:
 
 
 def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[int]]:
-    """One reject row per rejected image and per dropped caption, in input order."""
+    """One reject row per rejected image and per dropped item, in input order."""
     records, order = [], []
     columns = [
         "image_id",
@@ -101,28 +101,33 @@ def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[i
         "reason",
         "_detail",
         "_reject_stage",
-        "_caption_rejects",
+        "_item_rejects",
         "_row",
     ]
     for row in rows.select(columns).to_pylist():
         base = {"image_id": row["image_id"], "url": row["url"], "path": row["path"]}
-        for caption in row["_caption_rejects"] or []:
+        for item in row["_item_rejects"] or []:
+            detail = (
+                item["detail"] if item["text"] is None else (f"{item['detail']}: {item['text']!r}")
+            )
             records.append(
                 {
                     **base,
-                    "caption_id": caption["caption_id"],
-                    "stage": step_names[caption["stage"] + 1],
-                    "status": STATUS_REJECTED,
-                    "reason": caption["reason"],
-                    "detail": f"{caption['detail']}: {caption['text']!r}"[:500],
+                    "item_kind": item["kind"],
+                    "item_id": item["item_id"],
+                    "stage": step_names[item["stage"] + 1],
+                    "status": item["status"],
+                    "reason": item["reason"],
+                    "detail": (detail or "")[:500],
                 }
             )
             order.append(row["_row"])
-        if row["status"] != "ok":
+        if row["status"] != STATUS_OK:
             records.append(
                 {
                     **base,
-                    "caption_id": None,
+                    "item_kind": None,
+                    "item_id": None,
                     "stage": step_names[row["_reject_stage"] + 1],
                     "status": row["status"],
                     "reason": row["reason"],
@@ -134,35 +139,28 @@ def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[i
 
 
 def stage_stats(rows: pa.Table, step_names: list[str]) -> list[dict]:
-    """Per step: rows in/out, drops by reason (images and captions), seconds."""
+    """Per step: rows in/out, drops by unit (image, caption, object...) and reason, seconds."""
     stages = rows.column("_reject_stage").to_pylist()
     reasons = rows.column("reason").to_pylist()
-    caption_rejects = rows.column("_caption_rejects").to_pylist()
+    items = [i for entries in rows.column("_item_rejects").to_pylist() for i in entries or []]
     stats = []
     for index, name in enumerate(step_names, start=SOURCE_INDEX):
-        rows_in = sum(1 for s in stages if s is None or s >= index)
-        rows_out = sum(1 for s in stages if s is None or s > index)
-        drops: dict[str, int] = defaultdict(int)
-        for s, reason in zip(stages, reasons):
-            if s == index:
-                drops[reason] += 1
-        caption_drops: dict[str, int] = defaultdict(int)
-        for entries in caption_rejects:
-            for caption in entries or []:
-                if caption["stage"] == index:
-                    caption_drops[caption["reason"]] += 1
+        drops: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for stage, reason in zip(stages, reasons):
+            if stage == index:
+                drops["image"][reason] += 1
+        for item in items:
+            if item["stage"] == index:
+                drops[item["kind"]][item["reason"]] += 1
         column = seconds_column(index)
-        seconds = (
-            (pc.sum(rows.column(column)).as_py() or 0.0) if column in rows.column_names else 0.0
-        )
+        seconds = pc.sum(rows.column(column)).as_py() or 0.0 if column in rows.column_names else 0.0
         stats.append(
             {
                 "index": index,
                 "name": name,
-                "rows_in": rows_in,
-                "rows_out": rows_out,
-                "drops": dict(drops),
-                "caption_drops": dict(caption_drops),
+                "rows_in": sum(1 for s in stages if s is None or s >= index),
+                "rows_out": sum(1 for s in stages if s is None or s > index),
+                "drops": {unit: dict(r) for unit, r in drops.items()},
                 "seconds": seconds,
             }
         )
@@ -249,14 +247,13 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
 
 def merge_stats(per_part: list[list[dict]]) -> list[dict]:
     """Sum the per-step stats of a shard's parts."""
-    merged = [
-        dict(s, drops=dict(s["drops"]), caption_drops=dict(s["caption_drops"])) for s in per_part[0]
-    ]
+    merged = [dict(s, drops={u: dict(r) for u, r in s["drops"].items()}) for s in per_part[0]]
     for stats in per_part[1:]:
         for total, part in zip(merged, stats):
             for key in ("rows_in", "rows_out", "seconds"):
                 total[key] += part[key]
-            for key in ("drops", "caption_drops"):
-                for reason, count in part[key].items():
-                    total[key][reason] = total[key].get(reason, 0) + count
+            for unit, reasons in part["drops"].items():
+                unit_total = total["drops"].setdefault(unit, {})
+                for reason, count in reasons.items():
+                    unit_total[reason] = unit_total.get(reason, 0) + count
     return merged

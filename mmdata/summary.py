@@ -20,7 +20,7 @@ def summarize(result: RunResult) -> str:
     )
     by_step: dict[int, list[str]] = {}
     for step, unit, reason, rows in drops:
-        suffix = " captions" if unit == "caption" else ""
+        suffix = "" if unit == "image" else f" {unit}s"
         by_step.setdefault(step, []).append(f"{reason}={rows}{suffix}")
     table = [
         (step, stage, rows_in, rows_out, ", ".join(by_step.get(step, [])) or "-", round(seconds, 3))

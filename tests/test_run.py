@@ -33,7 +33,7 @@ def catalog_contents(catalog: Catalog) -> dict:
         "images": "SELECT image_id, split, path, width_px, height_px, format, sha256, "
         "len(captions), gold FROM images ORDER BY image_id",
         "captions": "SELECT image_id, caption_id, text FROM captions ORDER BY caption_id",
-        "rejects": "SELECT * FROM rejects ORDER BY image_id, caption_id",
+        "rejects": "SELECT * FROM rejects ORDER BY image_id, item_id",
         "shards": "SELECT kind, shard_index, path, rows, bytes, sha256, input_rows FROM shards "
         "ORDER BY kind, shard_index",
         "stats": "SELECT step_index, stage, rows_in, rows_out FROM stage_summary",
@@ -44,7 +44,7 @@ def catalog_contents(catalog: Catalog) -> dict:
 
 def assert_every_row_once(catalog: Catalog) -> None:
     kept = catalog.query("SELECT image_id FROM images")[1]
-    rejected = catalog.query("SELECT image_id FROM rejects WHERE caption_id IS NULL")[1]
+    rejected = catalog.query("SELECT image_id FROM rejects WHERE item_kind IS NULL")[1]
     ids = sorted(r[0] for r in kept + rejected)
     assert ids == sorted(f"coco:{i}" for i in range(1, INPUT_ROWS + 1))
 

@@ -37,7 +37,7 @@ def test_one_part_is_moved_into_place(tmp_path):
     kinds = {f["kind"]: f["rows"] for f in shard.files}
     assert kinds == {"data": 4, "rejects": 2}
     step = shard.stats[1]
-    assert (step["rows_in"], step["rows_out"], step["drops"]) == (6, 4, {"too_small": 2})
+    assert (step["rows_in"], step["rows_out"], step["drops"]) == (6, 4, {"image": {"too_small": 2}})
 
 
 def test_parts_in_any_order_merge_back_into_input_order(tmp_path):
@@ -51,7 +51,7 @@ def test_parts_in_any_order_merge_back_into_input_order(tmp_path):
     data = pq.read_table(shard_path(str(tmp_path), 3))
     kept = [f"t:3:{i}" for i in range(9) if i % 3]
     assert data.column("image_id").to_pylist() == kept
-    assert shard.stats[1]["drops"] == {"too_small": 3}
+    assert shard.stats[1]["drops"] == {"image": {"too_small": 3}}
     assert sum(json.loads(p["stats"])[1]["rows_in"] for p in parts) == 9
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmdata.batch import CAPTION_REJECT, mark, ok_mask, to_work
+from mmdata.batch import ITEM_REJECT, mark, ok_mask, to_work
 from mmdata.errors import MmdataError
 from mmdata.recipe import Recipe
 from mmdata.schema import STATUS_ERROR
@@ -94,22 +94,20 @@ def _process(stage: Stage, index: int, todo: pa.Table, on_error: str) -> pa.Tabl
 
 
 def _stamp_stage(table: pa.Table, index: int) -> pa.Table:
-    """Record ``index`` as the rejecting stage of rows (and captions) it just rejected."""
+    """Record ``index`` as the rejecting stage of rows (and items) it just rejected."""
     newly = pc.and_(pc.invert(ok_mask(table)), pc.is_null(table.column("_reject_stage")))
     stages = pc.if_else(newly, pa.scalar(index, pa.int32()), table.column("_reject_stage"))
     table = table.set_column(table.schema.get_field_index("_reject_stage"), "_reject_stage", stages)
-    rejects = table.column("_caption_rejects").combine_chunks()
+    rejects = table.column("_item_rejects").combine_chunks()
     if rejects.null_count == len(rejects):
         return table
     # flatten() honours slicing; offsets are rebased to match the flattened values.
     children = rejects.flatten().flatten()
     children[0] = pc.fill_null(children[0], pa.scalar(index, pa.int32()))
-    values = pa.StructArray.from_arrays(children, fields=list(CAPTION_REJECT))
+    values = pa.StructArray.from_arrays(children, fields=list(ITEM_REJECT))
     offsets = pc.subtract(rejects.offsets, rejects.offsets[0])
     stamped = pa.ListArray.from_arrays(offsets, values, mask=rejects.is_null())
-    return table.set_column(
-        table.schema.get_field_index("_caption_rejects"), "_caption_rejects", stamped
-    )
+    return table.set_column(table.schema.get_field_index("_item_rejects"), "_item_rejects", stamped)
 
 
 def raise_on_errors(table: pa.Table, step: str, on_error: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmdata.batch import CAPTION_REJECT, WORK_SCHEMA, mark, set_columns
+from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, mark, set_columns
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_REJECTED
 from mmdata.stage import Stage
@@ -68,7 +68,7 @@ class CaptionFilter(Stage):
 
     def process(self, table: pa.Table) -> pa.Table:
         kept_lists, rejects_lists, empty_rows = [], [], []
-        previous = table.column("_caption_rejects").to_pylist()
+        previous = table.column("_item_rejects").to_pylist()
         for captions, earlier in zip(table.column("captions").to_pylist(), previous):
             kept, dropped = self._split(captions or [])
             kept_lists.append(kept)
@@ -78,7 +78,7 @@ class CaptionFilter(Stage):
             table,
             {
                 "captions": pa.array(kept_lists, WORK_SCHEMA.field("captions").type),
-                "_caption_rejects": pa.array(rejects_lists, pa.list_(CAPTION_REJECT)),
+                "_item_rejects": pa.array(rejects_lists, pa.list_(ITEM_REJECT)),
             },
         )
         return mark(
@@ -100,8 +100,10 @@ class CaptionFilter(Stage):
                 dropped.append(
                     {
                         "stage": None,
-                        "caption_id": caption.get("caption_id"),
+                        "kind": "caption",
+                        "item_id": caption.get("caption_id"),
                         "text": caption.get("text"),
+                        "status": STATUS_REJECTED,
                         "reason": verdict[0],
                         "detail": verdict[1],
                     }
