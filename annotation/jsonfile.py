@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
+
+import ijson
 
 from mmdata.errors import InputFormatError
 
@@ -45,3 +48,28 @@ def require_keys(record: Any, keys: tuple[str, ...], path: str, where: str) -> N
     missing = [k for k in keys if k not in record]
     if missing:
         raise AnnotationError(f"{path}: {where} lacks key(s) {missing}")
+
+
+def iter_array(path: str, prefix: str = "item") -> Iterator[Any]:
+    """Stream the elements of one JSON array without loading the file.
+
+    ``prefix`` is ijson's path: ``item`` for a top-level array, ``images.item`` for the
+    array under the top-level key ``images``. Numbers come back as int/float (not
+    Decimal). Malformed JSON raises AnnotationError naming the file and the byte offset
+    the parser had reached (it reads 64 KiB at a time, so the fault is in the 64 KiB
+    before it).
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, generator-safe
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: file not found") from None
+    try:
+        yield from ijson.items(handle, prefix, use_float=True)
+    except ijson.JSONError as exc:
+        raise AnnotationError(
+            f"{path}: malformed JSON before byte {handle.tell()}: {exc}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"{path}: not UTF-8 near byte {handle.tell()}: {exc}") from None
+    finally:
+        handle.close()

@@ -41,7 +41,7 @@ def migrations() -> list[tuple[int, str]]:
     files = importlib.resources.files("catalog")
     found = []
     for entry in files.iterdir():
-        if entry.name.endswith(".sql"):
+        if entry.name.endswith(".sql") and entry.name[0].isdigit():
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
     return sorted(found)
 
@@ -269,8 +269,8 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild the views over the committed shards (called inside the commit)."""
     _union_view(con, "images", "data", "_empty_images")
     _union_view(con, "rejects", "rejects", "_empty_rejects")
-    con.execute(
-        "CREATE OR REPLACE VIEW captions AS SELECT corpus, image_id, source, split, "
-        "c.caption_id, c.text, c.scene_graph FROM "
-        "(SELECT corpus, image_id, source, split, unnest(captions) AS c FROM images)"
-    )
+    text = importlib.resources.files("catalog").joinpath("views.sql").read_text("utf-8")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    for statement in code.split(";"):
+        if statement.strip():
+            con.execute(statement)

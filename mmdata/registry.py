@@ -74,13 +74,21 @@ class Registry(Generic[T]):
         return sorted(self._classes)
 
     def _load_entry_points(self) -> None:
+        # An entry point that fails to import is logged and skipped, so one broken
+        # plugin cannot take every other name down with it.
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
         for ep in entry_points(group=self._group):
             if ep.name in self._classes:
                 continue
-            cls = ep.load()
+            try:
+                cls = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any import failure of a plugin
+                log.error(
+                    "%s %r: cannot load entry point %s: %s", self.kind, ep.name, ep.value, exc
+                )
+                continue
             self.register(ep.name)(cls)
 
 

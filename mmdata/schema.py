@@ -95,6 +95,9 @@ GOLD = pa.struct(
         ("objects", pa.list_(GOLD_OBJECT)),
         ("relations", pa.list_(GOLD_RELATION)),
         ("regions", pa.list_(GOLD_REGION)),
+        # The same objects/attributes/relations in the caption parser's struct (spans
+        # null, object i == objects[i]) so parsed and gold graphs compare directly.
+        ("scene_graph", SCENE_GRAPH),
     ]
 )
 
