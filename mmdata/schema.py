@@ -63,7 +63,8 @@ GOLD_OBJECT = pa.struct(
         ("object_id", pa.string()),
         ("category_id", pa.int64()),
         ("names", pa.list_(pa.string())),  # COCO: [category name]; VG: object names
-        ("box_xywh_px", BOX_XYWH_PX),
+        ("box_xywh_px", BOX_XYWH_PX),  # null for image-level labels (CC3M labelled subset)
+        ("score", pa.float32()),  # label confidence where the source gives one
         ("area_px", pa.float64()),
         ("iscrowd", pa.bool_()),
         ("attributes", pa.list_(pa.string())),
