@@ -43,15 +43,15 @@ def test_url_prefix_instead_of_folder():
 
 
 def test_instances_become_gold_objects():
-    objects = CocoSource(captions=CAPTIONS, instances=INSTANCES)._objects_by_image[448263]
-    assert len(objects) == 16
+    objects, rejects = CocoSource(captions=CAPTIONS, instances=INSTANCES)._objects_by_image[448263]
+    assert (len(objects), rejects) == (16, [])
     raw = json.load(open(INSTANCES))["annotations"][0]
     first = objects[0]
     assert first["object_id"] == str(raw["id"]) and first["box_xywh_px"] == raw["bbox"]
     assert first["names"] == ["person"] if raw["category_id"] == 1 else first["names"]
     assert first["segmentation"] is None
     kept = CocoSource(captions=CAPTIONS, instances=INSTANCES, keep_segmentation=True)
-    assert json.loads(kept._objects_by_image[448263][0]["segmentation"]) == raw["segmentation"]
+    assert json.loads(kept._objects_by_image[448263][0][0]["segmentation"]) == raw["segmentation"]
 
 
 def test_malformed_json_names_file_and_line(tmp_path):
@@ -98,3 +98,86 @@ def test_bad_image_records_become_error_rows(tmp_path):
         ("error", "no_captions"),
     ]
     assert rows[1]["_detail"].endswith("image id 37777: lacks ['width']")
+
+
+KARPATHY = str(DATA / "coco" / "karpathy_dataset_coco_first_record.json")
+
+
+def test_karpathy_split_overrides_the_split_argument(tmp_path):
+    data = json.load(open(CAPTIONS))
+    karpathy = json.load(open(KARPATHY))
+    karpathy["images"][0]["cocoid"] = 37777  # the real record, pointed at an image we have
+    path = tmp_path / "dataset_coco.json"
+    path.write_text(json.dumps(karpathy))
+    rows = _rows(CocoSource(captions=CAPTIONS, karpathy=str(path), split="val2017"))
+    assert [r["split"] for r in rows] == ["val2017", "test", "val2017"]
+    assert len(data["images"]) == 3
+
+
+def test_strict_records_become_item_rejects(tmp_path):
+    """Duplicate and empty captions, bad boxes and unknown categories drop the item only."""
+    captions = json.load(open(CAPTIONS))
+    instances = json.load(open(INSTANCES))
+    image = instances["images"][0]  # give the first captioned image the instances' image
+    first = captions["images"][0]
+    mine = [a for a in captions["annotations"] if a["image_id"] == first["id"]]
+    for ann in mine:
+        ann["image_id"] = image["id"]
+    first.update(id=image["id"], width=image["width"], height=image["height"])
+    mine[1]["caption"] = "   "
+    mine[2]["id"] = mine[0]["id"]
+    anns = instances["annotations"]
+    anns[0]["bbox"] = [10, 10, 0, 5]
+    anns[1]["bbox"] = [300, 200, 50, 50]  # the image is 320x240
+    anns[2]["category_id"] = 999
+    anns[3]["id"] = anns[4]["id"]
+    paths = {}
+    for name, data in (("captions", captions), ("instances", instances)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(data))
+    source = CocoSource(captions=str(paths["captions"]), instances=str(paths["instances"]))
+    row = source.read(source.partitions(10)[0]).to_pylist()[0]
+    reasons = sorted((r["kind"], r["reason"]) for r in row["_item_rejects"])
+    assert reasons == [
+        ("caption", "duplicate_id"),
+        ("caption", "empty_caption"),
+        ("object", "box_outside_image"),
+        ("object", "duplicate_id"),
+        ("object", "non_positive_box"),
+        ("object", "unknown_category"),
+    ]
+    assert len(row["captions"]) == 3 and len(row["gold"]["objects"]) == 12
+
+
+def test_instances_of_another_split_are_refused():
+    source = CocoSource(captions=CAPTIONS, instances=INSTANCES)
+    with pytest.raises(AnnotationError, match=r"1 image\(s\) not in .* image_id 448263"):
+        source.partitions(10)
+
+
+def test_round_trip_to_sql_keeps_caption_counts(tmp_path):
+    from collections import Counter
+
+    from mmdata import recipe as recipes
+    from mmdata.catalog import Catalog
+    from mmdata.run import run_recipe
+    from tests.conftest import write_recipe
+
+    spec = {
+        "name": "coco_val",
+        "source": {"coco": {"captions": CAPTIONS, "split": "val2017"}},
+        "output": str(tmp_path / "out"),
+        "catalog": str(tmp_path / "c.duckdb"),
+        "shard_rows": 2,
+    }
+    recipe = recipes.load(write_recipe(tmp_path / "r.yaml", spec))
+    run_recipe(recipe, "local", progress=False)
+    expected = Counter(f"coco:{a['image_id']}" for a in json.load(open(CAPTIONS))["annotations"])
+    got = Catalog(recipe.catalog).query(
+        "SELECT image_id, count(*) FROM captions GROUP BY image_id"
+    )[1]
+    assert dict(got) == dict(expected)
+    texts = Catalog(recipe.catalog).query(
+        "SELECT text FROM captions WHERE caption_id = ?", ["107395"]
+    )[1]
+    assert texts == [("a person with a shopping cart on a city street ",)]
