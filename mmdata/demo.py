@@ -86,6 +86,7 @@ def _shapes(rng: random.Random, width: int, height: int) -> list[Shape]:
         for _attempt in range(50):
             size = rng.choice(["small", "large"])
             r = rng.uniform(14, 24) if size == "small" else rng.uniform(34, 52)
+            r = min(r, min(width, height) / 2 - 3)  # tiny images: the shape must fit
             cx, cy = rng.uniform(r + 2, width - r - 2), rng.uniform(r + 2, height - r - 2)
             if all(math.hypot(cx - s.cx, cy - s.cy) > r + s.r + 6 for s in shapes):
                 shapes.append(
