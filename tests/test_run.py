@@ -73,6 +73,9 @@ def test_local_run_counts_and_rejects(demo_data, tmp_path):
         ("caption_filter", 60, 59),
     ]
     assert not (Path(recipe.output) / "_staging").exists()
+    # blank captions are dropped by the source itself, and attributed to it
+    blank = catalog.query("SELECT DISTINCT stage FROM rejects WHERE reason = 'empty_caption'")
+    assert blank[1] == [("coco",)]
     # captions view: one row per kept caption; gold boxes came along
     n_captions = catalog.query("SELECT sum(len(captions)) FROM images")[1][0][0]
     assert catalog.query("SELECT count(*) FROM captions")[1] == [(n_captions,)]
@@ -104,7 +107,9 @@ def test_a_stage_exception_becomes_rejects_with_record(demo_data, tmp_path):
     )
     catalog = Catalog(recipe.catalog)
     assert catalog.query("SELECT count(*) FROM images")[1] == [(0,)]
-    rows = catalog.query("SELECT DISTINCT stage, reason, detail FROM rejects")[1]
+    rows = catalog.query(
+        "SELECT DISTINCT stage, reason, detail FROM rejects WHERE item_kind IS NULL"
+    )[1]
     assert rows == [("test_explode", "stage_exception", "RuntimeError: boom")]
 
 
@@ -147,7 +152,7 @@ def test_stateful_stage_runs_in_an_actor_pool(demo_data, tmp_path, ray_session):
         recipes_by_executor[executor] = recipe
     for recipe in recipes_by_executor.values():
         rows = Catalog(recipe.catalog).query(
-            "SELECT image_id, stage, reason FROM rejects ORDER BY image_id"
+            "SELECT image_id, stage, reason FROM rejects WHERE item_kind IS NULL ORDER BY image_id"
         )[1]
         assert rows == [
             ("coco:2", "test_blocklist", "blocklisted"),

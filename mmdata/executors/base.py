@@ -17,7 +17,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmdata.batch import ITEM_REJECT, mark, ok_mask, to_work
+from mmdata.batch import ITEM_REJECT, SOURCE_STAGE, mark, ok_mask, to_work
 from mmdata.errors import MmdataError
 from mmdata.recipe import Recipe
 from mmdata.schema import STATUS_ERROR
@@ -47,7 +47,7 @@ class Executor(Protocol):
 
 def read_partition(source: Source, partition: Partition, on_error: str) -> pa.Table:
     """The partition's rows as a working batch."""
-    table = to_work(source.read(partition), partition.index)
+    table = _stamp_stage(to_work(source.read(partition), partition.index), SOURCE_STAGE)
     raise_on_errors(table, source.name, on_error)
     return table
 
