@@ -1,16 +1,25 @@
-"""COCO captions (+ instances) JSON -> one row per image with its captions and boxes."""
+"""COCO captions (+ instances, + Karpathy splits) -> one row per image, streamed.
+
+``partitions`` streams each file once (ijson) and spills every record into a JSON-lines
+file of the partition that owns its image (annotation.spill); ``read`` opens only its
+partition's files. Memory is bounded by one partition, not by instances_train2017.json's
+450 MB, and Ray tasks read partitions in parallel.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
+import ijson
 import pyarrow as pa
 
-from annotation.jsonfile import AnnotationError, iter_array, load_json, require_keys
+from annotation.jsonfile import AnnotationError, iter_array, require_keys
 from annotation.records import box_problem, item_reject
+from annotation.spill import Spill, cache_folder, ensure, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT
 from mmdata.io import join
@@ -24,21 +33,12 @@ class CocoSource(Source):
     """COCO captions JSON (+ optional instances JSON) -> image rows with captions and boxes.
 
     Rows follow the order of the captions file's ``images`` list, so partitions are
-    stable across runs. Width and height come from the JSON; the file is read by a
+    stable across runs. Width and height come from the JSON; the image file is read by a
     later stage (read_images).
     """
 
-    writes = (
-        "image_id",
-        "source",
-        "split",
-        "url",
-        "path",
-        "width_px",
-        "height_px",
-        "captions",
-        "gold",
-    )
+    writes = ("image_id", "source", "split", "url", "path", "width_px", "height_px")
+    writes += ("captions", "gold")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class CocoSource(Source):
         split: str | None = None,
         karpathy: InputPath | None = None,
         keep_segmentation: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         """Args:
         captions: path of a COCO captions JSON (images + annotations with 'caption').
@@ -58,24 +59,33 @@ class CocoSource(Source):
         karpathy: optional Karpathy split file (dataset_coco.json); its split
             (train/restval/val/test) overrides ``split`` for the images it lists.
         keep_segmentation: keep polygons/RLE (as JSON text) on gold objects.
+        cache_dir: where the per-partition spill files go (shared storage on a
+            cluster); default: the system temp folder.
         """
         self.captions, self.instances, self.images = captions, instances, images
         self.split, self.karpathy, self.keep_segmentation = split, karpathy, keep_segmentation
+        self.cache_dir = cache_dir
 
     def partitions(self, rows_per_partition: int) -> list[Partition]:
-        self._check_instances_match()
-        n = len(self._images())
-        return [
-            Partition(i, {"start": s, "end": min(s + rows_per_partition, n)})
-            for i, s in enumerate(range(0, n, rows_per_partition))
-        ]
+        folder, count = self._cache(rows_per_partition)
+        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
+        return [Partition(i, spec) for i in range(count)]
 
     def read(self, partition: Partition) -> pa.Table:
-        start, end = partition.spec["start"], partition.spec["end"]
-        rows = [self._row(image, start + i) for i, image in enumerate(self._images()[start:end])]
+        # Rebuilds the cache when this worker cannot see it (no shared storage).
+        folder, _ = self._cache(partition.spec["rows_per_partition"])
+        part = {
+            kind: _group(read_spill(folder, kind, partition.index))
+            for kind in ("captions", "objects", "karpathy")
+        }
+        names = dict(map(tuple, read_spill(folder, "categories", 0)))
+        rows = [
+            self._row(index, image, first, part, names)
+            for index, image, first in read_spill(folder, "images", partition.index)
+        ]
         return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
-    def _row(self, image: Any, index: int) -> dict:
+    def _row(self, index: int, image: Any, first: int, part: dict, names: dict) -> dict:
         if not isinstance(image, dict) or "id" not in image:
             detail = f"{self.captions}: images[{index}] has no 'id'"
             return {
@@ -86,25 +96,25 @@ class CocoSource(Source):
                 "_detail": detail,
             }
         image_id = image["id"]
-        captions, caption_rejects = self._captions_by_image.get(image_id, ([], []))
-        objects, object_rejects = self._objects_by_image.get(image_id, ([], []))
-        objects, box_rejects = self._checked_boxes(objects, image)
+        captions, rejects = self._captions(part["captions"].get(image_id, []))
+        objects, object_rejects = self._objects(part["objects"].get(image_id, []), image, names)
+        karpathy = part["karpathy"].get(image_id)
         row: dict[str, Any] = {
             "image_id": f"coco:{image_id}",
             "source": "coco",
-            "split": self._karpathy_splits.get(image_id, self.split),
+            "split": karpathy[0] if karpathy else self.split,
             "url": image.get("coco_url"),
             "width_px": image.get("width"),
             "height_px": image.get("height"),
             "captions": captions,
             "gold": {"objects": objects, "relations": [], "regions": []},
-            "_item_rejects": caption_rejects + object_rejects + box_rejects or None,
+            "_item_rejects": rejects + object_rejects or None,
         }
         file_name = image.get("file_name")
         if self.images and file_name:
             key = "url" if self.images.startswith(("http://", "https://")) else "path"
             row[key] = join(self.images, file_name)
-        problem = self._problem(image, index, row)
+        problem = _image_problem(image, index, first, row)
         if problem:
             row.update(
                 status=STATUS_ERROR,
@@ -113,64 +123,12 @@ class CocoSource(Source):
             )
         return row
 
-    def _problem(self, image: dict, index: int, row: dict) -> tuple[str, str] | None:
-        if self._first_index[image["id"]] != index:
-            return (
-                "duplicate_id",
-                f"listed twice in images (first at images[{self._first_index[image['id']]}])",
-            )
-        missing = [k for k in ("file_name", "width", "height") if k not in image]
-        if missing:
-            return "missing_key", f"lacks {missing}"
-        if not row["captions"]:
-            return "no_captions", "no usable caption annotation refers to it"
-        return None
-
-    def _checked_boxes(self, objects: list[dict], image: dict) -> tuple[list[dict], list[dict]]:
+    def _captions(self, records: list) -> tuple[list[dict], list[dict]]:
         kept, rejects = [], []
-        for obj in objects:
-            problem = box_problem(obj["box_xywh_px"], image.get("width"), image.get("height"))
+        for ann, duplicate in records:
+            problem = _caption_problem(ann, duplicate)
             if problem:
                 rejects.append(
-                    item_reject(
-                        "object", obj["object_id"], problem[0], f"{self.instances}: {problem[1]}"
-                    )
-                )
-            else:
-                kept.append(obj)
-        return kept, rejects
-
-    def _images(self) -> list:
-        data = load_json(self.captions)
-        require_keys(data, ("images", "annotations"), self.captions, "top level")
-        if not isinstance(data["images"], list):
-            raise AnnotationError(f"{self.captions}: 'images' is not a list")
-        return data["images"]
-
-    @functools.cached_property
-    def _first_index(self) -> dict[Any, int]:
-        first: dict[Any, int] = {}
-        for i, image in enumerate(self._images()):
-            if isinstance(image, dict) and "id" in image:
-                first.setdefault(image["id"], i)
-        return first
-
-    @functools.cached_property
-    def _captions_by_image(self) -> dict[Any, tuple[list[dict], list[dict]]]:
-        """image id -> (captions, rejected captions), in file order."""
-        by_image: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
-        seen: set[Any] = set()
-        for i, ann in enumerate(load_json(self.captions)["annotations"]):
-            require_keys(ann, ("id", "image_id", "caption"), self.captions, f"annotations[{i}]")
-            if ann["image_id"] not in self._first_index:
-                raise AnnotationError(
-                    f"{self.captions}: annotation id {ann['id']} refers to "
-                    f"image_id {ann['image_id']}, which is not in 'images'"
-                )
-            kept, rejected = by_image[ann["image_id"]]
-            problem = _caption_problem(ann, seen)
-            if problem:
-                rejected.append(
                     item_reject(
                         "caption",
                         ann["id"],
@@ -183,68 +141,19 @@ class CocoSource(Source):
                 kept.append(
                     {"caption_id": str(ann["id"]), "text": ann["caption"], "scene_graph": None}
                 )
-            seen.add(ann["id"])
-        return by_image
+        return kept, rejects
 
-    @functools.cached_property
-    def _objects_by_image(self) -> dict[Any, tuple[list[dict], list[dict]]]:
-        """image id -> (gold objects, rejected objects) from the instances file."""
-        if not self.instances:
-            return {}
-        data = load_json(self.instances)
-        require_keys(data, ("annotations", "categories"), self.instances, "top level")
-        names = {c["id"]: c["name"] for c in data["categories"]}
-        by_image: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
-        seen: set[Any] = set()
-        for i, ann in enumerate(data["annotations"]):
-            require_keys(
-                ann, ("id", "image_id", "bbox", "category_id"), self.instances, f"annotations[{i}]"
-            )
-            kept, rejected = by_image[ann["image_id"]]
-            if ann["id"] in seen:
-                rejected.append(
-                    item_reject(
-                        "object",
-                        ann["id"],
-                        "duplicate_id",
-                        f"{self.instances}: annotation id listed twice",
-                    )
-                )
-            elif ann["category_id"] not in names:
-                rejected.append(
-                    item_reject(
-                        "object",
-                        ann["id"],
-                        "unknown_category",
-                        f"{self.instances}: category_id {ann['category_id']} "
-                        "is not in 'categories'",
-                    )
+    def _objects(self, records: list, image: dict, names: dict) -> tuple[list[dict], list[dict]]:
+        kept, rejects = [], []
+        for ann, duplicate in records:
+            problem = _object_problem(ann, duplicate, names, image)
+            if problem:
+                rejects.append(
+                    item_reject("object", ann["id"], problem[0], f"{self.instances}: {problem[1]}")
                 )
             else:
                 kept.append(self._object(ann, names))
-            seen.add(ann["id"])
-        return by_image
-
-    @functools.cached_property
-    def _karpathy_splits(self) -> dict[Any, str]:
-        """COCO image id -> Karpathy split, streamed (the file holds every sentence too)."""
-        if not self.karpathy:
-            return {}
-        splits = {}
-        for i, record in enumerate(iter_array(self.karpathy, "images.item")):
-            require_keys(record, ("cocoid", "split"), self.karpathy, f"images[{i}]")
-            splits[record["cocoid"]] = record["split"]
-        return splits
-
-    def _check_instances_match(self) -> None:
-        """Boxes of images the captions file lacks would have no row: refuse, don't drop."""
-        stray = [i for i in self._objects_by_image if i not in self._first_index]
-        if stray:
-            raise AnnotationError(
-                f"{self.instances}: has annotations for {len(stray)} image(s) not in "
-                f"{self.captions} (e.g. image_id {stray[0]}); give the instances file of the "
-                "same split"
-            )
+        return kept, rejects
 
     def _object(self, ann: dict, names: dict) -> dict:
         segmentation = ann.get("segmentation") if self.keep_segmentation else None
@@ -261,13 +170,158 @@ class CocoSource(Source):
             "segmentation": json.dumps(segmentation) if segmentation is not None else None,
         }
 
+    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
+        """The complete spill folder for ``rows_per_partition`` and its partition count."""
+        inputs = {
+            "captions": self.captions,
+            "instances": self.instances or "",
+            "karpathy": self.karpathy or "",
+        }
+        inputs = {k: v for k, v in inputs.items() if v}
+        root = self.cache_dir or tempfile.gettempdir()
+        folder = cache_folder(root, "mmdata-coco", inputs, rows_per_partition)
+        return folder, ensure(folder, lambda tmp: self._spill_all(tmp, rows_per_partition))
 
-def _caption_problem(ann: dict, seen: set) -> tuple[str, str] | None:
-    if ann["id"] in seen:
+    def _spill_all(self, folder: str, rows_per_partition: int) -> int:
+        partition_of, count = _spill_images(self.captions, folder, rows_per_partition)
+        _spill_by_image(
+            self.captions,
+            "annotations.item",
+            ("id", "image_id", "caption"),
+            "captions",
+            partition_of,
+            folder,
+        )
+        if self.instances:
+            _spill_categories(self.instances, folder)
+            _spill_by_image(
+                self.instances,
+                "annotations.item",
+                ("id", "image_id", "bbox", "category_id"),
+                "objects",
+                partition_of,
+                folder,
+            )
+        if self.karpathy:
+            _spill_karpathy(self.karpathy, partition_of, folder)
+        return count
+
+
+def _spill_images(path: str, folder: str, rows_per_partition: int) -> tuple[dict, int]:
+    """Spill ``images`` in order; returns image id -> partition, and the count.
+
+    Each record carries the index of the first record with its id, so a duplicate is
+    found whichever partition it falls in.
+    """
+    spill, partition_of, first_index, count = Spill(folder, "images"), {}, {}, 0
+    for index, image in enumerate(iter_array(path, "images.item")):
+        image_id = image.get("id") if isinstance(image, dict) else None
+        first_index.setdefault(image_id, index)
+        partition_of.setdefault(image_id, index // rows_per_partition)
+        spill.add(index // rows_per_partition, [index, image, first_index[image_id]])
+        count = index // rows_per_partition + 1
+    spill.flush()
+    if not count:  # an empty list, or no list at all: only the latter is an error
+        _require_top_keys(path, ("images", "annotations"))
+    return partition_of, count
+
+
+def _spill_by_image(
+    path: str, prefix: str, keys: tuple[str, ...], kind: str, partition_of: dict, folder: str
+) -> None:
+    """Spill annotations to their image's partition, flagging repeated annotation ids."""
+    spill, seen, strays, index = Spill(folder, kind), set(), [], -1
+    for index, ann in enumerate(iter_array(path, prefix)):
+        require_keys(ann, keys, path, f"annotations[{index}]")
+        if ann["image_id"] not in partition_of:
+            strays.append(ann["image_id"])
+            continue
+        spill.add(partition_of[ann["image_id"]], [ann["image_id"], [ann, ann["id"] in seen]])
+        seen.add(ann["id"])
+    spill.flush()
+    if index < 0:
+        _require_top_keys(path, ("annotations",))
+    if strays:
+        # Boxes or captions of an image the captions file lacks would have no row.
+        raise AnnotationError(
+            f"{path}: has annotations for {len(set(strays))} image(s) not in the captions "
+            f"file's 'images' (e.g. image_id {strays[0]}); give files of the same split"
+        )
+
+
+def _spill_categories(path: str, folder: str) -> None:
+    spill, index = Spill(folder, "categories"), -1
+    for index, category in enumerate(iter_array(path, "categories.item")):
+        require_keys(category, ("id", "name"), path, f"categories[{index}]")
+        spill.add(0, [category["id"], category["name"]])
+    spill.flush()
+    if index < 0:
+        _require_top_keys(path, ("annotations", "categories"))
+
+
+def _spill_karpathy(path: str, partition_of: dict, folder: str) -> None:
+    """Karpathy splits by COCO id; images the captions file lacks are not ours to split."""
+    spill = Spill(folder, "karpathy")
+    for index, record in enumerate(iter_array(path, "images.item")):
+        require_keys(record, ("cocoid", "split"), path, f"images[{index}]")
+        if record["cocoid"] in partition_of:
+            spill.add(partition_of[record["cocoid"]], [record["cocoid"], record["split"]])
+    spill.flush()
+
+
+def _require_top_keys(path: str, keys: tuple[str, ...]) -> None:
+    """A file that is not COCO fails here, naming the keys it lacks (a full event scan:
+    called only when a list came back empty, so never on the happy path)."""
+    found = {key for key, _ in _top_level_keys(path)}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise AnnotationError(f"{path}: top level lacks key(s) {missing}")
+
+
+def _top_level_keys(path: str) -> Iterator[tuple[str, str]]:
+    with open(path, "rb") as handle:
+        try:
+            for prefix, event, value in ijson.parse(handle):
+                if prefix == "" and event == "map_key":
+                    yield value, event
+        except ijson.JSONError as exc:
+            raise AnnotationError(
+                f"{path}: malformed JSON before byte {handle.tell()}: {exc}"
+            ) from None
+
+
+def _group(records: list) -> dict[Any, list]:
+    grouped: dict[Any, list] = defaultdict(list)
+    for image_id, value in records:
+        grouped[image_id].append(value)
+    return grouped
+
+
+def _image_problem(image: dict, index: int, first: int, row: dict) -> tuple[str, str] | None:
+    if first != index:
+        return "duplicate_id", f"listed twice in images (first at images[{first}])"
+    missing = [k for k in ("file_name", "width", "height") if k not in image]
+    if missing:
+        return "missing_key", f"lacks {missing}"
+    if not row["captions"]:
+        return "no_captions", "no usable caption annotation refers to it"
+    return None
+
+
+def _caption_problem(ann: dict, duplicate: bool) -> tuple[str, str] | None:
+    if duplicate:
         return "duplicate_id", f"caption annotation id {ann['id']} listed twice"
     if not isinstance(ann["caption"], str) or not ann["caption"].strip():
         return "empty_caption", f"caption annotation id {ann['id']} is empty"
     return None
+
+
+def _object_problem(ann: dict, duplicate: bool, names: dict, image: dict) -> tuple[str, str] | None:
+    if duplicate:
+        return "duplicate_id", f"annotation id {ann['id']} listed twice"
+    if ann["category_id"] not in names:
+        return "unknown_category", f"category_id {ann['category_id']} is not in 'categories'"
+    return box_problem(ann["bbox"], image.get("width"), image.get("height"))
 
 
 _ROW_SCHEMA = pa.schema(
