@@ -7,19 +7,15 @@ and reading every partition that way would be quadratic. Instead ``partitions()`
 streams the file once and spills each partition's entries to a JSON-lines file in a
 cache folder; ``read()`` reads only its spill file.
 
-The cache folder is named by a hash of (path, size, mtime, rows_per_partition), so an
-edited file or another partition size gets a fresh cache. It is built under a temporary
-name and renamed into place, with a marker written last, so a half-written cache is
-never used. On a multi-node Ray cluster set ``cache_dir`` to storage every node sees;
-a worker that cannot find its spill file rebuilds the cache locally.
+The cache (annotation.spill) is named by a hash of (path, size, mtime,
+rows_per_partition), so an edited file or another partition size gets a fresh cache,
+and is built under a temporary name with a marker written last. On a multi-node Ray
+cluster set ``cache_dir`` to storage every node sees; a worker that cannot find the
+cache rebuilds it locally.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from itertools import zip_longest
@@ -28,13 +24,13 @@ from typing import Any
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
+from annotation.spill import Spill, cache_folder, ensure, read_spill
 from annotation.webrows import WEB_WRITES, rows_table, web_row
 from mmdata.args import InputPath
 from mmdata.registry import SOURCES
 from mmdata.stage import Partition, Source
 
 LISTS = ("image_urls", "user_ids", "captions")
-MARKER = "COMPLETE.json"
 _MISSING = object()
 
 
@@ -58,67 +54,38 @@ class SbuSource(Source):
         split: split name stored on every row.
         """
         self.json, self.split = json, split
-        self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "mmdata-sbu-cache")
+        self.cache_dir = cache_dir or tempfile.gettempdir()
 
     def partitions(self, rows_per_partition: int) -> list[Partition]:
-        folder = self._cache_folder(rows_per_partition)
-        marker = os.path.join(folder, MARKER)
-        if not os.path.exists(marker):
-            self._build_cache(folder, rows_per_partition)
-        with open(marker, encoding="utf-8") as handle:
-            counts = json.load(handle)["rows"]
-        return [
-            Partition(
-                i,
-                {
-                    "spill": os.path.join(folder, _spill_name(i)),
-                    "first_row": i * rows_per_partition,
-                    "rows": n,
-                    "rows_per_partition": rows_per_partition,
-                },
-            )
-            for i, n in enumerate(counts)
-        ]
+        folder, count = self._cache(rows_per_partition)
+        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
+        return [Partition(i, spec) for i in range(count)]
 
     def read(self, partition: Partition) -> pa.Table:
-        spill = partition.spec["spill"]
-        if not os.path.exists(spill):  # another machine built the cache: build ours
-            rows_per_partition = partition.spec["rows_per_partition"]
-            spill = self.partitions(rows_per_partition)[partition.index].spec["spill"]
-        first = partition.spec["first_row"]
+        # Rebuilds the cache when this worker cannot see it (no shared storage).
+        rows_per_partition = partition.spec["rows_per_partition"]
+        folder, _ = self._cache(rows_per_partition)
+        first = partition.index * rows_per_partition
         rows = []
-        with open(spill, encoding="utf-8") as handle:
-            for offset, line in enumerate(handle):
-                url, caption = json.loads(line)
-                index = first + offset
-                where = f"{self.json}: entry {index}"
-                rows.append(web_row(self.name, index, url, caption, where, self.split))
+        for offset, (url, caption) in enumerate(read_spill(folder, "entries", partition.index)):
+            index = first + offset
+            where = f"{self.json}: entry {index}"
+            rows.append(web_row(self.name, index, url, caption, where, self.split))
         return rows_table(rows)
 
-    def _cache_folder(self, rows_per_partition: int) -> str:
-        try:
-            stat = os.stat(self.json)
-        except FileNotFoundError:
-            raise AnnotationError(f"{self.json}: file not found") from None
-        key = f"{os.path.abspath(self.json)}|{stat.st_size}|{stat.st_mtime_ns}|{rows_per_partition}"
-        return os.path.join(self.cache_dir, hashlib.sha1(key.encode()).hexdigest()[:16])
+    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
+        """The complete spill folder for ``rows_per_partition`` and its partition count."""
+        folder = cache_folder(self.cache_dir, "mmdata-sbu", {"json": self.json}, rows_per_partition)
+        return folder, ensure(folder, lambda tmp: self._spill(tmp, rows_per_partition))
 
-    def _build_cache(self, folder: str, rows_per_partition: int) -> None:
-        """Stream the file once into spill files, then move the folder into place."""
-        os.makedirs(self.cache_dir, exist_ok=True)
-        building = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".", dir=self.cache_dir)
-        try:
-            counts = _spill(self._entries(), building, rows_per_partition)
-            with open(os.path.join(building, MARKER), "w", encoding="utf-8") as handle:
-                json.dump({"source": self.json, "rows": counts}, handle)  # last: complete
-            shutil.rmtree(folder, ignore_errors=True)  # a half-written cache, if any
-            try:
-                os.rename(building, folder)
-            except OSError:  # another process finished the same cache first
-                if not os.path.exists(os.path.join(folder, MARKER)):
-                    raise
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+    def _spill(self, folder: str, rows_per_partition: int) -> int:
+        """Stream the file once into per-partition files; returns the partition count."""
+        spill, count = Spill(folder, "entries"), 0
+        for index, entry in enumerate(self._entries()):
+            spill.add(index // rows_per_partition, list(entry))
+            count = index // rows_per_partition + 1
+        spill.flush()
+        return count
 
     def _entries(self) -> Iterator[tuple[Any, Any]]:
         """``(url, caption)`` per photo, streaming the three lists side by side."""
@@ -131,26 +98,3 @@ class SbuSource(Source):
                     f"but {ended} end after {index} entries"
                 )
             yield values[0], values[2]
-
-
-def _spill_name(index: int) -> str:
-    return f"part-{index:06d}.jsonl"
-
-
-def _spill(entries: Iterator[tuple[Any, Any]], folder: str, rows_per_partition: int) -> list[int]:
-    """Write ``rows_per_partition`` entries per file; the row count of each file."""
-    counts: list[int] = []
-    handle = None
-    try:
-        for index, entry in enumerate(entries):
-            if index % rows_per_partition == 0:
-                if handle:
-                    handle.close()
-                handle = open(os.path.join(folder, _spill_name(len(counts))), "w", encoding="utf-8")  # noqa: SIM115
-                counts.append(0)
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            counts[-1] += 1
-    finally:
-        if handle:
-            handle.close()
-    return counts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 from mmdata.stage import Partition
 
@@ -27,23 +26,3 @@ def byte_partitions(path: str, rows_per_partition: int) -> list[Partition]:
         Partition(i, {"start": start, "end": min(start + step, size)})
         for i, start in enumerate(range(0, size, step))
     ]
-
-
-def iter_lines(path: str, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """``(byte offset, line without its newline)`` for every line that starts in
-    ``[start, end)``. Empty lines are skipped (CC12M's file has no final newline,
-    others do)."""
-    with open(path, "rb") as handle:
-        if start > 0:
-            handle.seek(start - 1)
-            if handle.read(1) != b"\n":
-                handle.readline()  # the line in progress belongs to the previous range
-        offset = handle.tell()
-        while offset < end:
-            line = handle.readline()
-            if not line:
-                break
-            stripped = line.rstrip(b"\r\n")
-            if stripped:
-                yield offset, stripped
-            offset += len(line)

@@ -144,8 +144,8 @@ def iter_range_lines(path: str, spec: dict) -> Iterator[tuple[int, int, bytes]]:
     """``(0-based line index, byte offset, line without newline)`` for each line that
     starts in the spec's byte range, blank lines included (so indexes stay exact).
 
-    Same rule as annotation.textfile.iter_lines (a line belongs to the range holding its
-    first byte), which skips blank lines and so cannot number lines.
+    A line belongs to the range holding its first byte, so ranges cut anywhere
+    neither lose nor repeat a line.
     """
     start, end, index = spec["start"], spec["end"], spec["first_line"]
     with open(path, "rb") as handle:

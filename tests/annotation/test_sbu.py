@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from annotation.jsonfile import AnnotationError
-from annotation.sbu import MARKER, SbuSource
+from annotation.sbu import SbuSource
+from annotation.spill import MARKER, spill_path
 from tests.conftest import DATA
 
 SBU = DATA / "sbu" / "sbu-captions-all_first5.json"
@@ -39,15 +40,15 @@ def test_small_partitions_give_the_same_rows(tmp_path):
     whole = _rows(source)
     for size in (1, 2, 3, 5):
         assert _rows(source, size) == whole
-    assert [p.spec["rows"] for p in source.partitions(2)] == [2, 2, 1]
+    assert [source.read(p).num_rows for p in source.partitions(2)] == [2, 2, 1]
 
 
 def test_cache_is_reused_and_rebuilt_when_incomplete(tmp_path):
     source = _source(tmp_path)
     parts = source.partitions(2)
-    folder = os.path.dirname(parts[0].spec["spill"])
-    assert sorted(os.listdir(folder)) == [MARKER, *(f"part-00000{i}.jsonl" for i in range(3))]
-    Path(parts[0].spec["spill"]).write_text('["http://stale.example/x.jpg", "stale"]\n')
+    folder = parts[0].spec["cache"]
+    assert sorted(os.listdir(folder)) == [MARKER, *(f"entries-00000{i}.jsonl" for i in range(3))]
+    Path(spill_path(folder, "entries", 0)).write_text('["http://stale.example/x.jpg", "stale"]\n')
     assert source.read(parts[0]).to_pylist()[0]["url"] == "http://stale.example/x.jpg"
     os.remove(os.path.join(folder, MARKER))  # as if the build had been killed
     assert source.partitions(2) == parts
@@ -58,8 +59,8 @@ def test_cache_is_reused_and_rebuilt_when_incomplete(tmp_path):
 def test_missing_spill_file_is_rebuilt(tmp_path):
     source = _source(tmp_path)
     parts = source.partitions(2)
-    os.remove(os.path.join(os.path.dirname(parts[0].spec["spill"]), MARKER))
-    os.remove(parts[1].spec["spill"])
+    os.remove(os.path.join(parts[0].spec["cache"], MARKER))
+    os.remove(spill_path(parts[0].spec["cache"], "entries", 1))
     assert source.read(parts[1]).to_pylist()[0]["image_id"] == "sbu:2"
 
 
