@@ -9,7 +9,6 @@ partition's files. Memory is bounded by one partition, not by instances_train201
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -19,17 +18,17 @@ import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array, require_keys
 from annotation.records import box_problem, item_reject
-from annotation.spill import Spill, cache_folder, ensure, read_spill
+from annotation.spill import Spill, SpilledSource, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT
 from mmdata.io import join
 from mmdata.registry import SOURCES
 from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR
-from mmdata.stage import Partition, Source
+from mmdata.stage import Partition
 
 
 @SOURCES.register("coco")
-class CocoSource(Source):
+class CocoSource(SpilledSource):
     """COCO captions JSON (+ optional instances JSON) -> image rows with captions and boxes.
 
     Rows follow the order of the captions file's ``images`` list, so partitions are
@@ -37,6 +36,7 @@ class CocoSource(Source):
     later stage (read_images).
     """
 
+    cache_prefix = "mmdata-coco"
     writes = ("image_id", "source", "split", "url", "path", "width_px", "height_px")
     writes += ("captions", "gold")
 
@@ -66,14 +66,9 @@ class CocoSource(Source):
         self.split, self.karpathy, self.keep_segmentation = split, karpathy, keep_segmentation
         self.cache_dir = cache_dir
 
-    def partitions(self, rows_per_partition: int) -> list[Partition]:
-        folder, count = self._cache(rows_per_partition)
-        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
-        return [Partition(i, spec) for i in range(count)]
-
     def read(self, partition: Partition) -> pa.Table:
         # Rebuilds the cache when this worker cannot see it (no shared storage).
-        folder, _ = self._cache(partition.spec["rows_per_partition"])
+        folder = self.spill_folder(partition)
         part = {
             kind: _group(read_spill(folder, kind, partition.index))
             for kind in ("captions", "objects", "karpathy")
@@ -170,19 +165,11 @@ class CocoSource(Source):
             "segmentation": json.dumps(segmentation) if segmentation is not None else None,
         }
 
-    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
-        """The complete spill folder for ``rows_per_partition`` and its partition count."""
-        inputs = {
-            "captions": self.captions,
-            "instances": self.instances or "",
-            "karpathy": self.karpathy or "",
-        }
-        inputs = {k: v for k, v in inputs.items() if v}
-        root = self.cache_dir or tempfile.gettempdir()
-        folder = cache_folder(root, "mmdata-coco", inputs, rows_per_partition)
-        return folder, ensure(folder, lambda tmp: self._spill_all(tmp, rows_per_partition))
+    def spill_inputs(self) -> dict[str, str]:
+        inputs = {"captions": self.captions, "instances": self.instances, "karpathy": self.karpathy}
+        return {k: v for k, v in inputs.items() if v}
 
-    def _spill_all(self, folder: str, rows_per_partition: int) -> int:
+    def build_spill(self, folder: str, rows_per_partition: int) -> int:
         partition_of, count = _spill_images(self.captions, folder, rows_per_partition)
         _spill_by_image(
             self.captions,

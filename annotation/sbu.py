@@ -16,7 +16,6 @@ cache rebuilds it locally.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from itertools import zip_longest
 from typing import Any
@@ -24,24 +23,25 @@ from typing import Any
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
-from annotation.spill import Spill, cache_folder, ensure, read_spill
+from annotation.spill import Spill, SpilledSource, read_spill
 from annotation.webrows import WEB_WRITES, rows_table, web_row
 from mmdata.args import InputPath
 from mmdata.registry import SOURCES
-from mmdata.stage import Partition, Source
+from mmdata.stage import Partition
 
 LISTS = ("image_urls", "user_ids", "captions")
 _MISSING = object()
 
 
 @SOURCES.register("sbu")
-class SbuSource(Source):
+class SbuSource(SpilledSource):
     """SBU captions JSON -> image rows ``sbu:{index}`` with one caption each.
 
     The user id of each photo is not part of the image schema and is dropped.
     """
 
     name = "sbu"
+    cache_prefix = "mmdata-sbu"
     writes = WEB_WRITES
 
     def __init__(
@@ -54,18 +54,12 @@ class SbuSource(Source):
         split: split name stored on every row.
         """
         self.json, self.split = json, split
-        self.cache_dir = cache_dir or tempfile.gettempdir()
-
-    def partitions(self, rows_per_partition: int) -> list[Partition]:
-        folder, count = self._cache(rows_per_partition)
-        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
-        return [Partition(i, spec) for i in range(count)]
+        self.cache_dir = cache_dir
 
     def read(self, partition: Partition) -> pa.Table:
         # Rebuilds the cache when this worker cannot see it (no shared storage).
-        rows_per_partition = partition.spec["rows_per_partition"]
-        folder, _ = self._cache(rows_per_partition)
-        first = partition.index * rows_per_partition
+        folder = self.spill_folder(partition)
+        first = partition.index * partition.spec["rows_per_partition"]
         rows = []
         for offset, (url, caption) in enumerate(read_spill(folder, "entries", partition.index)):
             index = first + offset
@@ -73,12 +67,10 @@ class SbuSource(Source):
             rows.append(web_row(self.name, index, url, caption, where, self.split))
         return rows_table(rows)
 
-    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
-        """The complete spill folder for ``rows_per_partition`` and its partition count."""
-        folder = cache_folder(self.cache_dir, "mmdata-sbu", {"json": self.json}, rows_per_partition)
-        return folder, ensure(folder, lambda tmp: self._spill(tmp, rows_per_partition))
+    def spill_inputs(self) -> dict[str, str]:
+        return {"json": self.json}
 
-    def _spill(self, folder: str, rows_per_partition: int) -> int:
+    def build_spill(self, folder: str, rows_per_partition: int) -> int:
         """Stream the file once into per-partition files; returns the partition count."""
         spill, count = Spill(folder, "entries"), 0
         for index, entry in enumerate(self._entries()):

@@ -14,12 +14,14 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from annotation.jsonfile import AnnotationError, iter_array
+from mmdata.stage import Partition, Source
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +127,38 @@ def iter_records(path: str) -> Iterator[Any]:
     except FileNotFoundError:
         raise AnnotationError(f"{path}: file not found") from None
     return iter_array(path, "" if head.startswith(b"{") else "item")
+
+
+class SpilledSource(Source):
+    """A source whose partitions are chunks of a spill cache built on first use.
+
+    Subclasses set ``cache_prefix`` and ``cache_dir``, and implement ``spill_inputs``
+    (the files the cache depends on) and ``build_spill`` (stream them into a folder).
+    ``read`` calls ``spill_folder``, which rebuilds the cache on a worker that cannot
+    see it (a node without shared storage).
+    """
+
+    cache_prefix: ClassVar[str] = "mmdata"
+    cache_dir: str | None = None
+
+    def spill_inputs(self) -> dict[str, str]:
+        """Role -> path of every input file the cache is built from."""
+        raise NotImplementedError
+
+    def build_spill(self, folder: str, rows_per_partition: int) -> int:
+        """Spill the inputs into the empty ``folder``; returns the partition count."""
+        raise NotImplementedError
+
+    def partitions(self, rows_per_partition: int) -> list[Partition]:
+        folder, count = self._cache(rows_per_partition)
+        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
+        return [Partition(i, spec) for i in range(count)]
+
+    def spill_folder(self, partition: Partition) -> str:
+        """The complete cache folder ``partition`` was planned from."""
+        return self._cache(partition.spec["rows_per_partition"])[0]
+
+    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
+        root = self.cache_dir or tempfile.gettempdir()
+        folder = cache_folder(root, self.cache_prefix, self.spill_inputs(), rows_per_partition)
+        return folder, ensure(folder, lambda tmp: self.build_spill(tmp, rows_per_partition))

@@ -22,7 +22,6 @@ Quirks of the real files, handled below:
 from __future__ import annotations
 
 import math
-import tempfile
 from collections import defaultdict
 from typing import Any
 
@@ -30,13 +29,13 @@ import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
 from annotation.records import box_problem, item_reject
-from annotation.spill import Spill, cache_folder, ensure, iter_records, read_spill
+from annotation.spill import Spill, SpilledSource, iter_records, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT
 from mmdata.io import join
 from mmdata.registry import SOURCES
 from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR
-from mmdata.stage import Partition, Source
+from mmdata.stage import Partition
 
 #: Recipe argument -> key of the per-image list in that file.
 LIST_KEYS = {
@@ -48,7 +47,7 @@ LIST_KEYS = {
 
 
 @SOURCES.register("visual_genome")
-class VisualGenomeSource(Source):
+class VisualGenomeSource(SpilledSource):
     """Visual Genome image_data.json (+ optional annotation files) -> image rows with gold.
 
     Rows follow image_data.json's order. Objects, attributes and relationships fill
@@ -58,6 +57,7 @@ class VisualGenomeSource(Source):
     listed in ``_item_rejects``.
     """
 
+    cache_prefix = "mmdata-vg"
     writes = ("image_id", "source", "split", "url", "path", "width_px", "height_px")
     writes += ("captions", "gold")
 
@@ -93,14 +93,9 @@ class VisualGenomeSource(Source):
         #: other files find their objects; relationships may add missing ones.
         self.files: dict[str, str] = {k: v for k, v in given if v}
 
-    def partitions(self, rows_per_partition: int) -> list[Partition]:
-        folder, count = self._cache(rows_per_partition)
-        spec = {"cache": folder, "rows_per_partition": rows_per_partition}
-        return [Partition(i, spec) for i in range(count)]
-
     def read(self, partition: Partition) -> pa.Table:
         # Rebuilds the cache when this worker cannot see it (a node without shared storage).
-        folder, _ = self._cache(partition.spec["rows_per_partition"])
+        folder = self.spill_folder(partition)
         images = read_spill(folder, "image_data", partition.index)
         annotations = {k: _group(read_spill(folder, k, partition.index)) for k in self.files}
         seen: set[Any] = set()
@@ -137,14 +132,10 @@ class VisualGenomeSource(Source):
             gold.add(kind, path, annotations[kind].get(image_id, []))
         return {**row, "gold": gold.gold(), "_item_rejects": gold.rejects}
 
-    def _cache(self, rows_per_partition: int) -> tuple[str, int]:
-        """The complete spill folder for ``rows_per_partition`` and its partition count."""
-        root = self.cache_dir or tempfile.gettempdir()
-        inputs = {"image_data": self.image_data, **self.files}
-        folder = cache_folder(root, "mmdata-vg", inputs, rows_per_partition)
-        return folder, ensure(folder, lambda tmp: self._spill_all(tmp, rows_per_partition))
+    def spill_inputs(self) -> dict[str, str]:
+        return {"image_data": self.image_data, **self.files}
 
-    def _spill_all(self, folder: str, rows_per_partition: int) -> int:
+    def build_spill(self, folder: str, rows_per_partition: int) -> int:
         partition_of, count = _spill_images(self.image_data, folder, rows_per_partition)
         for kind, path in self.files.items():
             _spill_annotations(path, kind, partition_of, folder)
