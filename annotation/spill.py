@@ -25,7 +25,7 @@ from mmdata.stage import Partition, Source
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # bump when the spill layout changes: old caches are then ignored
+CACHE_VERSION = "2"  # bump when the spill layout changes: old caches are then ignored
 MARKER = "COMPLETE"  # written last: a cache without it is half-written and rebuilt
 FLUSH_BYTES = 32 << 20  # buffered lines are flushed to disk beyond this many bytes
 

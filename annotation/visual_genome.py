@@ -98,11 +98,10 @@ class VisualGenomeSource(SpilledSource):
         folder = self.spill_folder(partition)
         images = read_spill(folder, "image_data", partition.index)
         annotations = {k: _group(read_spill(folder, k, partition.index)) for k in self.files}
-        seen: set[Any] = set()
-        rows = [self._row(index, image, annotations, seen) for index, image in images]
+        rows = [self._row(index, image, annotations, repeat) for index, image, repeat in images]
         return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
-    def _row(self, index: int, image: Any, annotations: dict, seen: set) -> dict:
+    def _row(self, index: int, image: Any, annotations: dict, repeat: bool) -> dict:
         image_id = _image_id(image)
         if image_id is None:
             return _error_row(
@@ -122,8 +121,7 @@ class VisualGenomeSource(SpilledSource):
         if self.images:
             key = "url" if self.images.startswith(("http://", "https://")) else "path"
             row[key] = join(self.images, f"{image_id}.jpg")
-        problem = _image_problem(image, image_id, seen)
-        seen.add(image_id)
+        problem = _image_problem(image, repeat)
         if problem:
             detail = f"{self.image_data}: image id {image_id}: {problem[1]}"
             return {**row, **_error_row(row["image_id"], problem[0], detail)}
@@ -294,8 +292,8 @@ def _image_id(record: Any) -> Any:
     return value if isinstance(value, int | str) and not isinstance(value, bool) else None
 
 
-def _image_problem(image: dict, image_id: Any, seen: set) -> tuple[str, str] | None:
-    if image_id in seen:
+def _image_problem(image: dict, repeat: bool) -> tuple[str, str] | None:
+    if repeat:
         return "duplicate_id", "listed twice in image_data"
     missing = [k for k in ("width", "height") if k not in image]
     return ("missing_key", f"lacks {missing}") if missing else None
@@ -352,10 +350,12 @@ def _spill_images(path: str, folder: str, rows_per_partition: int) -> tuple[dict
     """Spill image_data into chunks; returns image id -> partition, and the count."""
     spill, partition_of, count = Spill(folder, "image_data"), {}, 0
     for index, record in enumerate(iter_array(path)):
-        spill.add(index // rows_per_partition, [index, record])
         image_id = _image_id(record)
+        # The first listing owns the annotations; a repeat becomes an error row, in
+        # whichever partition it falls.
+        repeat = image_id is not None and image_id in partition_of
+        spill.add(index // rows_per_partition, [index, record, repeat])
         if image_id is not None:
-            # The first listing owns the annotations; a repeat becomes an error row.
             partition_of.setdefault(image_id, index // rows_per_partition)
         count = index + 1
     spill.flush()

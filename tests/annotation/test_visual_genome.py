@@ -285,6 +285,11 @@ def test_image_errors(tmp_path):
         "duplicate_id",
     )
     assert rows[0]["status"] is None and len(rows[0]["gold"]["objects"]) == 40
+    # the repeat is found whichever partition it lands in
+    one_per_shard = _rows(
+        _source(tmp_path, image_data=_modified(tmp_path, "image_data", change)), 1
+    )
+    assert [r["reason"] for r in one_per_shard] == [r["reason"] for r in rows]
 
 
 def test_annotation_of_an_unknown_image_is_an_error(tmp_path):
