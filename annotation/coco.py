@@ -21,6 +21,7 @@ from annotation.records import box_problem, item_reject
 from annotation.spill import Spill, SpilledSource, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT
+from mmdata.gcpause import without_gc
 from mmdata.io import join
 from mmdata.registry import SOURCES
 from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR
@@ -66,6 +67,7 @@ class CocoSource(SpilledSource):
         self.split, self.karpathy, self.keep_segmentation = split, karpathy, keep_segmentation
         self.cache_dir = cache_dir
 
+    @without_gc
     def read(self, partition: Partition) -> pa.Table:
         # Rebuilds the cache when this worker cannot see it (no shared storage).
         folder = self.spill_folder(partition)

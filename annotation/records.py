@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+_NUMBER = (int, float)
 #: Boxes may overhang the image by this many pixels (annotation tools round outward).
 BOX_SLACK_PX = 1.0
 
@@ -13,16 +14,17 @@ def box_problem(box: Any, width: Any, height: Any) -> tuple[str, str] | None:
     """Check an ``[x, y, w, h]`` pixel box against the image size."""
     if not isinstance(box, list | tuple) or len(box) != 4:
         return "bad_box", f"box {box!r} is not [x, y, w, h]"
-    if not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in box
-    ):
-        return "bad_box", f"box {box!r} has a non-number"
     x, y, w, h = box
+    # Exact types (bool is an int subclass); NaN or inf anywhere makes the sum non-finite.
+    # Written out, not as all(...): this runs for every object of every VG image.
+    numbers = type(x) in _NUMBER and type(y) in _NUMBER and type(w) in _NUMBER
+    if not (numbers and type(h) in _NUMBER and math.isfinite(x + y + w + h)):
+        return "bad_box", f"box {box!r} has a non-number"
     if w <= 0 or h <= 0:
         return "non_positive_box", f"box {list(box)} has width or height <= 0"
     if (
-        isinstance(width, int | float)
-        and isinstance(height, int | float)
+        type(width) in _NUMBER
+        and type(height) in _NUMBER
         and (
             x < -BOX_SLACK_PX
             or y < -BOX_SLACK_PX

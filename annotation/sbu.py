@@ -26,6 +26,7 @@ from annotation.jsonfile import AnnotationError, iter_array
 from annotation.spill import Spill, SpilledSource, read_spill
 from annotation.webrows import WEB_WRITES, rows_table, web_row
 from mmdata.args import InputPath
+from mmdata.gcpause import without_gc
 from mmdata.registry import SOURCES
 from mmdata.stage import Partition
 
@@ -56,6 +57,7 @@ class SbuSource(SpilledSource):
         self.json, self.split = json, split
         self.cache_dir = cache_dir
 
+    @without_gc
     def read(self, partition: Partition) -> pa.Table:
         # Rebuilds the cache when this worker cannot see it (no shared storage).
         folder = self.spill_folder(partition)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from annotation.jsonfile import AnnotationError, iter_array
+from mmdata.gcpause import without_gc
 from mmdata.stage import Partition, Source
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class SpilledSource(Source):
         """Spill the inputs into the empty ``folder``; returns the partition count."""
         raise NotImplementedError
 
+    @without_gc
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         folder, count = self._cache(rows_per_partition)
         spec = {"cache": folder, "rows_per_partition": rows_per_partition}

@@ -13,13 +13,14 @@ row numbers ``line_partitions`` counts the line starts before each range once, i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from annotation.textfile import byte_partitions
+from mmdata.gcpause import without_gc
 from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR, STATUS_REJECTED
 from mmdata.stage import Partition, Source
 
@@ -33,15 +34,16 @@ ROW_SCHEMA = pa.schema(
     + [IMAGE_SCHEMA.field("status"), IMAGE_SCHEMA.field("reason")]
     + [pa.field("_detail", pa.string())]
 )
-_URL_SCHEMES = ("http", "https")
+#: http(s), then a non-empty host: what urlsplit would call scheme and netloc.
+_HTTP_URL = re.compile(r"(?i:https?)://[^/?#\s]")
 
 
 def url_problem(url: Any) -> str | None:
     """Why ``url`` cannot be downloaded, or None when it is an http(s) URL."""
     if not isinstance(url, str) or not url.strip():
         return "missing url"
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+    # A compiled pattern, not urlsplit: this runs once per row of 12M-row files.
+    if not _HTTP_URL.match(url):
         return f"url {url!r} is not http(s)"
     return None
 
@@ -184,6 +186,7 @@ class LineFileSource(Source):
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         return line_partitions(self._path(), rows_per_partition)
 
+    @without_gc
     def read(self, partition: Partition) -> pa.Table:
         path = self._path()
         rows = []
