@@ -66,3 +66,23 @@ def write_recipe(path: Path, recipe: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+def import_only(tmp_path: Path, name: str, source: dict, shard_rows: int):
+    """Run a recipe of just ``source`` (no stages) locally; returns the catalog it wrote."""
+    from mmdata import recipe as recipes
+    from mmdata.catalog import Catalog
+    from mmdata.run import run_recipe
+
+    spec = {
+        "name": name,
+        "source": source,
+        "stages": [],
+        "output": str(tmp_path / "corpus"),
+        "catalog": str(tmp_path / "catalog.duckdb"),
+        "on_error": "record",
+        "shard_rows": shard_rows,
+    }
+    recipe = recipes.load(write_recipe(tmp_path / f"{name}.yaml", spec))
+    run_recipe(recipe, "local", progress=False)
+    return Catalog(recipe.catalog)

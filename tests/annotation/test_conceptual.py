@@ -6,10 +6,7 @@ import pytest
 
 from annotation.conceptual import Cc3mSource, Cc12mSource
 from annotation.webrows import line_starts_before
-from mmdata.catalog import Catalog
-from mmdata.recipe import load
-from mmdata.run import run_recipe
-from tests.conftest import DATA, write_recipe
+from tests.conftest import DATA, import_only
 
 TRAIN = DATA / "cc3m" / "cc3m_train_GCC-training_first5.tsv"
 VALIDATION = DATA / "cc3m" / "cc3m_validation_GCC-1.1.0-Validation_first5.tsv"
@@ -175,18 +172,7 @@ def test_blank_lines_are_skipped_but_counted(tmp_path):
 def test_end_to_end_local(tmp_path):
     good = TRAIN.read_bytes().splitlines()
     data = _write(tmp_path, [*good, b"\thttp://example.com/x.jpg", b"no tabs here"])
-    recipe_dict = {
-        "name": "cc3m_test",
-        "source": {"cc3m": {"tsv": data, "split": "train"}},
-        "stages": [],
-        "output": str(tmp_path / "corpus"),
-        "catalog": str(tmp_path / "catalog.duckdb"),
-        "on_error": "record",
-        "shard_rows": 2,
-    }
-    recipe = load(write_recipe(tmp_path / "cc3m.yaml", recipe_dict))
-    run_recipe(recipe, "local", progress=False)
-    catalog = Catalog(recipe.catalog)
+    catalog = import_only(tmp_path, "cc3m_test", {"cc3m": {"tsv": data, "split": "train"}}, 2)
     assert catalog.query("SELECT count(*) FROM images")[1] == [(5,)]
     assert catalog.query("SELECT count(*) FROM captions")[1] == [(5,)]
     texts = catalog.query("SELECT text FROM captions WHERE image_id = 'cc3m:0'")[1]

@@ -10,10 +10,7 @@ import pytest
 
 from annotation.jsonfile import AnnotationError
 from annotation.url_list import UrlListSource
-from mmdata.catalog import Catalog
-from mmdata.recipe import load
-from mmdata.run import run_recipe
-from tests.conftest import DATA, write_recipe
+from tests.conftest import DATA, import_only
 
 PARQUET = DATA / "url_list" / "img2dataset_tests_test_1000_laion_style.parquet"
 FIRST_URL = "http://direct.rhapsody.com/imageserver/v2/albums/Alb.131805200/images/170x170.jpg"
@@ -140,18 +137,8 @@ def test_parquet_nulls_are_rejected(tmp_path):
 
 
 def test_end_to_end_local(tmp_path):
-    recipe_dict = {
-        "name": "laion_test",
-        "source": {"url_list": {"path": str(PARQUET), "url_col": "URL", "caption_col": "TEXT"}},
-        "stages": [],
-        "output": str(tmp_path / "corpus"),
-        "catalog": str(tmp_path / "catalog.duckdb"),
-        "on_error": "record",
-        "shard_rows": 300,
-    }
-    recipe = load(write_recipe(tmp_path / "laion.yaml", recipe_dict))
-    run_recipe(recipe, "local", progress=False)
-    catalog = Catalog(recipe.catalog)
+    source = {"url_list": {"path": str(PARQUET), "url_col": "URL", "caption_col": "TEXT"}}
+    catalog = import_only(tmp_path, "laion_test", source, 300)
     assert catalog.query("SELECT count(*) FROM images")[1] == [(1000,)]
     assert catalog.query("SELECT count(*) FROM captions")[1] == [(1000,)]
     assert catalog.query("SELECT count(*) FROM rejects")[1] == [(0,)]
