@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from mmdata.executors.base import RunPlan, read_partition, run_stage
 from mmdata.recipe import Recipe
+from mmdata.registry import STAGES
 from mmdata.sink import write_parts
 from mmdata.stage import Partition, Source, Stage
 
@@ -124,7 +125,7 @@ def _stage_map_args(recipe: Recipe, index: int) -> dict[str, Any]:
     import ray
 
     spec = recipe.stages[index]
-    stage_cls = type(recipe.build_stage(index))
+    stage_cls = STAGES.get(spec.name)  # the class only: no model is built on the driver
     res = spec.resources
     args: dict[str, Any] = {
         "batch_size": res.batch_size,
