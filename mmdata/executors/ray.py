@@ -102,6 +102,10 @@ class RayExecutor:
         import ray
 
         init_ray(self.address)
+        # Ray Data logs every progress tick at INFO; mmdata shows its own progress bar.
+        if not log.isEnabledFor(logging.INFO):
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            ray.data.DataContext.get_current().enable_progress_bars = False
         recipe = plan.recipe
         items = [{"index": p.index, "spec": json.dumps(dict(p.spec))} for p in plan.partitions]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
