@@ -121,16 +121,19 @@ class Flickr30kSource(Source):
                 "filename": image["filename"],
                 "captions": [(i, s["raw"]) for i, s in enumerate(image.get("sentences", []))],
             }
-            for image in self._karpathy_images()
+            for image in self._karpathy_images
         ]
 
     @functools.cached_property
     def _splits(self) -> dict[str, str]:
         if self.karpathy is None:
             return {}
-        return {image["filename"]: image.get("split") for image in self._karpathy_images()}
+        return {image["filename"]: image.get("split") for image in self._karpathy_images}
 
+    @functools.cached_property
     def _karpathy_images(self) -> list[dict]:
+        """The Karpathy file's image records, parsed once (captions and splits both
+        come from them when no captions file is given)."""
         images = []
         for i, image in enumerate(iter_array(str(self.karpathy), "images.item")):
             if not isinstance(image, dict) or "filename" not in image:
