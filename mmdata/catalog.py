@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from mmdata.errors import MmdataError
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
@@ -166,10 +165,6 @@ class Catalog:
                 raise CatalogError(f"query failed: {exc}") from exc
             columns = [d[0] for d in cursor.description or []]
         return columns, rows
-
-    def query_arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        with self.read() as con:
-            return con.execute(sql, params or []).to_arrow_table()
 
 
 def _insert_shard(

@@ -9,8 +9,6 @@ Boxes carry their convention and unit in the field name (``box_xywh_px``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pyarrow as pa
 
 #: Written into every shard's Parquet metadata under ``mmdata.schema_version``.
@@ -172,12 +170,6 @@ INTERNAL_FIELDS: list[pa.Field] = [
 
 class SchemaError(ValueError):
     """A table does not match the schema it claims."""
-
-
-def empty_columns(schema: pa.Schema, num_rows: int, skip: Iterable[str]) -> dict:
-    """Null arrays for every field of ``schema`` not in ``skip``."""
-    skipped = set(skip)
-    return {f.name: pa.nulls(num_rows, f.type) for f in schema if f.name not in skipped}
 
 
 def conform(table: pa.Table, schema: pa.Schema = IMAGE_SCHEMA) -> pa.Table:
