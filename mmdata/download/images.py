@@ -1,0 +1,111 @@
+"""Check a downloaded body is a whole image, then resize and encode it with img2dataset.
+
+The checks run before img2dataset's Resizer decodes anything at full size: the header
+gives the pixel count (a decompression bomb is refused without allocating it), and a
+reduced-size decode (JPEG DCT scaling, 1/8 per side) reads every byte of the file, which
+is what finds a truncated body: OpenCV would decode it with a grey bottom and no error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from img2dataset.resizer import Resizer  # noqa: E402 - after the env var
+
+RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
+ENCODE_FORMATS = ("jpg", "png", "webp")
+_FORMAT_NAMES = {"jpg": "jpeg", "png": "png", "webp": "webp"}
+
+
+class ImageProblem(Exception):
+    """A body that is not a usable image; ``reason`` is the reject reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """What goes into the image columns."""
+
+    data: bytes
+    width_px: int
+    height_px: int
+    format: str
+    sha256: str
+
+
+def check_image(data: bytes, max_pixels: int) -> str:
+    """The image format of ``data``; raises ImageProblem when it cannot be used."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > max_pixels:
+                raise ImageProblem(
+                    "decompression_bomb",
+                    f"{image.width}x{image.height} px > max_pixels {max_pixels}",
+                )
+            image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
+            image.load()
+    except ImageProblem:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageProblem("not_an_image", f"{_sniff(data)}: {exc}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageProblem("decompression_bomb", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated" if "truncated" in str(exc) else "image_decode_error"
+        raise ImageProblem(reason, f"{type(exc).__name__}: {exc}") from exc
+    return (image.format or "").lower()
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "body is HTML"
+    return f"{len(data)} bytes starting {data[:8]!r}"
+
+
+class ImageEncoder:
+    """img2dataset's Resizer (its resize modes and encoders) plus our checks and sha256."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        resize_mode: str,
+        encode_format: str,
+        encode_quality: int,
+        resize_only_if_bigger: bool,
+        skip_reencode: bool,
+        max_pixels: int,
+    ) -> None:
+        self.max_pixels = max_pixels
+        self.resizer = Resizer(
+            image_size=image_size,
+            resize_mode=resize_mode,
+            resize_only_if_bigger=resize_only_if_bigger,
+            encode_format=encode_format,
+            encode_quality=encode_quality,
+            skip_reencode=skip_reencode,
+        )
+        self.format_name = _FORMAT_NAMES[encode_format]
+
+    def __call__(self, data: bytes) -> StoredImage:
+        source_format = check_image(data, self.max_pixels)
+        encoded, width, height, _, _, error = self.resizer(io.BytesIO(data))
+        if error is not None:
+            raise ImageProblem("image_decode_error", f"img2dataset resizer: {error}")
+        stored_format = source_format if encoded is data or encoded == data else self.format_name
+        return StoredImage(
+            encoded, width, height, stored_format, hashlib.sha256(encoded).hexdigest()
+        )
