@@ -238,7 +238,13 @@ def _resources(value: Any, cls: type, where: str, problems: list[str]) -> Resour
     if not isinstance(value, dict) or set(value) - valid:
         problems.append(f"{where}: resources must be a mapping with keys {sorted(valid)}")
         return default
-    return dataclasses.replace(default, **value)
+    resources = dataclasses.replace(default, **value)
+    if getattr(cls, "run_wide", False) and resources.concurrency not in (None, 1):
+        problems.append(
+            f"{where}: {cls.name} sees every row of the run in one worker; "
+            f"concurrency must be 1, got {resources.concurrency}"
+        )
+    return resources
 
 
 def check_columns(source: StepSpec, stages: list[StepSpec]) -> list[str]:

@@ -12,7 +12,7 @@ from mmdata.executors import make_executor
 from mmdata.executors.base import RunPlan
 from mmdata.progress import Progress
 from mmdata.recipe import Recipe
-from mmdata.sink import ShardAssembler, staging_dir
+from mmdata.sink import ShardAssembler, shard_path, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,11 @@ def run_recipe(
             len(partitions) - len(pending),
             len(pending),
         )
-        written = _execute(
-            recipe, RunPlan(recipe, pending, staging), executor, address, catalog, run_id, progress
+        done_shards = tuple(
+            shard_path(recipe.output, p.index) for p in partitions if p.index in done
         )
+        plan = RunPlan(recipe, pending, staging, done_shards)
+        written = _execute(recipe, plan, executor, address, catalog, run_id, progress)
     except BaseException as exc:
         catalog.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -80,10 +80,21 @@ class Stage:
     #: True when setup() loads something expensive: the Ray executor then keeps the
     #: stage alive in an actor pool instead of re-creating it per task.
     stateful: ClassVar[bool] = False
+    #: True when the stage must see every row of the run in one worker (dedup across
+    #: the whole run): the Ray executor runs it as a single actor, and ``resume`` tells
+    #: it what earlier runs of the corpus already committed.
+    run_wide: ClassVar[bool] = False
     default_resources: ClassVar[Resources] = Resources()
 
     def setup(self) -> None:
         """Load models or open files; called once per worker before ``process``."""
+
+    def resume(self, done_shards: list[str]) -> None:
+        """Called after ``setup`` with the corpus's committed data shards (oldest first).
+
+        A run-wide stage loads its state from them, so a re-run after a crash treats
+        rows committed before the crash as already seen.
+        """
 
     def process(self, table: pa.Table) -> pa.Table:
         """Transform ``table``; must return the same rows in the same order."""

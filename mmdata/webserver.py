@@ -107,8 +107,14 @@ class FaultHandler(BaseHTTPRequestHandler):
         )
 
     def _gen(self) -> None:
-        number = int(self.path.rsplit("/", 1)[-1].split(".")[0])
-        self._send(200, self.server.generated(number), "image/jpeg")
+        """``/gen/<n>.jpg``; ``?q=<quality>`` re-encodes it (same picture, other bytes)."""
+        name, _, query = self.path.rsplit("/", 1)[-1].partition("?")
+        body = self.server.generated(int(name.split(".")[0]))
+        if query.startswith("q="):
+            out = io.BytesIO()
+            Image.open(io.BytesIO(body)).save(out, "JPEG", quality=int(query[2:]))
+            body = out.getvalue()
+        self._send(200, body, "image/jpeg")
 
     def _status(self) -> None:
         self._send(int(self.path.rsplit("/", 1)[-1]), b"error page", "text/html")

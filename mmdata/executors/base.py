@@ -37,6 +37,7 @@ class RunPlan:
     recipe: Recipe
     partitions: list[Partition]
     staging: str  # folder for part files before the driver commits them
+    done_shards: tuple[str, ...] = ()  # data shards committed by earlier runs (Stage.resume)
 
 
 class Executor(Protocol):

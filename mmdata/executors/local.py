@@ -22,6 +22,7 @@ class LocalExecutor:
         stages = [recipe.build_stage(i) for i in range(len(recipe.stages))]
         for stage in stages:
             stage.setup()
+            stage.resume(list(plan.done_shards))
         for partition in plan.partitions:
             table = read_partition(source, partition, recipe.on_error)
             for index, (stage, spec) in enumerate(zip(stages, recipe.stages)):

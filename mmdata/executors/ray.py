@@ -73,10 +73,11 @@ def stage_batch(batch: pa.Table, recipe: Recipe, index: int) -> pa.Table:
 class StageActor:
     """Actor-pool form of a stage: setup() once per actor, then every batch."""
 
-    def __init__(self, recipe: Recipe, index: int) -> None:
+    def __init__(self, recipe: Recipe, index: int, done_shards: tuple[str, ...] = ()) -> None:
         self.recipe, self.index = recipe, index
         self.stage = recipe.build_stage(index)
         self.stage.setup()
+        self.stage.resume(list(done_shards))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return run_stage(self.stage, self.index, batch, self.recipe.on_error)
@@ -113,7 +114,7 @@ class RayExecutor:
             read_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"recipe": recipe}
         )
         for index in range(len(recipe.stages)):
-            ds = ds.map_batches(**_stage_map_args(recipe, index))
+            ds = ds.map_batches(**_stage_map_args(recipe, index, plan.done_shards))
         ds = ds.map_batches(
             write_batch,
             batch_size=None,
@@ -125,7 +126,7 @@ class RayExecutor:
                 yield json.loads(text)
 
 
-def _stage_map_args(recipe: Recipe, index: int) -> dict[str, Any]:
+def _stage_map_args(recipe: Recipe, index: int, done_shards: tuple[str, ...]) -> dict[str, Any]:
     import ray
 
     spec = recipe.stages[index]
@@ -138,8 +139,8 @@ def _stage_map_args(recipe: Recipe, index: int) -> dict[str, Any]:
     }
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus
-    if stage_cls.stateful or res.num_gpus:
-        size = res.concurrency
+    if stage_cls.stateful or stage_cls.run_wide or res.num_gpus:
+        size = 1 if stage_cls.run_wide else res.concurrency
         strategy = (
             ray.data.ActorPoolStrategy(size=size)
             if size
@@ -148,7 +149,7 @@ def _stage_map_args(recipe: Recipe, index: int) -> dict[str, Any]:
         args.update(
             fn=StageActor,
             compute=strategy,
-            fn_constructor_kwargs={"recipe": recipe, "index": index},
+            fn_constructor_kwargs={"recipe": recipe, "index": index, "done_shards": done_shards},
         )
     else:
         args.update(fn=stage_batch, fn_kwargs={"recipe": recipe, "index": index})

@@ -1,5 +1,21 @@
 """Built-in stages, one registered stage per module. Importing this package registers them."""
 
-from mmdata.stages import caption_filter, download, image_size_filter, read_images
+from mmdata.stages import (
+    caption_filter,
+    download,
+    exact_dedup,
+    image_size_filter,
+    near_dedup,
+    read_images,
+    url_dedup,
+)
 
-__all__ = ["caption_filter", "download", "image_size_filter", "read_images"]
+__all__ = [
+    "caption_filter",
+    "download",
+    "exact_dedup",
+    "image_size_filter",
+    "near_dedup",
+    "read_images",
+    "url_dedup",
+]
