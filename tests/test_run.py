@@ -60,9 +60,9 @@ def test_local_run_counts_and_rejects(demo_data, tmp_path):
         "image_decode_error": 1,
         "file_not_found": 1,
         "too_small": 1,
-        "aspect_ratio": 1,
+        "bad_aspect": 1,
         "no_caption_left": 1,
-        "too_few_words": 2,
+        "caption_too_short": 2,
         "empty_caption": 2,
     }
     stats = catalog.query("SELECT stage, rows_in, rows_out FROM stage_summary")[1]

@@ -57,13 +57,13 @@ class CaptionFilter(Stage):
         if not text:
             return "empty_caption", "empty after whitespace normalisation"
         if words < self.min_words:
-            return "too_few_words", f"{words} words < min_words {self.min_words}"
+            return "caption_too_short", f"{words} words < min_words {self.min_words}"
         if self.max_words and words > self.max_words:
-            return "too_many_words", f"{words} words > max_words {self.max_words}"
+            return "caption_too_long", f"{words} words > max_words {self.max_words}"
         if chars < self.min_chars:
-            return "too_few_chars", f"{chars} chars < min_chars {self.min_chars}"
+            return "caption_too_short", f"{chars} chars < min_chars {self.min_chars}"
         if self.max_chars and chars > self.max_chars:
-            return "too_many_chars", f"{chars} chars > max_chars {self.max_chars}"
+            return "caption_too_long", f"{chars} chars > max_chars {self.max_chars}"
         return None
 
     def process(self, table: pa.Table) -> pa.Table:

@@ -52,7 +52,7 @@ class ImageSizeFilter(Filter):
         if self.max_aspect_ratio:
             ratio = pc.divide(pc.cast(longer, pa.float64()), pc.cast(shorter, pa.float64()))
             elongated = pc.greater(ratio, self.max_aspect_ratio)
-            masks["aspect_ratio"] = (
+            masks["bad_aspect"] = (
                 elongated,
                 pc.binary_join_element_wise(
                     size, f" > max_aspect_ratio {self.max_aspect_ratio}", ""

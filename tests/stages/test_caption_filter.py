@@ -22,10 +22,10 @@ def test_drops_captions_not_rows_and_keeps_the_dropped_ones():
     assert [c["text"] for c in kept] == ["a red circle"]
     dropped = out.column("_item_rejects").to_pylist()
     assert [(d["kind"], d["item_id"], d["reason"]) for d in dropped[0]] == [
-        ("caption", "2", "too_few_words"),
+        ("caption", "2", "caption_too_short"),
         ("caption", "3", "empty_caption"),
     ]
-    assert [d["reason"] for d in dropped[2]] == ["too_many_words"]
+    assert [d["reason"] for d in dropped[2]] == ["caption_too_long"]
     assert dropped[2][0]["detail"] == "50 words > max_words 20"
 
 
@@ -33,4 +33,4 @@ def test_char_limits():
     batch = work_batch(captions=[[caption("1", "a b"), caption("2", "x" * 30)]])
     out = CaptionFilter(min_chars=4, max_chars=20).process(batch)
     reasons = [d["reason"] for d in out.column("_item_rejects")[0].as_py()]
-    assert reasons == ["too_few_chars", "too_many_chars"]
+    assert reasons == ["caption_too_short", "caption_too_long"]

@@ -20,7 +20,7 @@ def test_drops_small_elongated_and_unknown_with_reasons():
     assert out.column("reason").to_pylist() == [
         None,
         "too_small",
-        "aspect_ratio",
+        "bad_aspect",
         "unknown_size",
         None,
         "unknown_size",
