@@ -145,54 +145,72 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 DEMO_QUERIES = [
     (
-        "images per split, with size",
-        "SELECT split, count(*) AS images, round(avg(width_px)) AS avg_width_px, "
-        "round(avg(height_px)) AS avg_height_px FROM images GROUP BY split",
+        "images per corpus, with size",
+        "SELECT corpus, count(*) AS images, round(avg(width_px)) AS avg_width_px, "
+        "round(avg(height_px)) AS avg_height_px FROM images GROUP BY corpus ORDER BY corpus",
     ),
     ("a few captions", "SELECT image_id, text FROM captions ORDER BY image_id, caption_id LIMIT 5"),
     (
-        "rows in and out of every step",
-        "SELECT step_index, stage, rows_in, rows_out FROM stage_summary WHERE corpus = 'demo'",
+        "rows in and out of every step of the web part",
+        "SELECT step_index, stage, rows_in, rows_out FROM stage_summary "
+        "WHERE corpus = 'demo_web' ORDER BY step_index",
     ),
     (
-        "rejects",
-        "SELECT stage, reason, image_id, item_kind, item_id, detail FROM rejects "
-        "ORDER BY image_id, item_id",
+        "rejects by corpus and reason",
+        "SELECT corpus, stage, reason, count(*) AS n FROM rejects "
+        "GROUP BY ALL ORDER BY corpus, stage, reason",
+    ),
+    (
+        "why each web image was rejected",
+        "SELECT image_id, reason, detail FROM rejects WHERE corpus = 'demo_web' "
+        "AND item_kind IS NULL ORDER BY image_id",
     ),
 ]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mmdata import demo
-    from mmdata import recipe as recipes
+    from mmdata import demo, demo_web
     from mmdata.catalog import Catalog
-    from mmdata.run import run_recipe
     from mmdata.summary import summarize
     from mmdata.tables import format_rows
 
     out = Path(args.out).resolve()
     demo.generate(out / "data", num_images=args.images)
-    template = demo_recipe_path().read_text(encoding="utf-8")
-    expanded = recipes.expand(template, {"DEMO_DIR": str(out)}, problems := [])
-    if problems:
-        raise recipes.RecipeError(str(demo_recipe_path()), problems)
-    (out / "recipe.yaml").write_text(expanded, encoding="utf-8")
-    recipe = recipes.load(out / "recipe.yaml")
-    result = run_recipe(recipe, args.executor, args.address, progress=not args.quiet)
+    result = _run_demo_recipe("demo", out, args)
     print(summarize(result))
-    catalog = Catalog(recipe.catalog)
+    with demo_web.serving(out / "data"):
+        web = _run_demo_recipe("demo_web", out, args)
+    print(summarize(web))
+    catalog = Catalog(result.catalog)
     for title, query in DEMO_QUERIES:
         print(f'\n-- {title}\n$ mmdata sql "{query}" --catalog {catalog.path}')
         print(format_rows(*catalog.query(query)))
-    print(f"\nrecipe: {out / 'recipe.yaml'} (run it again with: mmdata run {out / 'recipe.yaml'})")
+    print(
+        f"\nrecipes: {out / 'demo.yaml'}, {out / 'demo_web.yaml'} (run `mmdata demo` again: "
+        "it finds every shard done and adds nothing)"
+    )
     return 0
 
 
-def demo_recipe_path() -> Path:
-    """recipes/demo.yaml as shipped with the package."""
+def _run_demo_recipe(name: str, out: Path, args: argparse.Namespace):  # noqa: ANN202
+    """Expand recipes/<name>.yaml for ``out``, save it as out/<name>.yaml, run it."""
+    from mmdata import recipe as recipes
+    from mmdata.run import run_recipe
+
+    template = demo_recipe_path(name).read_text(encoding="utf-8")
+    expanded = recipes.expand(template, {"DEMO_DIR": str(out)}, problems := [])
+    if problems:
+        raise recipes.RecipeError(str(demo_recipe_path(name)), problems)
+    (out / f"{name}.yaml").write_text(expanded, encoding="utf-8")
+    recipe = recipes.load(out / f"{name}.yaml")
+    return run_recipe(recipe, args.executor, args.address, progress=not args.quiet)
+
+
+def demo_recipe_path(name: str = "demo") -> Path:
+    """recipes/<name>.yaml as shipped with the package."""
     import importlib.resources
 
-    return Path(str(importlib.resources.files("recipes") / "demo.yaml"))
+    return Path(str(importlib.resources.files("recipes") / f"{name}.yaml"))
 
 
 if __name__ == "__main__":

@@ -186,8 +186,8 @@ class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # socketserver's 5 drops SYNs under load: clients time out
 
-    def __init__(self, slow_s: float = 3.0, host: str = "127.0.0.1") -> None:
-        super().__init__((host, 0), FaultHandler)
+    def __init__(self, slow_s: float = 3.0, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), FaultHandler)
         self.slow_s = slow_s
         self.requests: dict[str, int] = {}
         self._lock = threading.Lock()

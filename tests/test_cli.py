@@ -20,11 +20,48 @@ def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
     assert sorted(p.name for p in (demo_out / "corpus" / "data").iterdir()) == [
         f"shard-{i:05d}.parquet" for i in range(4)
     ]
-    recipe = (demo_out / "recipe.yaml").read_text()
+    recipe = (demo_out / "demo.yaml").read_text()
     assert "${" not in recipe and f"output: {demo_out}/corpus" in recipe
     capsys.readouterr()
-    assert main(["run", str(demo_out / "recipe.yaml"), "-q"]) == 0  # done: adds nothing
+    assert main(["run", str(demo_out / "demo.yaml"), "-q"]) == 0  # done: adds nothing
     assert "(0 written now, 4 already done)" in capsys.readouterr().out
+
+
+#: Every fault the demo's web part serves, and what became of it (step: reason).
+WEB_REJECTS = {
+    ("caption_filter", "no_caption_left"): 1,
+    ("caption_filter", "caption_too_short"): 1,
+    ("language_filter", "language"): 2,  # the row and its caption
+    ("url_dedup", "duplicate_url"): 1,
+    ("download", "http_404"): 1,
+    ("download", "http_500"): 1,
+    ("download", "truncated"): 1,
+    ("download", "not_an_image"): 1,
+    ("download", "opt_out"): 1,
+    ("download", "robots_disallow"): 1,
+    ("download", "decompression_bomb"): 1,
+    ("download", "redirect_loop"): 1,
+    ("exact_dedup", "duplicate_image"): 1,
+    ("near_dedup", "near_duplicate"): 1,
+}
+
+
+@pytest.mark.ray
+def test_demo_web_part_downloads_filters_and_dedups_on_ray(demo_out, capsys):
+    catalog = str(demo_out / "catalog.duckdb")
+    query = "SELECT stage, reason, count(*) AS n FROM rejects WHERE corpus = 'demo_web' GROUP BY ALL"
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["stage"], r["reason"]): r["n"] for r in rows} == WEB_REJECTS
+    query = (
+        "SELECT count(*) AS n, count(DISTINCT sha256) AS d FROM images WHERE corpus = 'demo_web'"
+    )
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts == {"n": 14, "d": 14}  # 12 good + the 429 retried + the repaired caption
+    query = "SELECT text FROM captions WHERE corpus = 'demo_web' AND text LIKE '%caf%'"
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "the café sign glowing with round lights"
 
 
 @pytest.mark.ray

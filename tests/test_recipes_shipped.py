@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import demo
+from mmdata import demo, demo_web
 from mmdata import recipe as recipes
 from tests.conftest import DATA, ROOT
 
@@ -47,6 +47,7 @@ def _layout(tmp_path: Path) -> dict[str, str]:
     )
     (flickr / "flickr30k-images").mkdir()
     demo.generate(tmp_path / "demo" / "data", num_images=4)
+    demo_web.write_url_list(tmp_path / "demo" / "data", "http://127.0.0.1:8000")
     return {
         "COCO_DIR": str(coco),
         "VG_DIR": str(vg),
@@ -62,7 +63,8 @@ def _layout(tmp_path: Path) -> dict[str, str]:
 
 def test_every_source_has_a_recipe():
     names = {p.stem for p in RECIPES}
-    assert {"demo", "coco", "vg", "cc3m", "cc12m", "sbu", "url_list", "flickr30k"} <= names
+    expected = {"demo", "demo_web", "coco", "vg", "cc3m", "cc12m", "sbu", "url_list", "flickr30k"}
+    assert expected | {"laion_style"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

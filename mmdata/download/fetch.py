@@ -24,10 +24,6 @@ from urllib.parse import urlsplit
 from mmdata.download.guard import BlockedAddress, NetworkPolicy
 from mmdata.download.http import BlockedScheme, RedirectLoop, build_opener, check_scheme
 
-# img2dataset pulls albumentations, which phones home on import unless told not to.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-from img2dataset.downloader import is_disallowed  # noqa: E402 - after the env var
-
 READ_CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -122,7 +118,8 @@ class Fetcher:
 
     def _check_opt_out(self, headers: Message) -> None:
         directives = self.options.opt_out_directives
-        if directives and is_disallowed(headers, self.options.user_agent_token, directives):
+        token = self.options.user_agent_token
+        if directives and img2dataset_is_disallowed()(headers, token, directives):
             tags = "; ".join(headers.get_all("X-Robots-Tag", []))
             raise DownloadError("opt_out", f"X-Robots-Tag: {tags}")
 
@@ -180,3 +177,12 @@ def classify(exc: BaseException) -> DownloadError:
 def _retry_after(headers: Message | None) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     return float(value) if value and value.strip().isdigit() else None
+
+
+def img2dataset_is_disallowed():  # noqa: ANN201 - img2dataset's function
+    """img2dataset's X-Robots-Tag parser, imported on first use (the package takes 2 s)."""
+    # img2dataset pulls albumentations, which phones home on import unless told not to.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from img2dataset.downloader import is_disallowed
+
+    return is_disallowed

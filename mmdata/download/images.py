@@ -16,9 +16,6 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-from img2dataset.resizer import Resizer  # noqa: E402 - after the env var
-
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 _FORMAT_NAMES = {"jpg": "jpeg", "png": "png", "webp": "webp"}
@@ -89,6 +86,9 @@ class ImageEncoder:
         skip_reencode: bool,
         max_pixels: int,
     ) -> None:
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
+        from img2dataset.resizer import Resizer  # 2 s to import: only where it is used
+
         self.max_pixels = max_pixels
         self.resizer = Resizer(
             image_size=image_size,

@@ -2,20 +2,26 @@
 
 from mmdata.stages import (
     caption_filter,
+    clip_score_filter,
     download,
     exact_dedup,
     image_size_filter,
+    language_filter,
     near_dedup,
     read_images,
+    text_fix,
     url_dedup,
 )
 
 __all__ = [
     "caption_filter",
+    "clip_score_filter",
     "download",
     "exact_dedup",
     "image_size_filter",
+    "language_filter",
     "near_dedup",
     "read_images",
+    "text_fix",
     "url_dedup",
 ]

@@ -143,8 +143,8 @@ class Download(Stage):
         if self.respect_robots_txt:
             self._robots = RobotsCache(self._fetcher, self.options.user_agent_token)
 
-    def fetch(self, url: str) -> StoredImage:
-        """Download, check and encode one URL; raises DownloadError or ImageProblem."""
+    def fetch_body(self, url: str) -> bytes:
+        """Scheme check, robots.txt, guarded fetch; raises DownloadError. Thread-safe."""
         if self._fetcher is None:
             self.setup()
         assert self._fetcher is not None
@@ -156,18 +156,30 @@ class Download(Stage):
             problem = self._robots.problem(url)
             if problem:
                 raise DownloadError("robots_disallow", problem)
-        return self.encoder(self._fetcher.get(url))
+        return self._fetcher.get(url)
 
-    def _outcome(self, url: str) -> StoredImage | tuple[str, str]:
+    def _body(self, url: str) -> bytes | tuple[str, str]:
         try:
-            return self.fetch(url)
-        except (DownloadError, ImageProblem) as exc:
+            return self.fetch_body(url)
+        except DownloadError as exc:
+            return exc.reason, f"{url}: {exc}"
+
+    def _image(self, url: str, body: bytes | tuple[str, str]) -> StoredImage | tuple[str, str]:
+        if isinstance(body, tuple):
+            return body
+        try:
+            return self.encoder(body)
+        except ImageProblem as exc:
             return exc.reason, f"{url}: {exc}"
 
     def process(self, table: pa.Table) -> pa.Table:
         urls = table.column("url").to_pylist()
+        # Threads fetch; this thread decodes and resizes each body as it arrives, in
+        # order. img2dataset does the same, and must: its resizer silences OpenCV by
+        # swapping the process's stdout/stderr file descriptors, which is not thread-safe.
         with ThreadPoolExecutor(max_workers=min(self.threads, max(len(urls), 1))) as pool:
-            outcomes = list(pool.map(self._outcome, urls))
+            bodies = pool.map(self._body, urls)
+            outcomes = [self._image(url, body) for url, body in zip(urls, bodies)]
         columns: dict[str, list] = {name: [] for name in IMAGE_COLUMNS}
         for outcome in outcomes:
             image = outcome if isinstance(outcome, StoredImage) else None
