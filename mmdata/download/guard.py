@@ -28,7 +28,7 @@ def address_problem(address: IPAddress) -> str | None:
     mapped = getattr(address, "ipv4_mapped", None)
     if mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
         return address_problem(mapped)
-    for kind in ("loopback", "link_local", "multicast", "private", "reserved", "unspecified"):
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
             return f"{address} is {kind.replace('_', '-')}"
     if not address.is_global:  # 100.64/10 (carrier NAT), 192.0.0/24, ...
