@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmdata import io
-from mmdata.stage import Filter
+from mmdata.stage import Filter, Resources
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class DedupFilter(Filter):
 
     run_wide = True
     stateful = True
+    # One set lookup per row: a quarter CPU, so three dedup actors fit beside the
+    # download tasks on a laptop instead of holding a core each.
+    default_resources = Resources(num_cpus=0.25)
     #: The column ``resume`` reads from committed shards to refill the index.
     key_column: ClassVar[str] = ""
     reason: ClassVar[str] = ""
