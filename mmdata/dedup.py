@@ -69,9 +69,10 @@ class DedupFilter(Filter):
 
     run_wide = True
     stateful = True
-    # One set lookup per row: a quarter CPU, so three dedup actors fit beside the
-    # download tasks on a laptop instead of holding a core each.
-    default_resources = Resources(num_cpus=0.25)
+    # One set lookup per row: no CPU reserved, so the dedup actors never keep a
+    # download or decode task from starting (a reserved fraction cost a whole task slot
+    # on 2 cores: bench/download.py).
+    default_resources = Resources(num_cpus=0.0)
     #: The column ``resume`` reads from committed shards to refill the index.
     key_column: ClassVar[str] = ""
     reason: ClassVar[str] = ""

@@ -100,8 +100,17 @@ class ImageEncoder:
         )
         self.format_name = _FORMAT_NAMES[encode_format]
 
-    def __call__(self, data: bytes) -> StoredImage:
-        source_format = check_image(data, self.max_pixels)
+    def check(self, data: bytes) -> str:
+        """``check_image`` with this encoder's pixel cap; thread-safe (Pillow only)."""
+        return check_image(data, self.max_pixels)
+
+    def __call__(self, data: bytes, source_format: str | None = None) -> StoredImage:
+        """Resize and encode ``data``; ``source_format`` when ``check`` already ran.
+
+        Not thread-safe: img2dataset's resizer swaps the process's stdout/stderr.
+        """
+        if source_format is None:
+            source_format = self.check(data)
         encoded, width, height, _, _, error = self.resizer(io.BytesIO(data))
         if error is not None:
             raise ImageProblem("image_decode_error", f"img2dataset resizer: {error}")

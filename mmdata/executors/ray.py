@@ -107,6 +107,11 @@ class RayExecutor:
         if not log.isEnabledFor(logging.INFO):
             logging.getLogger("ray.data").setLevel(logging.WARNING)
             ray.data.DataContext.get_current().enable_progress_bars = False
+        # Ray Data reserves a share of the CPUs for every operator; with a recipe's many
+        # small stages on a few cores that leaves room for one download task at a time
+        # (bench/download.py: 0.6x img2dataset with it, 1.2x without). mmdata's stages
+        # declare what they need, so the plain resource limits are enough.
+        ray.data.DataContext.get_current().op_resource_reservation_enabled = False
         recipe = plan.recipe
         items = [{"index": p.index, "spec": json.dumps(dict(p.spec))} for p in plan.partitions]
         ds = ray.data.from_items(items, override_num_blocks=len(items))

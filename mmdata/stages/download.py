@@ -158,28 +158,34 @@ class Download(Stage):
                 raise DownloadError("robots_disallow", problem)
         return self._fetcher.get(url)
 
-    def _body(self, url: str) -> bytes | tuple[str, str]:
+    def _body(self, url: str) -> tuple[bytes, str] | tuple[str, str]:
+        """In a fetch thread: the body and its checked format, or (reason, detail).
+
+        The body check (header pixel cap, 1/8-scale decode) runs here: Pillow releases
+        the GIL while decoding, so it overlaps with the other threads' fetches.
+        """
         try:
-            return self.fetch_body(url)
-        except DownloadError as exc:
+            body = self.fetch_body(url)
+            return body, self.encoder.check(body)
+        except (DownloadError, ImageProblem) as exc:
             return exc.reason, f"{url}: {exc}"
 
-    def _image(self, url: str, body: bytes | tuple[str, str]) -> StoredImage | tuple[str, str]:
-        if isinstance(body, tuple):
-            return body
+    def _image(self, url: str, fetched: tuple) -> StoredImage | tuple[str, str]:
+        if isinstance(fetched[0], str):
+            return fetched
         try:
-            return self.encoder(body)
+            return self.encoder(*fetched)
         except ImageProblem as exc:
             return exc.reason, f"{url}: {exc}"
 
     def process(self, table: pa.Table) -> pa.Table:
         urls = table.column("url").to_pylist()
-        # Threads fetch; this thread decodes and resizes each body as it arrives, in
+        # Threads fetch and check; this thread resizes each body as it arrives, in
         # order. img2dataset does the same, and must: its resizer silences OpenCV by
         # swapping the process's stdout/stderr file descriptors, which is not thread-safe.
         with ThreadPoolExecutor(max_workers=min(self.threads, max(len(urls), 1))) as pool:
-            bodies = pool.map(self._body, urls)
-            outcomes = [self._image(url, body) for url, body in zip(urls, bodies)]
+            fetched = pool.map(self._body, urls)
+            outcomes = [self._image(url, item) for url, item in zip(urls, fetched)]
         columns: dict[str, list] = {name: [] for name in IMAGE_COLUMNS}
         for outcome in outcomes:
             image = outcome if isinstance(outcome, StoredImage) else None
