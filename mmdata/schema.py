@@ -23,15 +23,16 @@ STATUS_ERROR = "error"
 
 SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
 
-SG_ATTRIBUTE = pa.struct([("text", pa.string()), ("span", SPAN)])
+SG_ATTRIBUTE = pa.struct([("text", pa.string()), ("span", SPAN), ("lemma", pa.string())])
 
 SG_OBJECT = pa.struct(
     [
-        ("head", pa.string()),  # lemmatised head noun, for matching
-        ("text", pa.string()),  # the words as written in the caption
+        ("head", pa.string()),  # the head noun (with its compound) as written: "fire hydrant"
+        ("text", pa.string()),  # the whole noun phrase as written in the caption
         ("span", SPAN),
         ("count", pa.int32()),  # "two dogs" -> 2; null when not counted
         ("attributes", pa.list_(SG_ATTRIBUTE)),
+        ("lemma", pa.string()),  # lemmatised head, for matching ("dogs" -> "dog")
     ]
 )
 
@@ -41,10 +42,17 @@ SG_RELATION = pa.struct(
         ("predicate", pa.string()),
         ("object", pa.int32()),  # index into objects
         ("span", SPAN),  # the predicate's words
+        ("predicate_lemma", pa.string()),  # "sitting on" -> "sit on", for matching
     ]
 )
 
-SCENE_GRAPH = pa.struct([("objects", pa.list_(SG_OBJECT)), ("relations", pa.list_(SG_RELATION))])
+SCENE_GRAPH = pa.struct(
+    [
+        ("objects", pa.list_(SG_OBJECT)),
+        ("relations", pa.list_(SG_RELATION)),
+        ("note", pa.string()),  # why a graph is empty or partial ("truncated at 64 tokens")
+    ]
+)
 
 CAPTION = pa.struct(
     [

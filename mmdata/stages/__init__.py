@@ -9,6 +9,7 @@ from mmdata.stages import (
     language_filter,
     near_dedup,
     read_images,
+    scene_graph,
     text_fix,
     url_dedup,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "language_filter",
     "near_dedup",
     "read_images",
+    "scene_graph",
     "text_fix",
     "url_dedup",
 ]

@@ -110,7 +110,11 @@ def test_scene_graph_mirrors_gold(tmp_path):
         "text": "clock",
         "span": None,
         "count": None,
-        "attributes": [{"text": "green", "span": None}, {"text": "tall", "span": None}],
+        "attributes": [
+            {"text": "green", "span": None, "lemma": None},
+            {"text": "tall", "span": None, "lemma": None},
+        ],
+        "lemma": None,
     }
     assert [(r["subject"], r["predicate"], r["object"]) for r in graph["relations"]] == [
         (r["subject"], r["predicate"], r["object"]) for r in gold["relations"]

@@ -1,0 +1,1 @@
+"""Captions -> scene graphs (objects, attributes, relations with character spans)."""

@@ -1,0 +1,120 @@
+"""The scene-graph parser: rules, spans into the caption, bad input, the stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmdata.scenegraph.parser import CaptionParser, blank_tags
+from mmdata.stages.scene_graph import SceneGraph
+from tests.stages.helpers import caption, work_batch
+
+
+@pytest.fixture(scope="module")
+def parser() -> CaptionParser:
+    return CaptionParser(max_tokens=40)
+
+
+def triples(graph: dict) -> list[tuple[str, str, str]]:
+    objects = graph["objects"]
+    return [
+        (objects[r["subject"]]["head"], r["predicate"], objects[r["object"]]["head"])
+        for r in graph["relations"]
+    ]
+
+
+def attributes(graph: dict) -> list[tuple[str, str]]:
+    return [(o["head"], a["text"]) for o in graph["objects"] for a in o["attributes"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a man riding a horse", [("man", "riding", "horse")]),
+        ("a dog sitting on a couch", [("dog", "sitting on", "couch")]),
+        ("the cat is on the mat", [("cat", "on", "mat")]),
+        ("a car parked in front of a house", [("car", "parked in front of", "house")]),
+        ("a man who is holding a bat", [("man", "holding", "bat")]),
+        ("a horse ridden by a man", [("horse", "ridden by", "man")]),
+        (
+            "trees and bushes growing on green lawn",
+            [("trees", "growing on", "lawn"), ("bushes", "growing on", "lawn")],
+        ),
+        ("bits of ice left on the ground", [("ice", "left on", "ground")]),
+    ],
+)
+def test_relations(parser, text, expected):
+    assert triples(parser.parse(text)) == expected
+
+
+def test_objects_attributes_counts_and_spans(parser):
+    text = "three red apples on a wooden table next to a fire hydrant"
+    graph = parser.parse(text)
+    apples = graph["objects"][0]
+    assert (apples["head"], apples["lemma"], apples["count"]) == ("apples", "apple", 3)
+    assert attributes(graph) == [("apples", "red"), ("table", "wooden")]
+    for obj in graph["objects"]:
+        assert text[obj["span"]["start"] : obj["span"]["end"]] == obj["text"]
+        for attr in obj["attributes"]:
+            assert text[attr["span"]["start"] : attr["span"]["end"]] == attr["text"]
+    for rel in graph["relations"]:
+        assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
+
+
+def test_predicative_adjectives_go_to_the_subject(parser):
+    assert attributes(parser.parse("the sky is blue and cloudy")) == [
+        ("sky", "blue"),
+        ("sky", "cloudy"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("", "empty caption"),
+        ("   \n", "empty caption"),
+        ("<br/>", "no words outside HTML tags"),
+        ("🙂🙂🙂", "no object found"),
+    ],
+)
+def test_bad_input_gives_an_empty_graph_with_a_note(parser, text, note):
+    graph = parser.parse(text)
+    assert graph["objects"] == [] and graph["relations"] == [] and graph["note"] == note
+
+
+def test_html_tags_are_blanked_and_spans_still_index_the_caption(parser):
+    text = "<b>a red car</b>"
+    assert len(blank_tags(text)) == len(text)
+    graph = parser.parse(text)
+    car = graph["objects"][0]
+    assert text[car["span"]["start"] : car["span"]["end"]] == "a red car"
+
+
+def test_long_captions_are_truncated_and_say_so(parser):
+    graph = parser.parse("a dog on a mat " * 100)
+    assert graph["note"] == "truncated at 40 tokens" and graph["objects"]
+
+
+def test_mixed_scripts_and_other_languages_never_crash(parser):
+    graphs = parser.parse_many(
+        ["un chien sur le canapé", "猫 on a mat", None, "a cat 🐈 on a sofa"]
+    )
+    assert len(graphs) == 4 and graphs[2]["note"] == "empty caption"
+
+
+def test_stage_fills_every_caption_and_keeps_rows(parser):
+    batch = work_batch(
+        captions=[[caption("1", "a man riding a horse"), caption("2", "")], [caption("3", "a cat")]]
+    )
+    stage = SceneGraph(max_tokens=40)
+    stage._parser = parser  # the module's parser: one model load for the file
+    out = stage.process(batch)
+    assert out.num_rows == 2 and out.column("status").to_pylist() == ["ok", "ok"]
+    first = out.column("captions")[0].as_py()
+    assert triples(first[0]["scene_graph"]) == [("man", "riding", "horse")]
+    assert first[1]["scene_graph"]["note"] == "empty caption"
+    assert out.column("captions")[1].as_py()[0]["scene_graph"]["objects"][0]["head"] == "cat"
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="not installed"):
+        CaptionParser(model="xx_no_such_model")
