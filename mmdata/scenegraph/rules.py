@@ -95,7 +95,7 @@ class GraphBuilder:
 
     def add_predicative(self, token: Token) -> None:
         """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
-        if token.dep_ != "acomp" or token.pos_ != "ADJ":
+        if token.dep_ != "acomp" or token.pos_ != "ADJ" or token.lower_ in SPATIAL_HEADS:
             return
         for subject in map(resolve, subjects(token.head)):
             if subject.i in self.index:
@@ -128,13 +128,15 @@ class GraphBuilder:
         transitive = any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children)
         lead = [] if copula or transitive else [verb]
         for child in verb.children:
-            if child.dep_ in ("dobj", "attr", "oprd") and not copula:
+            if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
+                self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
+            elif child.dep_ in ("dobj", "attr", "oprd") and not copula:
                 self.link(subs, [verb], child)
             elif child.dep_ == "agent" and passive:
                 self.prep_relations(subs, [verb, child])
             elif child.dep_ == "prep":
                 self.prep_relations(subs, [*adjacent(lead, child), child])
-            elif child.dep_ == "advmod" and child.lower_ in SPATIAL_HEADS:
+            elif child.dep_ in ("advmod", "acomp") and child.lower_ in SPATIAL_HEADS:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [*adjacent(lead, child), child, inner])
@@ -153,7 +155,9 @@ class GraphBuilder:
             if obj.i not in self.index:
                 continue
             for subject in subs:
-                for sub in map(resolve, [subject, *conjuncts(subject)]):
+                # "a man and a woman sitting on a bench": the participle hangs on the
+                # last conjunct but says something of every one.
+                for sub in map(resolve, [subject, *subject.conjuncts]):
                     self.add_relation(sub, predicate, obj)
 
     def add_relation(self, subject: Token, predicate: list[Token], obj: Token) -> None:
@@ -168,7 +172,10 @@ class GraphBuilder:
             {
                 "subject": key[0],
                 "predicate": text,
-                "predicate_lemma": " ".join(t.lemma_.lower() for t in sorted(predicate)),
+                # "on the side of" matches "on side of": determiners carry no relation
+                "predicate_lemma": " ".join(
+                    t.lemma_.lower() for t in sorted(predicate) if t.dep_ != "det"
+                ),
                 "object": key[2],
                 "span": span(predicate),
             }
@@ -247,9 +254,11 @@ def phrase_start(head: Token) -> int:
 
 
 def modifiers(head: Token) -> list[Token]:
-    """Adjectival and participial modifiers of ``head``, with their conjuncts."""
+    """Adjectival and participial modifiers of ``head`` (and of its compound words: in
+    "a red fire hydrant" red may hang on fire), with their conjuncts."""
     found = []
-    for child in head.children:
+    children = [c for t in compound_tokens(head) for c in t.children if c.i != head.i]
+    for child in children:
         if child.dep_ in ATTRIBUTE_DEPS and child.pos_ in ("ADJ", "VERB", "NUM", "PROPN", "NOUN"):
             if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
                 continue
