@@ -34,6 +34,14 @@ NUMBER_WORDS = {
     )
 }
 ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
+#: Children that make a verb a relation rather than a description of its subject.
+RELATION_DEPS = frozenset({"dobj", "attr", "oprd", "prep", "agent", "advmod", "acomp", "dative"})
+#: Basic colour terms, a closed class: the tagger often calls "silver lamp" or "black
+#: leather" a noun compound, but a colour in front of a noun describes it.
+COLOURS = frozenset(
+    "black white red green blue yellow orange purple pink brown grey gray silver gold"
+    " golden beige tan navy maroon".split()
+)
 
 
 def span(tokens: list[Token]) -> dict[str, int]:
@@ -107,6 +115,7 @@ class GraphBuilder:
         if token.pos_ in ("VERB", "AUX"):
             self.verb_relations(token)
         elif token.i in self.index:
+            self.possessive(token)
             for prep in token.children:
                 if prep.dep_ == "prep":
                     self.prep_relations([token], [prep])
@@ -114,6 +123,14 @@ class GraphBuilder:
                     for inner in prep.children:
                         if inner.dep_ == "prep":
                             self.prep_relations([token], [prep, inner])
+
+    def possessive(self, owned: Token) -> None:
+        """ "the man 's hat": (man, 's, hat), whose lemma is "have" (a possessive says
+        the owner has the thing, and matching needs the verb, not the clitic)."""
+        for owner in owned.children:
+            marker = next((c for c in owner.children if c.dep_ == "case"), None)
+            if owner.dep_ == "poss" and owner.i in self.index and marker is not None:
+                self.add_relation(owner, [marker], owned, lemma="have")
 
     def verb_relations(self, verb: Token) -> None:
         subs = [s for s in map(resolve, subjects(verb)) if s.i in self.index]
@@ -127,6 +144,17 @@ class GraphBuilder:
         # board", "is on the mat": the preposition alone says where the subject is.
         transitive = any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children)
         lead = [] if copula or transitive else [verb]
+        if (
+            verb.pos_ == "VERB"
+            and verb.dep_ == "acl"
+            and not any(c.dep_ in RELATION_DEPS for c in verb.children)
+        ):
+            # "a man walking": a participle with nothing to relate to describes its noun.
+            for subject in subs:
+                for sub in [subject, *subject.conjuncts]:
+                    if sub.i in self.index:
+                        self.objects[self.index[sub.i]]["attributes"].append(attribute(verb))
+            return
         for child in verb.children:
             if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
                 self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
@@ -160,7 +188,9 @@ class GraphBuilder:
                 for sub in map(resolve, [subject, *subject.conjuncts]):
                     self.add_relation(sub, predicate, obj)
 
-    def add_relation(self, subject: Token, predicate: list[Token], obj: Token) -> None:
+    def add_relation(
+        self, subject: Token, predicate: list[Token], obj: Token, lemma: str | None = None
+    ) -> None:
         if subject.i not in self.index or subject.i == obj.i:
             return
         text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
@@ -173,9 +203,8 @@ class GraphBuilder:
                 "subject": key[0],
                 "predicate": text,
                 # "on the side of" matches "on side of": determiners carry no relation
-                "predicate_lemma": " ".join(
-                    t.lemma_.lower() for t in sorted(predicate) if t.dep_ != "det"
-                ),
+                "predicate_lemma": lemma
+                or " ".join(t.lemma_.lower() for t in sorted(predicate) if t.dep_ != "det"),
                 "object": key[2],
                 "span": span(predicate),
             }
@@ -227,10 +256,12 @@ def merge_spatial(predicate: list[Token], target: Token) -> tuple[list[Token], T
 def compound_tokens(head: Token) -> list[Token]:
     """The head noun with the nouns compounded onto it, contiguous: "fire hydrant"."""
     start = head.i
+    doc = head.doc
     while (
         start > 0
-        and head.doc[start - 1].dep_ == "compound"
-        and _attached(head.doc[start - 1], head)
+        and doc[start - 1].dep_ == "compound"
+        and doc[start - 1].lower_ not in COLOURS
+        and _attached(doc[start - 1], head)
     ):
         start -= 1
     return list(head.doc[start : head.i + 1])
@@ -263,7 +294,7 @@ def modifiers(head: Token) -> list[Token]:
             if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
                 continue
             found.extend([child, *[c for c in conjuncts(child) if c.pos_ == child.pos_]])
-        elif child.dep_ == "compound" and child.pos_ == "ADJ":
+        elif child.dep_ == "compound" and (child.pos_ == "ADJ" or child.lower_ in COLOURS):
             found.append(child)
     return sorted(found, key=lambda t: t.i)
 
