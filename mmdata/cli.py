@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--images", type=int, default=64, help="images to generate")
     _add_execution_flags(demo, default="ray")
     demo.set_defaults(handler=_cmd_demo)
+
+    sg_eval = sub.add_parser(
+        "sg-eval", help="score the caption scene-graph parser on FACTUAL gold graphs"
+    )
+    sg_eval.add_argument(
+        "--gold", required=True, help="FACTUAL CSV (image_id,region_id,caption,scene_graph)"
+    )
+    sg_eval.add_argument("--model", help="spaCy model (default: en_core_web_sm or its re-upload)")
+    sg_eval.add_argument("--peer", action="store_true", help="also score sng_parser, side by side")
+    sg_eval.add_argument("--limit", type=_positive_int, help="score only the first N captions")
+    sg_eval.set_defaults(handler=_cmd_sg_eval)
     return parser
 
 
@@ -140,6 +151,20 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
     columns, rows = Catalog(args.catalog).query(args.query)
     print(format_rows(columns, rows, args.format))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _cmd_sg_eval(args: argparse.Namespace) -> int:
+    from mmdata.scenegraph.evaluate import compare, format_report, load_factual
+
+    golds = load_factual(args.gold)[: args.limit]
+    print(format_report(compare(golds, args.model, args.peer)))
     return 0
 
 

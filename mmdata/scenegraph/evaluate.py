@@ -22,7 +22,7 @@ from typing import Any
 from spacy.language import Language
 from spacy.tokens import Token
 
-from mmdata.errors import InputFormatError
+from mmdata.errors import InputFormatError, MmdataError
 
 FACTUAL_HEADER = ["image_id", "region_id", "caption", "scene_graph"]
 KINDS = ("object", "attribute", "relation")
@@ -139,7 +139,8 @@ class Lemmatiser:
         # tags decide the lemma; the dependency parse and entities do not: skip them
         self.skip = [n for n in ("parser", "ner") if n in nlp.pipe_names]
         lemmatizer = nlp.get_pipe("lemmatizer") if "lemmatizer" in nlp.pipe_names else None
-        self.rule = getattr(lemmatizer, "rule_lemmatize", None)
+        rules = getattr(lemmatizer, "mode", None) == "rule"
+        self.rule = lemmatizer.rule_lemmatize if rules else None
 
     def prime(self, phrases: Iterable[str]) -> None:
         """Lemmatise ``phrases`` in batches (one ``nlp.pipe`` beats many ``nlp`` calls)."""
@@ -312,8 +313,13 @@ def resolve_model(name: str | None) -> str:
 @functools.lru_cache(maxsize=2)
 def sng_parser_for(model_name: str) -> Any:
     """The peer parser, ``sng_parser.Parser('spacy', model=model_name)``, loaded once."""
-    import sng_parser
-
+    try:
+        import sng_parser
+    except ImportError:
+        raise MmdataError(
+            "the peer parser is not installed: pip install scenegraphparser==0.1.0 "
+            "(mmdata's dev extra)"
+        ) from None
     return sng_parser.Parser("spacy", model=model_name)
 
 
@@ -368,7 +374,8 @@ def sng_graphs(
 ) -> list[dict]:
     """``texts`` parsed one at a time by sng_parser (as its users call it), as graph dicts."""
     parser = sng_parser_for(model_name)
-    lemmatiser = lemmatiser or Lemmatiser(parser.unwrapped.nlp)
+    if lemmatiser is None:
+        lemmatiser = Lemmatiser(parser.unwrapped.nlp)
     return [sng_to_graph(parser.parse(t), lemmatiser) for t in texts]
 
 
