@@ -49,7 +49,9 @@ WEB_REJECTS = {
 @pytest.mark.ray
 def test_demo_web_part_downloads_filters_and_dedups_on_ray(demo_out, capsys):
     catalog = str(demo_out / "catalog.duckdb")
-    query = "SELECT stage, reason, count(*) AS n FROM rejects WHERE corpus = 'demo_web' GROUP BY ALL"
+    query = (
+        "SELECT stage, reason, count(*) AS n FROM rejects WHERE corpus = 'demo_web' GROUP BY ALL"
+    )
     assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {(r["stage"], r["reason"]): r["n"] for r in rows} == WEB_REJECTS

@@ -12,7 +12,13 @@ def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
     text = demo_recipe_path().read_text()
     demo_dir = Path(demo_data["captions"]).parent.parent
     recipe = recipes.parse(text, "demo.yaml", tmp_path, {"DEMO_DIR": str(demo_dir)})
-    assert recipe.step_names == ["coco", "read_images", "image_size_filter", "caption_filter"]
+    assert recipe.step_names == [
+        "coco",
+        "read_images",
+        "image_size_filter",
+        "caption_filter",
+        "scene_graph",
+    ]
     assert recipe.output == str(demo_dir / "corpus")
     assert recipe.shard_rows == 16
 

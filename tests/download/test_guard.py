@@ -63,4 +63,3 @@ def test_connection_goes_only_to_a_checked_address():
             guarded_connection("127.0.0.2", server.server_port, 2.0, policy)
         with pytest.raises(BlockedAddress):
             guarded_connection("localhost", server.server_port, 2.0, NetworkPolicy())
-
