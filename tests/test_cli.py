@@ -127,3 +127,23 @@ def test_stages_lists_sources_stages_and_arguments(capsys):
         "reads:  width_px, height_px",
     ):
         assert text in out
+
+
+@pytest.mark.ray
+def test_demo_fills_the_scene_graph_views(demo_out, capsys):
+    catalog = str(demo_out / "catalog.duckdb")
+    query = "SELECT predicate, count(*) AS n FROM scene_graph_relations GROUP BY 1 ORDER BY 2 DESC"
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    predicates = {json.loads(line)["predicate"] for line in capsys.readouterr().out.splitlines()}
+    assert {"to the left of", "to the right of", "above", "below"} <= predicates
+    query = (
+        "SELECT c.text, o.head, o.span_start, o.span_end FROM scene_graph_objects o "
+        "JOIN captions c USING (caption_id) WHERE o.corpus = 'demo' LIMIT 20"
+    )
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        row = json.loads(line)
+        assert row["text"][row["span_start"] : row["span_end"]].endswith(row["head"])
+    query = "SELECT count(*) AS n FROM scene_graph_attributes WHERE corpus = 'demo'"
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] > 50
