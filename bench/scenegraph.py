@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_GOLD = ROOT / "../shared/realdata/scene_graphs/factual_random_dev.csv"
+DEFAULT_GOLD = ROOT / "tests" / "data" / "factual" / "factual_random_dev.csv"
 WARMUP = 50
 TARGET_POINTS, TARGET_SPEEDUP = 10.0, 3.0
 

@@ -22,7 +22,7 @@ from mmdata.scenegraph.evaluate import (
 )
 from mmdata.scenegraph.parser import load_model
 
-FACTUAL = Path(__file__).parents[2] / "../shared/realdata/scene_graphs/factual_random_dev.csv"
+FACTUAL = Path(__file__).parents[1] / "data" / "factual" / "factual_random_dev.csv"
 needs_factual = pytest.mark.skipif(not FACTUAL.exists(), reason=f"{FACTUAL} not present")
 HEADER = "image_id,region_id,caption,scene_graph\n"
 
