@@ -17,10 +17,10 @@ import ijson
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array, require_keys
-from annotation.records import box_problem, item_reject
+from annotation.records import box_problem
 from annotation.spill import Spill, SpilledSource, read_spill
 from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT
+from mmdata.batch import ITEM_REJECT, item_reject
 from mmdata.gcpause import without_gc
 from mmdata.io import join
 from mmdata.registry import SOURCES

@@ -34,23 +34,3 @@ def box_problem(box: Any, width: Any, height: Any) -> tuple[str, str] | None:
     ):
         return "box_outside_image", f"box {list(box)} outside the {width}x{height} image"
     return None
-
-
-def item_reject(
-    kind: str,
-    item_id: Any,
-    reason: str,
-    detail: str,
-    text: str | None = None,
-    status: str = "rejected",
-) -> dict:
-    """One entry of a row's ``_item_rejects`` (the executor stamps the stage)."""
-    return {
-        "stage": None,
-        "kind": kind,
-        "item_id": None if item_id is None else str(item_id),
-        "text": text,
-        "status": status,
-        "reason": reason,
-        "detail": detail,
-    }

@@ -28,10 +28,10 @@ from typing import Any
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
-from annotation.records import box_problem, item_reject
+from annotation.records import box_problem
 from annotation.spill import Spill, SpilledSource, iter_records, read_spill
 from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT
+from mmdata.batch import ITEM_REJECT, item_reject
 from mmdata.gcpause import without_gc
 from mmdata.io import join
 from mmdata.registry import SOURCES

@@ -7,6 +7,8 @@ reason and stage so the sink can count it and write it to the rejects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -14,6 +16,7 @@ from mmdata.schema import (
     IMAGE_SCHEMA,
     INTERNAL_FIELDS,
     STATUS_OK,
+    STATUS_REJECTED,
     conform,
 )
 
@@ -30,6 +33,27 @@ ITEM_REJECT = pa.struct(
         ("detail", pa.string()),
     ]
 )
+
+
+def item_reject(
+    kind: str,
+    item_id: Any,
+    reason: str,
+    detail: str,
+    text: str | None = None,
+    status: str = STATUS_REJECTED,
+) -> dict:
+    """One entry of a row's ``_item_rejects`` (the executor stamps the stage)."""
+    return {
+        "stage": None,
+        "kind": kind,
+        "item_id": None if item_id is None else str(item_id),
+        "text": text,
+        "status": status,
+        "reason": reason,
+        "detail": detail,
+    }
+
 
 WORK_SCHEMA = pa.schema(
     list(IMAGE_SCHEMA) + INTERNAL_FIELDS + [pa.field("_item_rejects", pa.list_(ITEM_REJECT))]

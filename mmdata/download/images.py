@@ -11,22 +11,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from mmdata.imagefile import ImageError, PixelCapError, load_capped
+
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")
 _FORMAT_NAMES = {"jpg": "jpeg", "png": "png", "webp": "webp"}
-
-
-class ImageProblem(Exception):
-    """A body that is not a usable image; ``reason`` is the reject reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -41,27 +34,19 @@ class StoredImage:
 
 
 def check_image(data: bytes, max_pixels: int) -> str:
-    """The image format of ``data``; raises ImageProblem when it cannot be used."""
+    """The image format of ``data``; raises ImageError when it cannot be used."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > max_pixels:
-                raise ImageProblem(
-                    "decompression_bomb",
-                    f"{image.width}x{image.height} px > max_pixels {max_pixels}",
-                )
-            image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
-            image.load()
-    except ImageProblem:
-        raise
+        image = load_capped(data, max_pixels, draft_scale=8)
+    except PixelCapError as exc:
+        detail = f"{exc.width_px}x{exc.height_px} px > max_pixels {max_pixels}"
+        raise ImageError("decompression_bomb", detail) from exc
     except UnidentifiedImageError as exc:
-        raise ImageProblem("not_an_image", f"{_sniff(data)}: {exc}") from exc
+        raise ImageError("not_an_image", f"{_sniff(data)}: {exc}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem("decompression_bomb", str(exc)) from exc
+        raise ImageError("decompression_bomb", str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "truncated" if "truncated" in str(exc) else "image_decode_error"
-        raise ImageProblem(reason, f"{type(exc).__name__}: {exc}") from exc
+        raise ImageError(reason, f"{type(exc).__name__}: {exc}") from exc
     return (image.format or "").lower()
 
 
@@ -113,7 +98,7 @@ class ImageEncoder:
             source_format = self.check(data)
         encoded, width, height, _, _, error = self.resizer(io.BytesIO(data))
         if error is not None:
-            raise ImageProblem("image_decode_error", f"img2dataset resizer: {error}")
+            raise ImageError("image_decode_error", f"img2dataset resizer: {error}")
         stored_format = source_format if encoded is data or encoded == data else self.format_name
         return StoredImage(
             encoded, width, height, stored_format, hashlib.sha256(encoded).hexdigest()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, mark, set_columns
+from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_REJECTED
 from mmdata.stage import Stage
@@ -98,14 +98,6 @@ class CaptionFilter(Stage):
                 kept.append({**caption, "text": text})
             else:
                 dropped.append(
-                    {
-                        "stage": None,
-                        "kind": "caption",
-                        "item_id": caption.get("caption_id"),
-                        "text": caption.get("text"),
-                        "status": STATUS_REJECTED,
-                        "reason": verdict[0],
-                        "detail": verdict[1],
-                    }
+                    item_reject("caption", caption.get("caption_id"), *verdict, caption.get("text"))
                 )
         return kept, dropped

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, mark, set_columns
+from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
 from mmdata.errors import MmdataError
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
@@ -313,16 +313,15 @@ class ClipScoreFilter(Stage):
             if score >= self.min_score:  # a NaN score is dropped, never kept
                 kept.append(caption)
                 continue
+            detail = f"clip score {score:.3f} < min_score {self.min_score:g}"
             dropped.append(
-                {
-                    "stage": None,
-                    "kind": "caption",
-                    "item_id": caption.get("caption_id"),
-                    "text": caption.get("text"),
-                    "status": STATUS_REJECTED,
-                    "reason": "low_clip_score",
-                    "detail": f"clip score {score:.3f} < min_score {self.min_score:g}",
-                }
+                item_reject(
+                    "caption",
+                    caption.get("caption_id"),
+                    "low_clip_score",
+                    detail,
+                    caption.get("text"),
+                )
             )
         return kept, dropped
 

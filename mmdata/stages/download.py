@@ -18,8 +18,9 @@ from mmdata.batch import WORK_SCHEMA, mark, set_columns
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
 from mmdata.download.guard import NetworkPolicy
 from mmdata.download.http import BlockedScheme, check_scheme
-from mmdata.download.images import ImageEncoder, ImageProblem, StoredImage
+from mmdata.download.images import ImageEncoder, StoredImage
 from mmdata.download.robots import RobotsCache
+from mmdata.imagefile import ImageError
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_REJECTED
 from mmdata.stage import Resources, Stage
@@ -167,7 +168,7 @@ class Download(Stage):
         try:
             body = self.fetch_body(url)
             return body, self.encoder.check(body)
-        except (DownloadError, ImageProblem) as exc:
+        except (DownloadError, ImageError) as exc:
             return exc.reason, f"{url}: {exc}"
 
     def _image(self, url: str, fetched: tuple) -> StoredImage | tuple[str, str]:
@@ -175,7 +176,7 @@ class Download(Stage):
             return fetched
         try:
             return self.encoder(*fetched)
-        except ImageProblem as exc:
+        except ImageError as exc:
             return exc.reason, f"{url}: {exc}"
 
     def process(self, table: pa.Table) -> pa.Table:

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from lingua import ConfidenceValue, Language, LanguageDetector, LanguageDetectorBuilder
 
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, mark, set_columns
+from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_REJECTED
 from mmdata.stage import Stage
@@ -196,15 +196,7 @@ def _split(captions: list[dict], verdicts: list[str | None]) -> tuple[list[dict]
 
 
 def _reject(caption: dict[str, Any], detail: str) -> dict[str, Any]:
-    return {
-        "stage": None,
-        "kind": "caption",
-        "item_id": caption.get("caption_id"),
-        "text": caption.get("text"),
-        "status": STATUS_REJECTED,
-        "reason": REASON,
-        "detail": detail,
-    }
+    return item_reject("caption", caption.get("caption_id"), REASON, detail, caption.get("text"))
 
 
 def _row_detail(dropped: list[dict[str, Any]]) -> str:

@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 
 import pyarrow as pa
 from PIL import Image
 
 from mmdata.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.imagefile import ImageError, PixelCapError, load_capped
 from mmdata.io import read_bytes
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_ERROR
 from mmdata.stage import Stage
 
 
-class ImageError(Exception):
-    """An image that cannot be used; ``reason`` is the reject reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
 def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Fully decode ``data`` (truncated files fail here, not later in a trainer).
-
-    The pixel cap is checked from the header before any pixel is decoded, so a
-    decompression bomb costs nothing.
-    """
+    """Fully decode ``data`` (truncated files fail here, not later in a trainer)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > max_pixels:
-                raise ImageError(
-                    "too_many_pixels", f"{image.width}x{image.height} > max_pixels {max_pixels}"
-                )
-            image.load()
-    except ImageError:
-        raise
+        return load_capped(data, max_pixels)
+    except PixelCapError as exc:
+        raise ImageError("too_many_pixels", str(exc)) from exc
     except (
         OSError,
         SyntaxError,
@@ -49,7 +29,6 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         Image.DecompressionBombWarning,
     ) as exc:
         raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
-    return image
 
 
 @STAGES.register("read_images")
