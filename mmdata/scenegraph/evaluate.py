@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
-from spacy.tokens import Token
 
 from mmdata.errors import InputFormatError, MmdataError
+from mmdata.scenegraph.lemmas import lemma_rule
 
 FACTUAL_HEADER = ["image_id", "region_id", "caption", "scene_graph"]
 KINDS = ("object", "attribute", "relation")
@@ -138,9 +138,7 @@ class Lemmatiser:
         self.cache: dict[str, str] = {}  # phrase -> its lemmas after one round
         # tags decide the lemma; the dependency parse and entities do not: skip them
         self.skip = [n for n in ("parser", "ner") if n in nlp.pipe_names]
-        lemmatizer = nlp.get_pipe("lemmatizer") if "lemmatizer" in nlp.pipe_names else None
-        rules = getattr(lemmatizer, "mode", None) == "rule"
-        self.rule = lemmatizer.rule_lemmatize if rules else None
+        self.lemma = lemma_rule(nlp)  # the parser's own rule ("riding" -> "ride")
 
     def prime(self, phrases: Iterable[str]) -> None:
         """Lemmatise ``phrases`` in batches (one ``nlp.pipe`` beats many ``nlp`` calls)."""
@@ -148,15 +146,8 @@ class Lemmatiser:
         for _ in range(self.DEPTH):
             batch = sorted(todo - self.cache.keys())
             for key, doc in zip(batch, self.nlp.pipe(batch, disable=self.skip)):
-                self.cache[key] = " ".join(self._lemma(t) for t in doc)
+                self.cache[key] = " ".join(self.lemma(t) for t in doc)
             todo = {self.cache[k] for k in batch}
-
-    def _lemma(self, token: Token) -> str:
-        lemma = token.lemma_.lower()
-        forms = self.rule(token) if self.rule and token.pos_ else [lemma]
-        # spaCy's rules offer ["rid", "ride"] for "riding" and take the first; the longer
-        # form is the one whose "e" the suffix dropped, right for riding, rides, hoping
-        return max(forms, key=len).lower() if lemma in forms else lemma
 
     def __call__(self, phrase: str) -> str:
         key = _key(phrase)
@@ -324,7 +315,7 @@ def sng_parser_for(model_name: str) -> Any:
 
 
 def _count(word: str) -> int | None:
-    from mmdata.scenegraph.rules import NUMBER_WORDS  # one count rule for both parsers
+    from mmdata.scenegraph.words import NUMBER_WORDS  # one count rule for both parsers
 
     return int(word) if word.isdigit() else NUMBER_WORDS.get(word.lower())
 

@@ -15,6 +15,7 @@ import re
 import spacy
 from spacy.language import Language
 
+from mmdata.scenegraph.lemmas import lemma_rule
 from mmdata.scenegraph.rules import build_graph
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class CaptionParser:
             raise ValueError("max_tokens and batch_size must be >= 1")
         self.nlp = load_model(model)
         self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.lemma = lemma_rule(self.nlp)
 
     def parse(self, text: str) -> dict:
         """The scene graph of one caption."""
@@ -75,7 +77,7 @@ class CaptionParser:
         docs = self.nlp.pipe((prepared[i][0] for i in todo), batch_size=self.batch_size)
         graphs: list[dict] = [empty_graph(note or "") for _, note in prepared]
         for i, doc in zip(todo, docs):
-            graph = build_graph(doc)
+            graph = build_graph(doc, self.lemma)
             graph["note"] = prepared[i][1]
             if not graph["objects"]:
                 graph["note"] = "; ".join(filter(None, [graph["note"], "no object found"]))

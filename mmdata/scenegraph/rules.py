@@ -4,66 +4,52 @@ Objects are nouns that are not the modifier of another noun (a ``compound`` chil
 its head: "tennis racket"); attributes are their adjectival and participial modifiers and
 predicative adjectives; relations come from verbs (subject, object, prepositions, the
 passive agent) and from prepositions on nouns, with multi-word prepositions ("next to",
-"in front of", "on top of") merged. The only word lists are closed classes.
+"in front of", "on top of") merged. The only word lists are closed classes
+(:mod:`mmdata.scenegraph.words`).
+
+Relations are normalised where English says one thing two ways; the predicate keeps the
+caption's words and span, ``predicate_lemma`` says what they mean:
+
+- ownership: "the horse 's tail", "the tail of the horse" and "a horse ... its tail" are
+  all (horse, 's / of / its, tail) with lemma "have"; after a container or a picture,
+  "of" means in or on ("a bowl of fruit" -> (fruit, of, bowl), lemma "in");
+- a thing placed relative to its holder: "a bowl with flowers in it" -> (flowers, in,
+  bowl), "a truck with a plant on top" -> (plant, on top, truck), lemma "on top of".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
-NOUNS = frozenset({"NOUN", "PROPN"})
-RELATIVE_PRONOUNS = frozenset({"who", "that", "which", "whom", "whose"})
-#: "in front of", "on top of": a preposition whose object is one of these, then "of".
-SPATIAL_NOUNS = frozenset(
-    {"front", "top", "middle", "back", "side", "edge", "bottom", "center", "centre", "end"}
-    | {"left", "right", "rear"}
+from mmdata.scenegraph.lemmas import plain_lemma
+from mmdata.scenegraph.phrases import (
+    RELATION_DEPS,
+    adjacent,
+    compound_tokens,
+    conjuncts,
+    count_of,
+    is_object_head,
+    merge_spatial,
+    modifiers,
+    phrase_start,
+    pointing_back,
+    resolve,
+    retag_headline_nouns,
+    span,
+    subjects,
+    words,
 )
-#: "bits of ice", "a group of people": the thing is what follows "of".
-PARTITIVES = frozenset(
-    {"bit", "piece", "group", "pair", "bunch", "lot", "couple", "number", "herd", "flock"}
-    | {"set", "pile", "stack", "row", "line", "slice", "variety", "assortment", "crowd"}
+from mmdata.scenegraph.words import (
+    CONTAINERS_IN,
+    CONTAINERS_ON,
+    DEPICTIONS,
+    POSSESSIVE_PRONOUNS,
+    RELATIVE_PRONOUNS,
+    SPATIAL_HEADS,
 )
-#: "next to", "close to": an adverb or adjective that carries the preposition.
-SPATIAL_HEADS = frozenset({"next", "close", "adjacent", "near", "closer", "due"})
-NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
-    )
-}
-ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
-#: Children that make a verb a relation rather than a description of its subject.
-RELATION_DEPS = frozenset({"dobj", "attr", "oprd", "prep", "agent", "advmod", "acomp", "dative"})
-#: Basic colour terms, a closed class: the tagger often calls "silver lamp" or "black
-#: leather" a noun compound, but a colour in front of a noun describes it.
-COLOURS = frozenset(
-    "black white red green blue yellow orange purple pink brown grey gray silver gold"
-    " golden beige tan navy maroon".split()
-)
-
-
-def span(tokens: list[Token]) -> dict[str, int]:
-    """The half-open character span covering ``tokens``."""
-    first, last = min(t.i for t in tokens), max(t.i for t in tokens)
-    doc = tokens[0].doc
-    return {"start": doc[first].idx, "end": doc[last].idx + len(doc[last])}
-
-
-def words(tokens: list[Token]) -> str:
-    """The caption's text from the first to the last of ``tokens``, as written."""
-    doc = tokens[0].doc
-    first, last = min(t.i for t in tokens), max(t.i for t in tokens)
-    return doc[first : last + 1].text
-
-
-def count_of(token: Token) -> int | None:
-    """The number a ``nummod`` token says: digits or a number word."""
-    text = token.lower_
-    if text.isdigit():
-        return int(text)
-    return NUMBER_WORDS.get(text)
 
 
 @dataclass
@@ -71,12 +57,14 @@ class GraphBuilder:
     """Collects the objects and relations of one parsed caption."""
 
     doc: Doc
+    lemma: Callable[[Token], str] = plain_lemma
     objects: list[dict] = field(default_factory=list)
     relations: list[dict] = field(default_factory=list)
     index: dict[int, int] = field(default_factory=dict)  # head token index -> object index
     seen: set[tuple[int, str, int]] = field(default_factory=set)
 
     def build(self) -> dict:
+        retag_headline_nouns(self.doc)
         for token in self.doc:
             if is_object_head(token):
                 self.add_object(token)
@@ -93,13 +81,16 @@ class GraphBuilder:
         self.objects.append(
             {
                 "head": words(compounds),
-                "lemma": " ".join(t.lemma_.lower() for t in compounds),
+                "lemma": " ".join(self.lemma(t) for t in compounds),
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,
-                "attributes": [attribute(t) for t in modifiers(head)],
+                "attributes": [self.attribute(t) for t in modifiers(head)],
             }
         )
+
+    def attribute(self, token: Token) -> dict:
+        return {"text": token.text, "lemma": self.lemma(token), "span": span([token])}
 
     def add_predicative(self, token: Token) -> None:
         """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
@@ -109,20 +100,43 @@ class GraphBuilder:
             if subject.i in self.index:
                 attrs = self.objects[self.index[subject.i]]["attributes"]
                 for adjective in [token, *conjuncts(token)]:
-                    attrs.append(attribute(adjective))
+                    attrs.append(self.attribute(adjective))
 
     def add_relations(self, token: Token) -> None:
         if token.pos_ in ("VERB", "AUX"):
             self.verb_relations(token)
         elif token.i in self.index:
             self.possessive(token)
-            for prep in token.children:
-                if prep.dep_ == "prep":
-                    self.prep_relations([token], [prep])
-                elif prep.lower_ in SPATIAL_HEADS and prep.dep_ in ("advmod", "amod"):
-                    for inner in prep.children:
-                        if inner.dep_ == "prep":
-                            self.prep_relations([token], [prep, inner])
+            self.verbless(token)
+            self.noun_relations(token, token)
+        elif resolve(token).i in self.index:
+            # "a mound of dirt next to a fence": the partitive's phrases are the dirt's
+            self.noun_relations(token, resolve(token))
+
+    def noun_relations(self, noun: Token, subject: Token) -> None:
+        """Relations from the prepositions on ``noun``, said of ``subject``."""
+        for prep in noun.children:
+            if prep.dep_ == "prep" and prep.lower_ == "of":
+                if noun.i == subject.i:
+                    self.of_relations(noun, prep)
+            elif prep.dep_ == "prep" and prep.lower_ == "with":
+                self.with_relations(subject, prep)
+            elif prep.dep_ == "prep":
+                self.prep_relations([subject], [prep])
+            elif prep.lower_ in SPATIAL_HEADS and prep.dep_ in ("advmod", "amod"):
+                for inner in prep.children:
+                    if inner.dep_ == "prep":
+                        self.prep_relations([subject], [prep, inner])
+
+    def verbless(self, noun: Token) -> None:
+        """ "the bird has beak": tagged as a noun phrase whose "has" is an auxiliary; the
+        auxiliary is the verb, the subject has the noun."""
+        aux = [c for c in noun.children if c.dep_ == "aux" and c.tag_.startswith("VB")]
+        aux = [c for c in aux if c.lemma_ != "be"]
+        subs = [c for c in noun.children if c.dep_ == "nsubj" and c.i in self.index]
+        for verb in aux[:1]:
+            for subject in subs:
+                self.add_relation(subject, [verb], noun)
 
     def possessive(self, owned: Token) -> None:
         """ "the man 's hat": (man, 's, hat), whose lemma is "have" (a possessive says
@@ -131,6 +145,66 @@ class GraphBuilder:
             marker = next((c for c in owner.children if c.dep_ == "case"), None)
             if owner.dep_ == "poss" and owner.i in self.index and marker is not None:
                 self.add_relation(owner, [marker], owned, lemma="have")
+            elif owner.dep_ == "poss" and owner.lower_ in POSSESSIVE_PRONOUNS:
+                antecedent = self.antecedent(owned, plural=POSSESSIVE_PRONOUNS[owner.lower_])
+                if antecedent is not None:
+                    self.add_relation(antecedent, [owner], owned, lemma="have")
+
+    def antecedent(self, owned: Token, plural: bool) -> Token | None:
+        """Who "his", "her", "its" or "their" in front of ``owned`` points back to: the
+        subject of the verb above it ("a cat licking its paw"), else the noun it hangs
+        on ("a girl with her mother"), else the nearest earlier noun of that number."""
+
+        def fits(token: Token) -> bool:
+            others = [c for c in token.conjuncts if c.i != owned.i]  # "a man and a woman"
+            many = token.tag_ in ("NNS", "NNPS") or bool(others)
+            return token.i in self.index and token.i != owned.i and many == plural
+
+        node = owned
+        while node.head.i != node.i:
+            node = node.head
+            if node.pos_ in ("VERB", "AUX"):
+                found = [s for s in map(resolve, subjects(node)) if fits(s)]
+                if found:
+                    return found[0]
+            elif node.i < owned.i and fits(node):
+                return node
+        earlier = [t for t in self.doc[: owned.i] if fits(t)]
+        return earlier[-1] if earlier else None
+
+    def of_relations(self, head: Token, of: Token) -> None:
+        """ "the tail of the horse": (horse, of, tail) with lemma "have", the owner first
+        as for "the horse 's tail"; after a container or a depiction the thing named by
+        "of" is in (or on) it."""
+        lemma = head.lemma_.lower()
+        if lemma in CONTAINERS_ON:
+            meaning = "on"
+        elif lemma in CONTAINERS_IN or lemma in DEPICTIONS:
+            meaning = "in"
+        else:
+            meaning = "have"
+        for target in of.children:
+            if target.dep_ != "pobj":
+                continue
+            for whole in map(resolve, [target, *conjuncts(target)]):
+                if whole.i not in self.index:
+                    continue
+                self.add_relation(whole, [of], head, lemma=meaning)
+
+    def with_relations(self, holder: Token, with_: Token) -> None:
+        """ "a plate with a cake": (plate, with, cake); but where the thing held says
+        where it is, relative to the holder ("a bowl with flowers in it", "a truck with a
+        plant on top"), that is the relation: (flowers, in, bowl), (plant, on top, truck)."""
+        for target in with_.children:
+            if target.dep_ != "pobj":
+                continue
+            for held in map(resolve, [target, *conjuncts(target)]):
+                where = pointing_back(held)
+                if where is None:
+                    self.link([holder], [with_], held)
+                elif held.i in self.index:
+                    words_, lemma = where
+                    self.add_relation(held, words_, holder, lemma=lemma)
 
     def verb_relations(self, verb: Token) -> None:
         subs = [s for s in map(resolve, subjects(verb)) if s.i in self.index]
@@ -153,7 +227,7 @@ class GraphBuilder:
             for subject in subs:
                 for sub in [subject, *subject.conjuncts]:
                     if sub.i in self.index:
-                        self.objects[self.index[sub.i]]["attributes"].append(attribute(verb))
+                        self.objects[self.index[sub.i]]["attributes"].append(self.attribute(verb))
             return
         for child in verb.children:
             if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
@@ -172,11 +246,15 @@ class GraphBuilder:
     def prep_relations(self, subs: list[Token], predicate: list[Token]) -> None:
         """Relations from ``subs`` through ``predicate`` (ending in a preposition)."""
         prep = predicate[-1]
-        for target in prep.children:
-            if target.dep_ != "pobj":
-                continue
+        targets = [t for t in prep.children if t.dep_ == "pobj"]
+        for target in targets:
             words_, target = merge_spatial(predicate, target)
             self.link(subs, words_, target)
+        if not targets:
+            # "out of the water", "away from the car": a preposition that carries the next
+            for inner in prep.children:
+                if inner.dep_ == "prep" and inner.i == prep.i + 1:
+                    self.prep_relations(subs, [*predicate, inner])
 
     def link(self, subs: list[Token], predicate: list[Token], target: Token) -> None:
         for obj in map(resolve, [target, *conjuncts(target)]):
@@ -204,129 +282,13 @@ class GraphBuilder:
                 "predicate": text,
                 # "on the side of" matches "on side of": determiners carry no relation
                 "predicate_lemma": lemma
-                or " ".join(t.lemma_.lower() for t in sorted(predicate) if t.dep_ != "det"),
+                or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det"),
                 "object": key[2],
                 "span": span(predicate),
             }
         )
 
 
-def adjacent(lead: list[Token], prep: Token) -> list[Token]:
-    """``lead`` (the verb) when ``prep`` follows it directly, so the predicate's words
-    are one span: "sitting on"; a later preposition stands alone."""
-    return lead if lead and prep.i == lead[-1].i + 1 else []
-
-
-def is_object_head(token: Token) -> bool:
-    """A noun that names a thing: not the first half of a compound or a spatial noun."""
-    if token.pos_ not in NOUNS or token.dep_ == "compound" or not any(map(str.isalpha, token.text)):
-        return False  # emoji and symbols get tagged as nouns too
-    if token.lower_ in SPATIAL_NOUNS and token.dep_ == "pobj" and has_of(token):
-        return False  # "in front of the car": front is part of the preposition
-    if token.lemma_.lower() in PARTITIVES and has_of(token):
-        return False  # "bits of ice": ice is the object
-    return True
-
-
-def resolve(token: Token) -> Token:
-    """The object a token stands for: "bits of ice" -> ice."""
-    while token.lemma_.lower() in PARTITIVES and has_of(token):
-        of = next(c for c in token.children if c.dep_ == "prep" and c.lower_ == "of")
-        inner = next((c for c in of.children if c.dep_ == "pobj"), None)
-        if inner is None:
-            break
-        token = inner
-    return token
-
-
-def has_of(token: Token) -> bool:
-    return any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
-
-
-def merge_spatial(predicate: list[Token], target: Token) -> tuple[list[Token], Token]:
-    """ "in front of X": the predicate grows to "in front of" and the object is X."""
-    if target.lower_ in SPATIAL_NOUNS and has_of(target):
-        of = next(c for c in target.children if c.dep_ == "prep" and c.lower_ == "of")
-        inner = next((c for c in of.children if c.dep_ == "pobj"), None)
-        if inner is not None:
-            return [*predicate, *[t for t in target.doc[predicate[-1].i + 1 : of.i + 1]]], inner
-    return predicate, target
-
-
-def compound_tokens(head: Token) -> list[Token]:
-    """The head noun with the nouns compounded onto it, contiguous: "fire hydrant"."""
-    start = head.i
-    doc = head.doc
-    while (
-        start > 0
-        and doc[start - 1].dep_ == "compound"
-        and doc[start - 1].lower_ not in COLOURS
-        and _attached(doc[start - 1], head)
-    ):
-        start -= 1
-    return list(head.doc[start : head.i + 1])
-
-
-def _attached(token: Token, head: Token) -> bool:
-    while token.dep_ == "compound" and token.head.i != token.i:
-        if token.head.i == head.i:
-            return True
-        token = token.head
-    return False
-
-
-def phrase_start(head: Token) -> int:
-    """First token of the noun phrase before the head (determiners, modifiers, counts)."""
-    start = head.i
-    for child in head.lefts:
-        if child.dep_ in ("det", "amod", "compound", "nummod", "poss", "nmod", "quantmod"):
-            start = min(start, child.left_edge.i)
-    return start
-
-
-def modifiers(head: Token) -> list[Token]:
-    """Adjectival and participial modifiers of ``head`` (and of its compound words: in
-    "a red fire hydrant" red may hang on fire), with their conjuncts."""
-    found = []
-    children = [c for t in compound_tokens(head) for c in t.children if c.i != head.i]
-    for child in children:
-        if child.dep_ in ATTRIBUTE_DEPS and child.pos_ in ("ADJ", "VERB", "NUM", "PROPN", "NOUN"):
-            if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
-                continue
-            found.extend([child, *[c for c in conjuncts(child) if c.pos_ == child.pos_]])
-        elif child.dep_ == "compound" and (child.pos_ == "ADJ" or child.lower_ in COLOURS):
-            found.append(child)
-    return sorted(found, key=lambda t: t.i)
-
-
-def attribute(token: Token) -> dict:
-    return {"text": token.text, "lemma": token.lemma_.lower(), "span": span([token])}
-
-
-def conjuncts(token: Token) -> list[Token]:
-    """Tokens joined to ``token`` by "and"/"or" (transitively, in order)."""
-    return [t for t in token.conjuncts if t.i > token.i]
-
-
-def subjects(verb: Token) -> list[Token]:
-    """Who does ``verb``: its subject, the noun a participle or relative clause modifies,
-    or the subject of the verb it is coordinated with."""
-    for child in verb.children:
-        if child.dep_ in ("nsubj", "nsubjpass"):
-            if child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
-                return [verb.head]
-            if child.pos_ in NOUNS:
-                return [child]
-            return []
-    if verb.dep_ in ("acl", "relcl") and verb.head.pos_ in NOUNS:
-        return [verb.head]
-    if verb.dep_ == "conj" and verb.head.pos_ in ("VERB", "AUX") and verb.head.i != verb.i:
-        return subjects(verb.head)
-    if verb.dep_ == "ROOT":  # "man riding horse" parsed with riding as root: no subject
-        return []
-    return []
-
-
-def build_graph(doc: Doc) -> dict:
+def build_graph(doc: Doc, lemma: Callable[[Token], str] = plain_lemma) -> dict:
     """The scene graph of a parsed caption (objects, relations, spans into its text)."""
-    return GraphBuilder(doc).build()
+    return GraphBuilder(doc, lemma).build()

@@ -21,9 +21,14 @@ Objects
       compound, even where the tagger calls it a noun ("metal fence" -> fence + metal,
       "brick building" -> building + brick). Material words used here: wooden, metal, glass,
       plastic, stone, brick, leather, steel.
-    * Pronouns and possessives (his, her, its, their) add no object, no attribute and no
-      relation: "a woman and her dog" has the objects woman and dog and nothing else.
-    * "of" is a preposition like any other: "a bowl of fruit" -> (bowl, of, fruit).
+    * Pronouns add no object. A possessive pronoun (his, her, its, their) links its noun to
+      the owner it points back to, as "'s" does, with the pronoun as the predicate:
+      "a man holding his hat" -> (man, his, hat); "a woman and her dog" -> (woman, her, dog).
+    * "X of Y" says that Y has X, so the owner comes first, as for "the bus's tire":
+      "black tire of a bus" -> (bus, of, tire). After a container or a picture, what follows
+      "of" is in or on it and also comes first: "a bowl of fruit" -> (fruit, of, bowl).
+      After a partitive ("bits of ice", "a slice of pizza") the object is what follows "of",
+      and the partitive adds no object.
 
 Attributes
     * Adjectival modifiers ("a red car" -> (car, red)), participles used as modifiers
@@ -246,33 +251,39 @@ CASES: list[Case] = [
         "a man holding his hat",
         "pronoun",
         objects=("man", "hat"),
-        relations=(("man", "holding", "hat"),),
+        relations=(("man", "holding", "hat"), ("man", "his", "hat")),
     ),
-    Case("a woman and her dog", "pronoun", objects=("woman", "dog")),
+    Case(
+        "a woman and her dog",
+        "pronoun",
+        objects=("woman", "dog"),
+        relations=(("woman", "her", "dog"),),
+    ),
     Case(
         "a cat licking its paw",
         "pronoun",
         objects=("cat", "paw"),
-        relations=(("cat", "licking", "paw"),),
+        relations=(("cat", "licking", "paw"), ("cat", "its", "paw")),
     ),
     Case(
         "two boys riding their bikes",
         "pronoun",
         objects=("boys", "bikes"),
         attributes=(("boys", "2"),),
-        relations=(("boys", "riding", "bikes"),),
+        relations=(("boys", "riding", "bikes"), ("boys", "their", "bikes")),
     ),
     Case(
         "a girl with her mother",
         "pronoun",
         objects=("girl", "mother"),
-        relations=(("girl", "with", "mother"),),
+        relations=(("girl", "with", "mother"), ("girl", "her", "mother")),
     ),
     Case(
         "a man and his red car",
         "pronoun",
         objects=("man", "car"),
         attributes=(("car", "red"),),
+        relations=(("man", "his", "car"),),
     ),
     # --- objects: relative clauses -------------------------------------------------------
     Case(
@@ -558,7 +569,7 @@ CASES: list[Case] = [
         "a picture of a dog",
         "preposition",
         objects=("picture", "dog"),
-        relations=(("picture", "of", "dog"),),
+        relations=(("dog", "of", "picture"),),
     ),
     # --- relations: multi-word prepositions ----------------------------------------------
     Case(
@@ -804,8 +815,8 @@ CASES: list[Case] = [
     Case(
         "bits of ice left on the ground",
         "vg_style",
-        objects=("bits", "ice", "ground"),
-        relations=(("bits", "of", "ice"), ("bits", "left on", "ground")),
+        objects=("ice", "ground"),
+        relations=(("ice", "left on", "ground"),),
     ),
     Case(
         "trees and bushes growing on green lawn",
@@ -852,7 +863,7 @@ CASES: list[Case] = [
         "vg_style",
         objects=("tire", "bus"),
         attributes=(("tire", "black"),),
-        relations=(("tire", "of", "bus"),),
+        relations=(("bus", "of", "tire"),),
     ),
     Case(
         "sign on a metal pole",
@@ -899,7 +910,7 @@ CASES: list[Case] = [
         "plate of food on table",
         "vg_style",
         objects=("plate", "food", "table"),
-        relations=(("plate", "of", "food"), ("plate", "on", "table")),
+        relations=(("food", "of", "plate"), ("plate", "on", "table")),
     ),
     Case(
         "green leaves on tree branch",
@@ -1048,14 +1059,14 @@ CASES: list[Case] = [
         "coco_style",
         objects=("bowl", "fruit", "table"),
         attributes=(("table", "wooden"),),
-        relations=(("bowl", "of", "fruit"), ("bowl", "on", "table")),
+        relations=(("fruit", "of", "bowl"), ("bowl", "on", "table")),
     ),
     Case(
         "A little girl eating a slice of pizza.",
         "coco_style",
-        objects=("girl", "slice", "pizza"),
+        objects=("girl", "pizza"),
         attributes=(("girl", "little"),),
-        relations=(("girl", "eating", "slice"), ("slice", "of", "pizza")),
+        relations=(("girl", "eating", "pizza"),),
     ),
     Case(
         "A traffic light hanging over a street.",
@@ -1087,5 +1098,67 @@ CASES: list[Case] = [
         "coco_style",
         objects=("laptop computer", "desk"),
         relations=(("laptop computer", "sitting on", "desk"),),
+    ),
+    # --- "of", "with ... in it", pronouns pointing back --------------------------------------
+    Case(
+        "a vase with flowers in it",
+        "preposition",
+        objects=("vase", "flowers"),
+        relations=(("flowers", "in", "vase"),),
+    ),
+    Case(
+        "a cake with a candle on top",
+        "multiword_preposition",
+        objects=("cake", "candle"),
+        relations=(("candle", "on top", "cake"),),
+    ),
+    Case(
+        "the tail of a horse",
+        "preposition",
+        objects=("tail", "horse"),
+        relations=(("horse", "of", "tail"),),
+    ),
+    Case(
+        "a cup of coffee on a desk",
+        "preposition",
+        objects=("cup", "coffee", "desk"),
+        relations=(("coffee", "of", "cup"), ("cup", "on", "desk")),
+    ),
+    Case(
+        "smoke coming out of a chimney",
+        "verb_preposition",
+        objects=("smoke", "chimney"),
+        relations=(("smoke", "coming out of", "chimney"),),
+    ),
+    Case(
+        "a mound of dirt next to a fence",
+        "vg_style",
+        objects=("dirt", "fence"),
+        relations=(("dirt", "next to", "fence"),),
+    ),
+    Case(
+        "a boy with his dog",
+        "pronoun",
+        objects=("boy", "dog"),
+        relations=(("boy", "with", "dog"), ("boy", "his", "dog")),
+    ),
+    Case(
+        "concrete steps leading to a door",
+        "material",
+        objects=("steps", "door"),
+        attributes=(("steps", "concrete"),),
+        relations=(("steps", "leading to", "door"),),
+    ),
+    Case(
+        "woman holding umbrella",
+        "vg_style",
+        objects=("woman", "umbrella"),
+        relations=(("woman", "holding", "umbrella"),),
+    ),
+    Case(
+        "the giraffe has spots",
+        "verb_object",
+        objects=("giraffe", "spots"),
+        relations=(("giraffe", "has", "spots"),),
     ),
 ]

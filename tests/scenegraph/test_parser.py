@@ -46,6 +46,51 @@ def test_relations(parser, text, expected):
     assert triples(parser.parse(text)) == expected
 
 
+def meanings(graph: dict) -> list[tuple[str, str, str, str]]:
+    objects = graph["objects"]
+    return [
+        (
+            objects[r["subject"]]["head"],
+            r["predicate"],
+            r["predicate_lemma"],
+            objects[r["object"]]["head"],
+        )
+        for r in graph["relations"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a man riding a horse", ("man", "riding", "ride", "horse")),  # not spaCy's "rid"
+        ("the horse 's tail", ("horse", "'s", "have", "tail")),
+        ("the tail of the horse", ("horse", "of", "have", "tail")),
+        ("a cat licking its paw", ("cat", "its", "have", "paw")),
+        ("two boys riding their bikes", ("boys", "their", "have", "bikes")),
+        ("a glass of wine", ("wine", "of", "in", "glass")),
+        ("a plate of food", ("food", "of", "on", "plate")),
+        ("a picture of a dog", ("dog", "of", "in", "picture")),
+        ("a bowl with flowers in it", ("flowers", "in", "in", "bowl")),
+        ("a truck with a plant on top", ("plant", "on top", "on top of", "truck")),
+        ("plants growing out of the water", ("plants", "growing out of", "grow out of", "water")),
+        ("the bird has beak", ("bird", "has", "have", "beak")),
+        ("woman holding kite", ("woman", "holding", "hold", "kite")),
+        ("sign on a metal pole", ("sign", "on", "on", "pole")),
+    ],
+)
+def test_predicates_are_the_captions_words_and_lemmas_say_what_they_mean(parser, text, expected):
+    graph = parser.parse(text)
+    assert expected in meanings(graph)
+    for rel in graph["relations"]:
+        assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
+
+
+def test_materials_and_colours_describe_not_name(parser):
+    graph = parser.parse("a red brick building behind a metal railing")
+    assert [o["head"] for o in graph["objects"]] == ["building", "railing"]
+    assert attributes(graph) == [("building", "red"), ("building", "brick"), ("railing", "metal")]
+
+
 def test_objects_attributes_counts_and_spans(parser):
     text = "three red apples on a wooden table next to a fire hydrant"
     graph = parser.parse(text)
