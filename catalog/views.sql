@@ -55,3 +55,25 @@ SELECT corpus, image_id, caption_id,
 FROM (SELECT corpus, image_id, caption_id, scene_graph.objects AS objects,
              unnest(scene_graph.relations) AS r
       FROM captions);
+
+-- Detector regions (the regions stage): one row per image, and one per box. Boxes are in
+-- original-image pixels; cls/attr are Caffe-style indices (0 = background / none).
+CREATE OR REPLACE VIEW regions AS
+SELECT corpus, image_id, regions.extractor_id AS extractor, regions.num_boxes AS num_boxes,
+       regions.image_width_px AS image_w, regions.image_height_px AS image_h,
+       regions.boxes_given AS given_boxes, regions.feature_dim AS feature_dim
+FROM images
+WHERE regions IS NOT NULL;
+
+CREATE OR REPLACE VIEW region_boxes AS
+SELECT corpus, image_id, extractor, box_index - 1 AS box_index,
+       r.boxes_xyxy_px[box_index][1] AS x1, r.boxes_xyxy_px[box_index][2] AS y1,
+       r.boxes_xyxy_px[box_index][3] AS x2, r.boxes_xyxy_px[box_index][4] AS y2,
+       r.object_ids[box_index] AS cls, r.tags[box_index] AS cls_name,
+       r.object_conf[box_index] AS cls_conf,
+       r.attribute_ids[box_index] AS attr, r.attribute_names[box_index] AS attr_name,
+       r.attribute_conf[box_index] AS attr_conf
+FROM (SELECT corpus, image_id, regions.extractor_id AS extractor, regions AS r,
+             generate_subscripts(regions.boxes_xyxy_px, 1) AS box_index
+      FROM images
+      WHERE regions IS NOT NULL);

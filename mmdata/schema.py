@@ -108,6 +108,10 @@ GOLD = pa.struct(
     ]
 )
 
+#: Detector output for one image. Class indices follow the Caffe bottom-up-attention
+#: convention: 0 is background (for attributes: no attribute), class i is line i - 1 of
+#: the vocabulary (annotation/vg_vocab); mmdata.regions.vocab converts from detectron2's
+#: background-last order and to LXMERT's background-free ids.
 REGIONS = pa.struct(
     [
         ("extractor_id", pa.string()),  # model name + hash of config and weights
@@ -115,14 +119,23 @@ REGIONS = pa.struct(
         ("image_height_px", pa.int32()),
         ("num_boxes", pa.int32()),
         ("boxes_xyxy_px", pa.list_(pa.list_(pa.float32(), 4))),
+        # x1/w, y1/h, x2/w, y2/h, bw/w, bh/h, area: UNITER's 7-d geometry; the 5-d, 4-d
+        # and 6-d layouts other models read derive from it (mmdata.regions.geometry)
+        ("boxes_norm7", pa.list_(pa.list_(pa.float32(), 7))),
+        ("boxes_given", pa.bool_()),  # features pooled for given (gold) boxes, not detected
         ("feature_dim", pa.int32()),
         ("features_f16", pa.binary()),  # num_boxes x feature_dim float16, little endian
         ("object_ids", pa.list_(pa.int32())),
         ("object_conf", pa.list_(pa.float32())),
         ("attribute_ids", pa.list_(pa.int32())),
         ("attribute_conf", pa.list_(pa.float32())),
-        ("class_probs_f16", pa.binary()),  # optional soft labels for MRC-kl
-        ("tags", pa.list_(pa.string())),
+        ("attribute_names", pa.list_(pa.string())),  # "" where the top attribute is none
+        # optional soft labels for MRC-kl: num_boxes x num_classes float16 softmax over
+        # every class, background at index background_index (0)
+        ("class_probs_f16", pa.binary()),
+        ("num_classes", pa.int32()),
+        ("background_index", pa.int32()),
+        ("tags", pa.list_(pa.string())),  # class names of the boxes, for Oscar-style input
     ]
 )
 

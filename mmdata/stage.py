@@ -19,6 +19,9 @@ import pyarrow.compute as pc
 from mmdata.batch import mark
 from mmdata.schema import STATUS_REJECTED
 
+#: The column a stage's ``prepare`` fills for its ``process`` (see ``Stage.prepare``).
+PREPARED = "_prepared"
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -95,6 +98,16 @@ class Stage:
         A run-wide stage loads its state from them, so a re-run after a crash treats
         rows committed before the crash as already seen.
         """
+
+    def prepare(self, table: pa.Table) -> pa.Table:
+        """CPU work that needs no model (decoding, resizing), done before ``process``.
+
+        A stage that overrides it returns the rows with a binary ``PREPARED`` column for
+        its ``process`` to read. The Ray executor runs ``prepare`` as plain CPU tasks ahead
+        of the stage's actors, so a GPU actor only runs the model; it is called on a
+        stage built without ``setup()``. ``PREPARED`` is dropped after ``process``.
+        """
+        return table
 
     def process(self, table: pa.Table) -> pa.Table:
         """Transform ``table``; must return the same rows in the same order."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from mmdata.batch import ITEM_REJECT, SOURCE_STAGE, mark, ok_mask, to_work
 from mmdata.errors import MmdataError
 from mmdata.recipe import Recipe
 from mmdata.schema import STATUS_ERROR
-from mmdata.stage import Partition, Source, Stage
+from mmdata.stage import PREPARED, Partition, Source, Stage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,32 @@ def seconds_column(index: int) -> str:
     return f"_sec_{index}"
 
 
+#: Per-row seconds of a stage's ``prepare``, added into its ``_sec_i`` by ``run_stage``.
+PREPARE_SECONDS = "_prepare_sec"
+
+
+def has_prepare(stage_cls: type[Stage]) -> bool:
+    """True when the stage has CPU work to do ahead of ``process`` (``Stage.prepare``)."""
+    return stage_cls.prepare is not Stage.prepare
+
+
+def run_prepare(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
+    """``stage.prepare`` over the ok rows: its ``PREPARED`` column rides to ``process``."""
+    ok = ok_mask(table)
+    todo = table.filter(ok)
+    rest = table.filter(pc.invert(ok))
+    started = time.perf_counter()
+    if todo.num_rows:
+        todo = _process(stage, index, todo, on_error, step=stage.prepare)
+    share = (time.perf_counter() - started) / max(todo.num_rows, 1)
+    if PREPARED not in todo.column_names:
+        todo = todo.append_column(PREPARED, pa.nulls(todo.num_rows, pa.binary()))
+    rest = rest.append_column(PREPARED, pa.nulls(rest.num_rows, pa.binary()))
+    todo = todo.append_column(PREPARE_SECONDS, pa.array([share] * todo.num_rows, pa.float64()))
+    rest = rest.append_column(PREPARE_SECONDS, pa.array([0.0] * rest.num_rows, pa.float64()))
+    return pa.concat_tables([todo, rest])
+
+
 def run_stage(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
     """Pass the ok rows of ``table`` through ``stage``; other rows go by untouched."""
     ok = ok_mask(table)
@@ -70,12 +96,26 @@ def run_stage(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Ta
         seconds_column(index), pa.array([share] * todo.num_rows, pa.float64())
     )
     rest = rest.append_column(seconds_column(index), pa.array([0.0] * rest.num_rows, pa.float64()))
-    return pa.concat_tables([todo, rest])
+    return _fold_prepare(pa.concat_tables([todo, rest]), index)
 
 
-def _process(stage: Stage, index: int, todo: pa.Table, on_error: str) -> pa.Table:
+def _fold_prepare(table: pa.Table, index: int) -> pa.Table:
+    """Drop what ``prepare`` handed over; its seconds join the stage's own."""
+    if PREPARE_SECONDS in table.column_names:
+        column = seconds_column(index)
+        total = pc.add(table.column(column), table.column(PREPARE_SECONDS))
+        table = table.set_column(table.schema.get_field_index(column), column, total)
+        table = table.drop_columns([PREPARE_SECONDS])
+    if PREPARED in table.column_names:
+        table = table.drop_columns([PREPARED])
+    return table
+
+
+def _process(
+    stage: Stage, index: int, todo: pa.Table, on_error: str, step: Callable | None = None
+) -> pa.Table:
     try:
-        out = stage.process(todo)
+        out = (step or stage.process)(todo)
     except Exception as exc:  # noqa: BLE001 - the policy decides: raise or record
         if on_error == "raise":
             raise StageError(

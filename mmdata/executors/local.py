@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from mmdata.executors.base import RunPlan, read_partition, run_stage
+from mmdata.executors.base import RunPlan, has_prepare, read_partition, run_prepare, run_stage
 from mmdata.sink import write_parts
 from mmdata.stage import Stage
 
@@ -33,10 +33,12 @@ class LocalExecutor:
 def _batched(
     stage: Stage, index: int, table: pa.Table, on_error: str, batch_size: int | None
 ) -> pa.Table:
-    if not batch_size or table.num_rows <= batch_size:
-        return run_stage(stage, index, table, on_error)
-    pieces = [
-        run_stage(stage, index, table.slice(start, batch_size), on_error)
-        for start in range(0, table.num_rows, batch_size)
-    ]
-    return pa.concat_tables(pieces)
+    size = batch_size or max(table.num_rows, 1)
+    pieces = [table.slice(start, size) for start in range(0, table.num_rows, size)] or [table]
+    return pa.concat_tables([_one_batch(stage, index, piece, on_error) for piece in pieces])
+
+
+def _one_batch(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
+    if has_prepare(type(stage)):
+        table = run_prepare(stage, index, table, on_error)
+    return run_stage(stage, index, table, on_error)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmdata.executors.base import RunPlan, read_partition, run_stage
+from mmdata.executors.base import RunPlan, has_prepare, read_partition, run_prepare, run_stage
 from mmdata.recipe import Recipe
 from mmdata.registry import STAGES
 from mmdata.sink import write_parts
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Per worker process: built once, reused by every task the process runs.
 _SOURCES: dict[str, Source] = {}
 _STAGES: dict[tuple[str, int], Stage] = {}
+_PREPARERS: dict[tuple[str, int], Stage] = {}  # built without setup(): no model
 
 
 def init_ray(address: str | None = None) -> None:
@@ -63,6 +64,14 @@ def read_batch(batch: pa.Table, recipe: Recipe) -> pa.Table:
         for i, spec in zip(batch.column("index").to_pylist(), batch.column("spec").to_pylist())
     ]
     return pa.concat_tables(tables)
+
+
+def prepare_batch(batch: pa.Table, recipe: Recipe, index: int) -> pa.Table:
+    """Map: a stage's ``prepare`` (no ``setup()``: no model in a CPU task)."""
+    key = (recipe.content_hash, index)
+    if key not in _PREPARERS:
+        _PREPARERS[key] = recipe.build_stage(index)
+    return run_prepare(_PREPARERS[key], index, batch, recipe.on_error)
 
 
 def stage_batch(batch: pa.Table, recipe: Recipe, index: int) -> pa.Table:
@@ -119,6 +128,15 @@ class RayExecutor:
             read_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"recipe": recipe}
         )
         for index in range(len(recipe.stages)):
+            if has_prepare(STAGES.get(recipe.stages[index].name)):
+                # decode/resize as CPU tasks ahead of the stage's (GPU) actors
+                ds = ds.map_batches(
+                    prepare_batch,
+                    batch_size=recipe.stages[index].resources.batch_size,
+                    batch_format="pyarrow",
+                    num_cpus=1,
+                    fn_kwargs={"recipe": recipe, "index": index},
+                )
             ds = ds.map_batches(**_stage_map_args(recipe, index, plan.done_shards))
         ds = ds.map_batches(
             write_batch,

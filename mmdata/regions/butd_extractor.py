@@ -1,0 +1,155 @@
+"""``butd-r101-c4-vg``: bottom-up-attention features as REGIONS rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmdata.regions.butd import ButdConfig, ButdDetector, Detections, select_boxes
+from mmdata.regions.checkpoint import load_weights
+from mmdata.regions.extractor import autocast, extractor_id
+from mmdata.regions.preprocess import Prepared, batch
+from mmdata.regions.rows import region_row
+from mmdata.regions.selection import ExtractorError, Selection
+from mmdata.regions.vocab import vg_vocabulary
+
+NAME = "butd-r101-c4-vg"
+
+
+def load_config(path: str | Path | None) -> ButdConfig:
+    """``ButdConfig`` from a JSON file of its fields (defaults: the VG attribute model)."""
+    if path is None:
+        return ButdConfig()
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExtractorError(f"{path}: cannot read the model config: {exc}") from None
+    fields = {f.name: f for f in dataclasses.fields(ButdConfig)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ExtractorError(
+            f"{path}: unknown config keys {unknown}; valid keys: {', '.join(sorted(fields))}"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return ButdConfig(**values)
+
+
+def class_names(count: int, kind: str) -> tuple[str, ...]:
+    """VG names when the head has the VG size, else ``class_<i>`` (index 0 = background)."""
+    vocab = vg_vocabulary(kind)
+    if len(vocab) == count:
+        return vocab.names
+    return tuple(f"{kind[:-1]}_{i}" for i in range(count))
+
+
+class ButdExtractor:
+    """The bottom-up-attention detector with its weights, on one device."""
+
+    def __init__(
+        self,
+        weights: str | Path | None,
+        *,
+        selection: Selection,
+        device: torch.device,
+        precision: str,
+        model_config: str | Path | None = None,
+        input_min_size: int | None = None,
+        input_max_size: int | None = None,
+        proposals: int | None = None,
+    ) -> None:
+        if weights is None:
+            raise ExtractorError(
+                f"{NAME} needs weights: a detectron2 checkpoint (.pkl or .pth), e.g. "
+                "py-bottom-up-attention's faster_rcnn_from_caffe_attr.pkl"
+            )
+        overrides = {
+            "min_size": input_min_size,
+            "max_size": input_max_size,
+            "rpn_post_nms_topk": proposals,
+        }
+        config = dataclasses.replace(
+            load_config(model_config), **{k: v for k, v in overrides.items() if v is not None}
+        )
+        self.config, self.selection, self.device = config, selection, device
+        self.min_size, self.max_size = config.min_size, config.max_size
+        self.model = ButdDetector(config).eval()
+        sha = load_weights(self.model, weights)
+        self.model.to(device)
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.precision = precision
+        self.objects = class_names(config.num_classes + 1, "objects")
+        self.attributes = class_names(config.num_attributes + 1, "attributes")
+        self.extractor_id = extractor_id(NAME, dataclasses.asdict(config), sha, selection)
+
+    def extract(
+        self, images: Sequence[Prepared], given: Sequence[np.ndarray | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """REGIONS rows for ``images`` run as one padded batch."""
+        if not images:
+            return []
+        given = list(given) if given is not None else [None] * len(images)
+        if any(g is not None for g in given) and any(g is None for g in given):
+            raise ExtractorError("a batch is either all given boxes or all detected")
+        x, sizes = batch(images, self.config.pixel_mean, self.device, self.channels_last)
+        scales = [p.scale for p in images]
+        boxes = None
+        if given[0] is not None:
+            boxes = [torch.as_tensor(np.asarray(g, np.float32).reshape(-1, 4)) for g in given]
+        with autocast(self.device, self.precision):
+            detections = self.model.detect(x, sizes, scales, boxes)
+        return [
+            self.row(d, p, None if g is None else np.asarray(g, np.float32).reshape(-1, 4))
+            for d, p, g in zip(detections, images, given)
+        ]
+
+    def row(self, det: Detections, image: Prepared, given: np.ndarray | None) -> dict[str, Any]:
+        if given is None:
+            low, high = self.selection.bounds()
+            keep = select_boxes(
+                det.boxes,
+                det.class_probs,
+                self.selection.score_thresh,
+                self.selection.nms_thresh,
+                low,
+                high,
+            )
+            limit = torch.tensor([image.width, image.height] * 2, dtype=torch.float32)
+            boxes = torch.minimum(det.boxes[keep].cpu().clamp(min=0), limit).numpy()
+        else:
+            keep = torch.arange(len(given))
+            boxes = given  # exactly the boxes asked for
+        probs = det.class_probs[keep].cpu()
+        conf, cls = probs[:, :-1].max(dim=1)  # background is last in detectron2's order
+        object_ids = (cls + 1).numpy()  # mmdata's (Caffe's) order: background is 0
+        attr_ids = attr_conf = attr_names = None
+        if det.attribute_probs is not None:
+            attrs = det.attribute_probs[keep].cpu()
+            a_conf, a_idx = attrs[:, :-1].max(dim=1)  # "no attribute" is last
+            attr_ids, attr_conf = (a_idx + 1).numpy(), a_conf.numpy()
+            attr_names = [self.attributes[i] for i in attr_ids]
+        soft = None
+        if self.selection.soft_labels:
+            soft = torch.cat([probs[:, -1:], probs[:, :-1]], dim=1).numpy()
+        return region_row(
+            extractor_id=self.extractor_id,
+            width=image.width,
+            height=image.height,
+            boxes=boxes,
+            features=det.features[keep].float().cpu().numpy(),
+            object_ids=object_ids,
+            object_conf=conf.numpy(),
+            object_names=[self.objects[i] for i in object_ids],
+            attribute_ids=attr_ids,
+            attribute_conf=attr_conf,
+            attribute_names=attr_names,
+            class_probs=soft,
+            boxes_given=given is not None,
+        )
