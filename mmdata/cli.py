@@ -76,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_execution_flags(demo, default="ray")
     demo.set_defaults(handler=_cmd_demo)
 
+    export = sub.add_parser(
+        "export", help="write region features in a layout VLP code loads (LXMERT, UNITER)"
+    )
+    export.add_argument("--format", required=True, choices=("lxmert-tsv", "uniter-npz"))
+    export.add_argument("--out", required=True, help="the .tsv file, or the folder of .npz")
+    export.add_argument(
+        "--catalog",
+        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
+        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
+    )
+    export.add_argument("--corpus", help="only this corpus (default: every corpus)")
+    export.add_argument("--extractor", help="only regions of this extractor id")
+    export.set_defaults(handler=_cmd_export)
+
     sg_eval = sub.add_parser(
         "sg-eval", help="score the caption scene-graph parser on FACTUAL gold graphs"
     )
@@ -160,6 +174,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mmdata.regions.export import export_regions
+
+    count = export_regions(args.catalog, args.out, args.format, args.corpus, args.extractor)
+    print(f"{count} images written to {args.out} ({args.format})")
+    return 0
+
+
 def _cmd_sg_eval(args: argparse.Namespace) -> int:
     from mmdata.scenegraph.evaluate import compare, format_report, load_factual
 
@@ -186,6 +208,11 @@ DEMO_QUERIES = [
         "GROUP BY ALL ORDER BY corpus, stage, reason",
     ),
     (
+        "detected regions: the most frequent classes (random weights: names mean nothing yet)",
+        "SELECT cls_name, count(*) AS boxes, round(avg(cls_conf), 3) AS avg_conf "
+        "FROM region_boxes GROUP BY cls_name ORDER BY boxes DESC, cls_name LIMIT 5",
+    ),
+    (
         "why each web image was rejected",
         "SELECT image_id, reason, detail FROM rejects WHERE corpus = 'demo_web' "
         "AND item_kind IS NULL ORDER BY image_id",
@@ -201,6 +228,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     demo.generate(out / "data", num_images=args.images)
+    weights = demo.random_butd_weights(out / "models" / "butd_r101_c4_vg_random.pkl")
+    print(
+        f"regions: no detector weights can be downloaded here, so the demo saved a RANDOMLY "
+        f"initialised butd-r101-c4-vg ({weights}): its features, classes and attributes are "
+        "noise. For real ones, set `weights:` in the regions stage of the recipe to "
+        "py-bottom-up-attention's faster_rcnn_from_caffe_attr.pkl (see README)."
+    )
     result = _run_demo_recipe("demo", out, args)
     print(summarize(result))
     with demo_web.serving(out / "data"):

@@ -230,3 +230,26 @@ def _write_json(out: Path, images: list, captions: list, objects: list) -> dict[
         )
     )
     return {"images": str(out / "images"), **{k: str(v) for k, v in paths.items()}}
+
+
+def random_butd_weights(path: str | Path, seed: int = 0) -> Path:
+    """A randomly initialised butd-r101-c4-vg checkpoint (detectron2 .pkl) at ``path``.
+
+    Kept if already there, so a re-run of the demo sees the same extractor id. The
+    classifier's logits are scaled up so the boxes get decisive (if meaningless) classes.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    import torch
+
+    from mmdata.regions.butd import ButdDetector
+    from mmdata.regions.checkpoint import as_detectron2_pkl
+
+    torch.manual_seed(seed)
+    model = ButdDetector()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(40.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    as_detectron2_pkl(model, path)
+    return path

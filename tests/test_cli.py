@@ -147,3 +147,26 @@ def test_demo_fills_the_scene_graph_views(demo_out, capsys):
     query = "SELECT count(*) AS n FROM scene_graph_attributes WHERE corpus = 'demo'"
     assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] > 50
+
+
+@pytest.mark.ray
+def test_demo_fills_the_region_views_and_exports(demo_out, capsys, tmp_path):
+    catalog = str(demo_out / "catalog.duckdb")
+    query = (
+        "SELECT count(*) AS images, min(num_boxes) AS lo, max(num_boxes) AS hi "
+        "FROM regions WHERE corpus = 'demo'"
+    )
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    kept = "SELECT count(*) AS n FROM images WHERE corpus = 'demo'"
+    assert main(["sql", kept, "--catalog", catalog, "--format", "json"]) == 0
+    assert row == {"images": json.loads(capsys.readouterr().out)["n"], "lo": 10, "hi": 10}
+    query = "SELECT count(*) AS n FROM region_boxes WHERE cls_name IS NOT NULL AND x2 > x1"
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == row["images"] * 10
+    out = tmp_path / "demo.tsv"
+    assert main(["export", "--format", "lxmert-tsv", "--out", str(out), "--catalog", catalog]) == 0
+    assert len(out.read_text().splitlines()) == row["images"]
+    npz = ["export", "--format", "uniter-npz", "--out", str(tmp_path / "npz")]
+    assert main([*npz, "--catalog", catalog]) == 2  # a user error, named
+    assert "soft_labels: true" in capsys.readouterr().err
