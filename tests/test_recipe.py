@@ -10,7 +10,10 @@ def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
     from mmdata.cli import demo_recipe_path
 
     text = demo_recipe_path().read_text()
-    demo_dir = Path(demo_data["captions"]).parent.parent
+    demo_dir = tmp_path / "demo"
+    (demo_dir / "models").mkdir(parents=True)
+    (demo_dir / "models" / "butd_r101_c4_vg_random.pkl").touch()  # `mmdata demo` saves it
+    (demo_dir / "data").symlink_to(Path(demo_data["captions"]).parent)
     recipe = recipes.parse(text, "demo.yaml", tmp_path, {"DEMO_DIR": str(demo_dir)})
     assert recipe.step_names == [
         "coco",
@@ -18,6 +21,7 @@ def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
         "image_size_filter",
         "caption_filter",
         "scene_graph",
+        "regions",
     ]
     assert recipe.output == str(demo_dir / "corpus")
     assert recipe.shard_rows == 16

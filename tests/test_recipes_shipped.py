@@ -48,6 +48,8 @@ def _layout(tmp_path: Path) -> dict[str, str]:
     (flickr / "flickr30k-images").mkdir()
     demo.generate(tmp_path / "demo" / "data", num_images=4)
     demo_web.write_url_list(tmp_path / "demo" / "data", "http://127.0.0.1:8000")
+    (tmp_path / "demo" / "models").mkdir()
+    (tmp_path / "demo" / "models" / "butd_r101_c4_vg_random.pkl").touch()  # `mmdata demo` saves it
     return {
         "COCO_DIR": str(coco),
         "VG_DIR": str(vg),

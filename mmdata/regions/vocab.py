@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from mmdata.errors import InputFormatError
 
+VOCAB_DIR = Path(__file__).resolve().parents[2] / "annotation" / "vg_vocab"
 BACKGROUND = "__background__"
 NO_ATTRIBUTE = "__no_attribute__"
 
@@ -61,9 +61,10 @@ def vg_vocabulary(kind: str) -> Vocabulary:
     """The bundled VG vocabulary: ``objects`` (1601 with background) or ``attributes`` (401)."""
     if kind not in ("objects", "attributes"):
         raise ValueError(f"kind must be objects or attributes, got {kind!r}")
-    ref = resources.files("annotation") / "vg_vocab" / f"{kind}_vocab.txt"
-    first = BACKGROUND if kind == "objects" else NO_ATTRIBUTE
-    return parse_vocabulary(ref.read_text(encoding="utf-8"), first, str(ref))
+    # annotation/ sits beside mmdata/ in a checkout and in site-packages alike; reading
+    # the file (not importing annotation) keeps mmdata independent of the importers
+    path = VOCAB_DIR / f"{kind}_vocab.txt"
+    return load_vocabulary(path, kind)
 
 
 def detectron2_to_caffe(index: int, num_classes: int) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mmdata.args import InputPath
 from mmdata.batch import WORK_SCHEMA, mark, set_columns
 from mmdata.imagefile import ImageError
 from mmdata.io import read_bytes
@@ -46,8 +47,8 @@ class Regions(Stage):
         self,
         *,
         model: str = "butd-r101-c4-vg",
-        weights: str | None = None,
-        model_config: str | None = None,
+        weights: InputPath | None = None,
+        model_config: InputPath | None = None,
         min_boxes: int = 10,
         max_boxes: int = 100,
         score_thresh: float = 0.2,
@@ -56,7 +57,7 @@ class Regions(Stage):
         given_boxes: bool = False,
         device: str = "auto",
         precision: str = "auto",
-        batch_size: int = 4,
+        batch_size: int | None = None,
         input_min_size: int | None = None,
         input_max_size: int | None = None,
         proposals: int | None = None,
@@ -74,7 +75,8 @@ class Regions(Stage):
         given_boxes: pool the gold object boxes instead of detecting.
         device: auto (cuda when available), cpu, cuda or cuda:N.
         precision: auto (fp16 on cuda, fp32 on cpu), fp32, fp16 or bf16 (cuda autocast).
-        batch_size: images per forward pass (padded to the largest).
+        batch_size: images per forward pass (padded to the largest); default 8 on cuda,
+            1 on cpu, where batching only costs (docs/benchmarks.md).
         input_min_size, input_max_size: resize shorter side to min unless longer > max
             (butd default 600 / 1000).
         proposals: RPN boxes kept after NMS (butd default 300).
@@ -85,7 +87,7 @@ class Regions(Stage):
 
         if model not in MODELS:
             raise ValueError(f"unknown region model {model!r}; choose from {', '.join(MODELS)}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.selection = Selection(
             min_boxes, max_boxes, score_thresh, nms_thresh, fixed_boxes, soft_labels
@@ -153,10 +155,13 @@ class Regions(Stage):
         blobs = table.column(PREPARED).to_pylist()
         golds = table.column("gold").to_pylist() if self.given_boxes else [None] * len(blobs)
         regions: list[dict | None] = [None] * len(blobs)
-        todo = [i for i, b in enumerate(blobs) if b is not None]
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
-            images = [Prepared.from_bytes(blobs[i]) for i in idx]
+        prepared = {i: Prepared.from_bytes(b) for i, b in enumerate(blobs) if b is not None}
+        # same-shaped images side by side: a padded batch then wastes the least compute
+        todo = sorted(prepared, key=lambda i: prepared[i].pixels.shape[:2])
+        size = self.batch_size or (8 if self._extractor.device.type == "cuda" else 1)
+        for start in range(0, len(todo), size):
+            idx = todo[start : start + size]
+            images = [prepared[i] for i in idx]
             given = [gold_boxes_xyxy(golds[i]) for i in idx] if self.given_boxes else None
             for i, row in zip(idx, self._extractor.extract(images, given)):
                 regions[i] = row

@@ -133,3 +133,23 @@ def test_bad_options_and_missing_weights_are_clear(butd_weights):
         )
     with pytest.raises(ExtractorError, match="unknown region model"):
         build_extractor("yolo", butd_weights, selection=Selection())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_fast_path_matches_the_fp32_reference(butd_weights, images):
+    given = [np.array([[10, 10, 120, 100], [50, 60, 190, 230]], np.float32)] * 3
+    reference = build_extractor(
+        "butd-r101-c4-vg",
+        butd_weights,
+        selection=Selection(),
+        device="cpu",
+        precision="fp32",
+        **SMALL,
+    ).extract(prepared(images), given)
+    fast = build_extractor(
+        "butd-r101-c4-vg", butd_weights, selection=Selection(), device="cuda", **SMALL
+    ).extract(prepared(images), given)
+    for a, b in zip(fast, reference):
+        a, b = features_of(a).astype(np.float32), features_of(b).astype(np.float32)
+        assert np.abs(a - b).max() <= 5e-2 * max(np.abs(b).max(), 1.0)
