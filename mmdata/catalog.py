@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from mmdata.errors import MmdataError
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
@@ -269,3 +271,23 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     for statement in code.split(";"):
         if statement.strip():
             con.execute(statement)
+
+
+def where_mask(table: pa.Table, where: str, source: str = "") -> np.ndarray:
+    """Which rows of ``table`` satisfy the SQL boolean expression ``where`` (DuckDB).
+
+    An in-memory, single-threaded connection over the Arrow table: rows come back in
+    order, and nothing touches a catalog file. NULL counts as false.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        con.register("samples", table)
+        result = con.execute(f"SELECT coalesce(({where}), false) AS keep FROM samples")
+        keep = result.fetchnumpy()["keep"]
+    except duckdb.Error as exc:
+        where_from = f" ({source})" if source else ""
+        raise CatalogError(f"where clause {where!r}{where_from}: {exc}") from exc
+    finally:
+        con.close()
+    return np.asarray(keep, dtype=bool)

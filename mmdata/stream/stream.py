@@ -1,0 +1,235 @@
+"""``ShardStream``: a corpus as a torch IterableDataset, deterministic and resumable.
+
+See mmdata.stream.plan for how samples are split across ranks and workers and ordered.
+Memory per worker: the shuffle buffer plus the shard piece being read (projected
+columns only); never the corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for, skipped
+from mmdata.stream.reader import ShardReader
+from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
+
+#: Sub-streams per rank: any dataloader worker count dividing it gives the same order.
+STREAMS = 48
+STATE_KEYS = ("corpora", "unit", "where", "seed", "world_size", "streams", "shuffle_buffer")
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """torch.distributed's rank and world size, or (0, 1) when it is not running."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardStream(IterableDataset):
+    """Samples of one corpus, or a weighted mix of corpora, from a catalog's shards.
+
+    Args:
+        catalog: the DuckDB catalog file (opened read-only, once, here).
+        corpus: a corpus name, or ``{name: weight}`` to mix corpora (each sample of a
+            mix then also has ``corpus``).
+        columns: sample columns to read (None: all).
+        unit: ``image`` (one sample per image) or ``caption`` (one per caption).
+        where: an SQL boolean expression over sample columns, evaluated shard by shard.
+        seed: with the epoch, decides the whole order.
+        shuffle_buffer: samples held for shuffling per rank (split over sub-streams).
+        rank, world_size: this process's share (default: torch.distributed, else 0 of 1).
+        layers: layers zipped onto the base shards by position.
+        decode: ``{column: function}`` applied to each sample's value.
+        streams: sub-streams per rank; a dataloader's worker count must divide it.
+    """
+
+    def __init__(
+        self,
+        catalog: str,
+        corpus: str | Mapping[str, float],
+        columns: Sequence[str] | None = None,
+        unit: str = "image",
+        where: str | None = None,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        rank: int | None = None,
+        world_size: int | None = None,
+        layers: Sequence[str] = (),
+        decode: Mapping[str, Callable[[Any], Any]] | None = None,
+        streams: int = STREAMS,
+    ) -> None:
+        super().__init__()
+        weights = {corpus: 1.0} if isinstance(corpus, str) else dict(corpus)
+        if not weights or any(w <= 0 for w in weights.values()):
+            raise StreamError(f"corpus weights must be positive, got {weights}")
+        total = sum(weights.values())
+        self.corpora = {name: w / total for name, w in sorted(weights.items())}
+        if (rank is None) != (world_size is None):
+            raise StreamError("give both rank and world_size, or neither")
+        self.rank, self.world_size = (rank, world_size) if rank is not None else dist_rank_world()
+        if not 0 <= self.rank < self.world_size:
+            raise StreamError(f"rank {self.rank} is not in [0, {self.world_size})")
+        if streams < 1 or shuffle_buffer < 0:
+            raise StreamError("streams must be >= 1 and shuffle_buffer >= 0")
+        self.catalog, self.unit, self.where, self.seed = catalog, unit, where, seed
+        self.shuffle_buffer, self.streams = shuffle_buffer, streams
+        self.decode = dict(decode or {})
+        self.reader = ShardReader(columns, unit, where)
+        self.shards: dict[str, list[ShardInfo]] = {
+            name: resolve_shards(catalog, name, layers) for name in self.corpora
+        }
+        # sample counts per shard: every worker of every rank needs them to plan
+        self.counts = {
+            name: [self.reader.count(s) for s in shards] for name, shards in self.shards.items()
+        }
+        self.epoch = 0
+        self._resume = 0  # samples of this epoch consumed before the last load_state_dict
+        self._yielded = 0  # samples yielded by this object since then (direct iteration)
+
+    # ---- epochs and resume -------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning (a new order)."""
+        self.epoch, self._resume, self._yielded = epoch, 0, 0
+
+    def state_dict(self, num_samples: int | None = None) -> dict[str, Any]:
+        """Where this rank is: ``num_samples`` consumed this epoch (default: the samples
+        this object yielded, right when iterating it directly; behind a DataLoader pass
+        the count the training loop consumed)."""
+        consumed = self._resume + self._yielded if num_samples is None else num_samples
+        state = {k: getattr(self, k) for k in STATE_KEYS}
+        return {**state, "epoch": self.epoch, "consumed": consumed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue exactly after the last sample counted in ``state``."""
+        differ = [k for k in STATE_KEYS if state.get(k) != getattr(self, k)]
+        if differ:
+            raise StreamError(
+                f"cannot resume: the state was saved with different {', '.join(differ)}"
+            )
+        self.epoch, self._resume, self._yielded = state["epoch"], state["consumed"], 0
+
+    # ---- sizes -------------------------------------------------------------------------
+
+    def _plans(self) -> dict[str, list[list[Span]]]:
+        return {
+            name: rank_streams(
+                counts, self.seed, self.epoch, self.rank, self.world_size, self.streams
+            )
+            for name, counts in self.counts.items()
+        }
+
+    def _mix_lengths(self, lengths: dict[str, list[int]]) -> list[list[str]]:
+        """Per sub-stream, the corpus of each draw; all sub-streams cut to one length so
+        the round robin stays aligned. One corpus: no draws needed."""
+        names = list(self.corpora)
+        weights = [self.corpora[n] for n in names]
+        draws = []
+        for s in range(self.streams):
+            rng = rng_for("mix", self.seed, self.epoch, self.rank, s)
+            left = {n: lengths[n][s] for n in names}
+            picks: list[str] = []
+            while True:
+                name = rng.choices(names, weights)[0]
+                if left[name] == 0:
+                    break
+                left[name] -= 1
+                picks.append(name)
+            draws.append(picks)
+        shortest = min(len(d) for d in draws)
+        return [d[:shortest] for d in draws]
+
+    def __len__(self) -> int:
+        """Samples this rank yields in the current epoch."""
+        plans = self._plans()
+        lengths = {n: [_total(p) for p in plan] for n, plan in plans.items()}
+        if len(self.corpora) == 1:
+            return sum(next(iter(lengths.values())))
+        return sum(len(d) for d in self._mix_lengths(lengths))
+
+    # ---- iteration ---------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if self.streams % workers:
+            raise StreamError(
+                f"{workers} dataloader workers do not divide streams={self.streams}: "
+                "choose a worker count that divides it (or set streams)"
+            )
+        plans = self._plans()
+        lengths = {n: [_total(p) for p in plan] for n, plan in plans.items()}
+        consumed = self._resume
+        # a DataLoader hands the first request after a resume to worker 0: worker w takes
+        # positions consumed + w, consumed + w + W, ... (W divides streams, so those are
+        # whole sub-streams)
+        mine = [s for s in range(self.streams) if (s - consumed) % workers == worker]
+        if len(self.corpora) == 1:
+            (name,) = self.corpora
+            draws = None
+            stream_len = lengths[name]
+        else:
+            draws = self._mix_lengths(lengths)
+            stream_len = [len(d) for d in draws]
+        sources: dict[tuple[str, int], Iterator[dict]] = {}
+        for s in mine:
+            skip = skipped(consumed, s, self.streams, stream_len[s])
+            if draws is None:
+                sources[(name, s)] = self._substream(name, plans[name][s], s, skip)
+            else:
+                taken = {n: draws[s][:skip].count(n) for n in self.corpora}
+                for n in self.corpora:
+                    sources[(n, s)] = self._substream(n, plans[n][s], s, taken[n])
+        for j in range(max(stream_len, default=0)):
+            for s in mine:
+                if j >= stream_len[s] or j * self.streams + s < consumed:
+                    continue
+                key = (name, s) if draws is None else (draws[s][j], s)
+                sample = next(sources[key])
+                if draws is not None:
+                    sample = {**sample, "corpus": key[0]}  # which corpus a mixed sample is
+                self._yielded += 1
+                yield self._decoded(sample)
+
+    def _decoded(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if not self.decode:
+            return sample
+        out = dict(sample)
+        for column, function in self.decode.items():
+            if column in out:
+                out[column] = function(out[column])
+        return out
+
+    def _substream(self, corpus: str, spans: list[Span], s: int, skip: int) -> Iterator[dict]:
+        """Sub-stream ``s`` of ``corpus`` in shuffle-buffer order, its first ``skip`` gone."""
+        buffer = -(-self.shuffle_buffer // self.streams) if self.shuffle_buffer else 0
+        rng = rng_for("buffer", self.seed, self.epoch, self.rank, corpus, s)
+        order = buffer_order(_total(spans), buffer, rng)
+        done = set(order[:skip])
+        store: dict[int, dict] = {}
+        pieces = iter(spans)
+        base = 0  # id of the first sample of the next piece
+        for target in order[skip:]:
+            while target not in store:
+                piece = next(pieces)
+                ids = range(base, base + piece.stop - piece.start)
+                base += len(ids)
+                if all(i in done for i in ids):
+                    continue  # consumed before a resume: not even read
+                shard = self.shards[corpus][piece.shard]
+                rows = self.reader.samples(shard, piece.start, piece.stop)
+                if len(rows) != len(ids):
+                    raise StreamError(
+                        f"{shard.path}: gave {len(rows)} samples where {len(ids)} were "
+                        "counted (changed while streaming?)"
+                    )
+                store.update((i, row) for i, row in zip(ids, rows) if i not in done)
+            yield store.pop(target)
+
+
+def _total(spans: list[Span]) -> int:
+    return sum(s.stop - s.start for s in spans)
