@@ -77,16 +77,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     export = sub.add_parser(
-        "export", help="write region features in a layout VLP code loads (LXMERT, UNITER)"
+        "export",
+        help="write a corpus for other code: region features for LXMERT/UNITER, "
+        "webdataset tars, a Hugging Face dataset folder",
     )
-    export.add_argument("--format", required=True, choices=("lxmert-tsv", "uniter-npz"))
-    export.add_argument("--out", required=True, help="the .tsv file, or the folder of .npz")
+    export.add_argument(
+        "--format", required=True, choices=("lxmert-tsv", "uniter-npz", "webdataset", "hf")
+    )
+    export.add_argument(
+        "--out", required=True, help="the .tsv file, or the folder (npz, tars, hf dataset)"
+    )
     export.add_argument(
         "--catalog",
         default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
         help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
     )
-    export.add_argument("--corpus", help="only this corpus (default: every corpus)")
+    export.add_argument(
+        "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
+    )
     export.add_argument("--extractor", help="only regions of this extractor id")
     export.set_defaults(handler=_cmd_export)
 
@@ -175,6 +183,19 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format in ("webdataset", "hf"):
+        from mmdata.stream.interop import export_hf, export_webdataset
+        from mmdata.stream.shards import StreamError
+
+        if not args.corpus:
+            raise StreamError(f"--format {args.format} needs --corpus")
+        if args.format == "hf":
+            count = export_hf(args.catalog, args.corpus, args.out)
+            print(f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})")
+        else:
+            count = export_webdataset(args.catalog, args.corpus, args.out)
+            print(f"{count} samples written to {args.out} (webdataset tars)")
+        return 0
     from mmdata.regions.export import export_regions
 
     count = export_regions(args.catalog, args.out, args.format, args.corpus, args.extractor)

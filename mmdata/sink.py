@@ -39,10 +39,19 @@ def staging_dir(output: str) -> str:
     return io.join(output, "_staging")
 
 
+#: Rows per Parquet row group: a streaming reader fetches only the groups it needs.
+ROW_GROUP_ROWS = 64
+
+
 def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
     """Parquet bytes of ``table`` with SCHEMA_VERSION in the file metadata."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table.cast(with_version(schema)), sink, compression="zstd")
+    pq.write_table(
+        table.cast(with_version(schema)),
+        sink,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+    )
     return sink.getvalue().to_pybytes()
 
 

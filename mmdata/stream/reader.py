@@ -61,19 +61,22 @@ class ShardReader:
 
     # ---- reading ---------------------------------------------------------------------
 
-    def _read(self, shard: ShardInfo, wanted: Sequence[str]) -> pa.Table:
-        """The image rows of ``shard`` with the image-level columns ``wanted``, layers
-        zipped in by position (their columns replace the base's)."""
+    def _read(
+        self, shard: ShardInfo, wanted: Sequence[str], rows: tuple[int, int] | None = None
+    ) -> pa.Table:
+        """Image rows ``rows`` (default: all) of ``shard`` with the image-level columns
+        ``wanted``, layers zipped in by position (their columns replace the base's)."""
         wanted = list(dict.fromkeys(wanted))
         layer_cols: dict[str, list[str]] = {}
         for _, path, _ in shard.layers:
             schema = _schema(path)
             layer_cols[path] = [c for c in wanted if c in schema.names]
         from_layers = {c for cols in layer_cols.values() for c in cols}
-        table = _read_table(shard.path, [c for c in wanted if c not in from_layers], shard.rows)
-        for _, path, rows in shard.layers:
+        base = [c for c in wanted if c not in from_layers]
+        table = _read_table(shard.path, base, shard.rows, rows)
+        for _, path, count in shard.layers:
             if layer_cols[path]:
-                extra = _read_table(path, layer_cols[path], rows)
+                extra = _read_table(path, layer_cols[path], count, rows)
                 for name in layer_cols[path]:
                     table = table.append_column(extra.schema.field(name), extra.column(name))
         return table.select(wanted) if wanted else table
@@ -107,37 +110,55 @@ class ShardReader:
                 out[name] = pc.take(table.column(name), parents)
         return pa.table(out) if out else pa.table({"_": pa.nulls(len(flat))}).drop(["_"])
 
-    def count(self, shard: ShardInfo) -> int:
-        """How many samples ``shard`` yields (reads only what counting needs)."""
+    def index(self, shard: ShardInfo) -> np.ndarray | None:
+        """The image row of each sample of ``shard`` (None: sample i is row i), which
+        lets ``samples`` read only the row groups a range of samples needs."""
         if self.unit == "image" and not self.where:
-            return shard.rows
+            return None
         table = self._read(shard, self._image_columns(self.filter_columns))
-        if self.unit == "caption":
-            captions = table.column("captions")
-            if not self.where:
-                lengths = pc.list_value_length(captions)
-                return int(pc.sum(pc.fill_null(lengths, 0)).as_py() or 0)
-            table = self._caption_table(table, self.filter_columns)
-        mask = self._mask(table, shard)
-        return int(mask.sum()) if mask is not None else table.num_rows
+        if self.unit == "image":
+            return np.flatnonzero(self._mask(table, shard)).astype(np.int64)
+        lengths = pc.fill_null(pc.list_value_length(table.column("captions")), 0)
+        rows = np.repeat(np.arange(table.num_rows), lengths.to_numpy(zero_copy_only=False))
+        if self.where:
+            rows = rows[self._mask(self._caption_table(table, self.filter_columns), shard)]
+        return rows.astype(np.int64)
 
-    def samples(self, shard: ShardInfo, start: int = 0, stop: int | None = None) -> list[dict]:
-        """Samples ``[start, stop)`` of ``shard`` (in stored order, after the filter).
+    def samples(
+        self,
+        shard: ShardInfo,
+        start: int = 0,
+        stop: int | None = None,
+        rows_of: np.ndarray | None = None,
+    ) -> list[dict]:
+        """Samples ``[start, stop)`` of ``shard`` (stored order, after the filter).
 
-        In caption units the image-level values of one image are the same Python objects
-        in each of its captions' samples (shared, not copied).
+        ``rows_of`` (from ``index``) maps samples to image rows, so only the row groups
+        holding the range are read. In caption units the image-level values of one image
+        are the same Python objects in each of its captions' samples (shared, not copied).
         """
+        if stop is None:
+            stop = len(rows_of) if rows_of is not None else shard.rows
+        if stop <= start:
+            return []
+        first_row, last_row = (
+            (start, stop - 1) if rows_of is None else (int(rows_of[start]), int(rows_of[stop - 1]))
+        )
         needed = list(dict.fromkeys([*self.columns, *self.filter_columns]))
-        table = self._read(shard, self._image_columns(needed))
+        table = self._read(shard, self._image_columns(needed), (first_row, last_row + 1))
+        # the sample index of the slice's first sample, to land exactly on ``start``
+        offset = start - (0 if rows_of is None else int(np.searchsorted(rows_of, first_row)))
+        if rows_of is None:
+            offset = 0
         if self.unit == "image":
             keep = self._mask(table, shard)
             if keep is not None:
                 table = table.filter(pa.array(keep))
-            return table.select(self.columns).slice(start, _length(start, stop)).to_pylist()
+            return table.select(self.columns).slice(offset, stop - start).to_pylist()
         keep = None
         if self.where:
             keep = self._mask(self._caption_table(table, self.filter_columns), shard)
-        return self._caption_samples(table, keep, start, stop)
+        return self._caption_samples(table, keep, offset, offset + stop - start)
 
     def _caption_samples(
         self, table: pa.Table, keep: np.ndarray | None, start: int, stop: int | None
@@ -178,22 +199,39 @@ def _schema(path: str) -> pa.Schema:
         raise StreamError(f"{path}: cannot read shard: {exc}") from None
 
 
-def _read_table(path: str, columns: Sequence[str], rows: int) -> pa.Table:
-    """``columns`` of the Parquet file ``path``, which must hold ``rows`` rows."""
+def _read_table(
+    path: str, columns: Sequence[str], rows: int, span: tuple[int, int] | None = None
+) -> pa.Table:
+    """``columns`` of rows ``span`` (default all) of the Parquet file ``path``, which must
+    hold ``rows`` rows; only the row groups overlapping ``span`` are read."""
     fs, inner = resolve(path)
     try:
         with fs.open_input_file(inner) as fh:
             parquet = pq.ParquetFile(fh)
-            if parquet.metadata.num_rows != rows:
+            meta = parquet.metadata
+            if meta.num_rows != rows:
                 raise StreamError(
-                    f"{path}: has {parquet.metadata.num_rows} rows, the catalog lists {rows} "
+                    f"{path}: has {meta.num_rows} rows, the catalog lists {rows} "
                     "(replaced or truncated since it was committed)"
                 )
-            table = parquet.read(columns=list(columns))
+            if span is None:
+                table = parquet.read(columns=list(columns))
+                first = 0
+            else:
+                groups, first, row = [], None, 0
+                for g in range(meta.num_row_groups):
+                    size = meta.row_group(g).num_rows
+                    if row + size > span[0] and row < span[1]:
+                        groups.append(g)
+                        first = row if first is None else first
+                    row += size
+                table = parquet.read_row_groups(groups, columns=list(columns))
+                table = table.slice(span[0] - (first or 0), span[1] - span[0])
     except FileNotFoundError:
         raise StreamError(f"{path}: shard listed in the catalog is missing") from None
     except (OSError, pa.ArrowException) as exc:
         raise StreamError(f"{path}: cannot read shard: {exc}") from None
-    if table.num_rows != rows:
-        raise StreamError(f"{path}: read {table.num_rows} rows, the catalog lists {rows}")
+    expected = rows if span is None else span[1] - span[0]
+    if table.num_rows != expected:
+        raise StreamError(f"{path}: read {table.num_rows} rows where {expected} were expected")
     return table

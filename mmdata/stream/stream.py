@@ -1,8 +1,8 @@
 """``ShardStream``: a corpus as a torch IterableDataset, deterministic and resumable.
 
 See mmdata.stream.plan for how samples are split across ranks and workers and ordered.
-Memory per worker: the shuffle buffer plus the shard piece being read (projected
-columns only); never the corpus.
+Memory per worker: the shuffle buffer plus, per sub-stream, one row group's worth of
+samples being read (projected columns only); never the corpus or a whole shard.
 """
 
 from __future__ import annotations
@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmdata.sink import ROW_GROUP_ROWS
 from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for, skipped
 from mmdata.stream.reader import ShardReader
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 #: Sub-streams per rank: any dataloader worker count dividing it gives the same order.
 STREAMS = 48
+#: Image rows read at once (a row group of mmdata's shards).
+CHUNK_ROWS = ROW_GROUP_ROWS
 STATE_KEYS = ("corpora", "unit", "where", "seed", "world_size", "streams", "shuffle_buffer")
 
 
@@ -82,9 +86,14 @@ class ShardStream(IterableDataset):
         self.shards: dict[str, list[ShardInfo]] = {
             name: resolve_shards(catalog, name, layers) for name in self.corpora
         }
-        # sample counts per shard: every worker of every rank needs them to plan
+        # sample -> image row per shard (None: the same), and so the sample counts every
+        # worker of every rank plans with; reads only the columns the filter needs
+        self.rows_of = {
+            name: [self.reader.index(s) for s in shards] for name, shards in self.shards.items()
+        }
         self.counts = {
-            name: [self.reader.count(s) for s in shards] for name, shards in self.shards.items()
+            name: [s.rows if r is None else len(r) for s, r in zip(shards, self.rows_of[name])]
+            for name, shards in self.shards.items()
         }
         self.epoch = 0
         self._resume = 0  # samples of this epoch consumed before the last load_state_dict
@@ -193,16 +202,29 @@ class ShardStream(IterableDataset):
                 if draws is not None:
                     sample = {**sample, "corpus": key[0]}  # which corpus a mixed sample is
                 self._yielded += 1
-                yield self._decoded(sample)
+                yield sample
 
-    def _decoded(self, sample: dict[str, Any]) -> dict[str, Any]:
+    def _decoded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` through the decode hooks. A value shared by several samples (an
+        image's, in caption units) is decoded once and stays shared."""
         if not self.decode:
-            return sample
-        out = dict(sample)
-        for column, function in self.decode.items():
-            if column in out:
-                out[column] = function(out[column])
+            return rows
+        done: dict[tuple[str, int], Any] = {}
+        out = []
+        for row in rows:
+            row = dict(row)
+            for column, function in self.decode.items():
+                if column in row:
+                    key = (column, id(row[column]))
+                    if key not in done:
+                        done[key] = function(row[column])
+                    row[column] = done[key]
+            out.append(row)
         return out
+
+    def _chunks(self, corpus: str, spans: list[Span]) -> Iterator[Span]:
+        for span in spans:
+            yield from chunk_span(span, self.rows_of[corpus][span.shard])
 
     def _substream(self, corpus: str, spans: list[Span], s: int, skip: int) -> Iterator[dict]:
         """Sub-stream ``s`` of ``corpus`` in shuffle-buffer order, its first ``skip`` gone."""
@@ -211,7 +233,7 @@ class ShardStream(IterableDataset):
         order = buffer_order(_total(spans), buffer, rng)
         done = set(order[:skip])
         store: dict[int, dict] = {}
-        pieces = iter(spans)
+        pieces = iter(self._chunks(corpus, spans))
         base = 0  # id of the first sample of the next piece
         for target in order[skip:]:
             while target not in store:
@@ -221,14 +243,33 @@ class ShardStream(IterableDataset):
                 if all(i in done for i in ids):
                     continue  # consumed before a resume: not even read
                 shard = self.shards[corpus][piece.shard]
-                rows = self.reader.samples(shard, piece.start, piece.stop)
+                rows_of = self.rows_of[corpus][piece.shard]
+                rows = self.reader.samples(shard, piece.start, piece.stop, rows_of)
                 if len(rows) != len(ids):
                     raise StreamError(
                         f"{shard.path}: gave {len(rows)} samples where {len(ids)} were "
                         "counted (changed while streaming?)"
                     )
-                store.update((i, row) for i, row in zip(ids, rows) if i not in done)
+                rows = self._decoded([r for i, r in zip(ids, rows) if i not in done])
+                store.update(zip([i for i in ids if i not in done], rows))
             yield store.pop(target)
+
+
+def chunk_span(span: Span, rows_of: Any, rows: int = CHUNK_ROWS) -> Iterator[Span]:
+    """``span`` cut so that no piece covers more than ``rows`` image rows of one
+    ``rows``-aligned block: a piece is read (and held) at once, so this bounds memory
+    and matches the shards' row groups (mmdata.sink.ROW_GROUP_ROWS)."""
+    start = span.start
+    while start < span.stop:
+        row = start if rows_of is None else int(rows_of[start])
+        limit = (row // rows + 1) * rows  # first row of the next block
+        if rows_of is None:
+            stop = min(span.stop, limit)
+        else:
+            stop = int(np.searchsorted(rows_of, limit, side="left"))
+            stop = min(max(stop, start + 1), span.stop)
+        yield Span(span.shard, start, stop)
+        start = stop
 
 
 def _total(spans: list[Span]) -> int:

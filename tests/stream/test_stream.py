@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from mmdata import demo
+from mmdata import demo, sink
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
 from mmdata.run import run_recipe
@@ -25,6 +25,16 @@ def corpora(tmp_path_factory) -> Path:
     """Corpora ``a`` and ``b`` (the same 64 generated images) in one catalog, 8 shards each."""
     root = tmp_path_factory.mktemp("stream")
     data = demo.generate(root / "data", num_images=64)
+    # 3-row groups in 8-row shards: sample ranges start and end inside row groups
+    sink.ROW_GROUP_ROWS, saved = 3, sink.ROW_GROUP_ROWS
+    try:
+        _build(root, data)
+    finally:
+        sink.ROW_GROUP_ROWS = saved
+    return root / "catalog.duckdb"
+
+
+def _build(root: Path, data: dict) -> None:
     for name in ("a", "b"):
         spec = {
             "name": name,
@@ -39,7 +49,6 @@ def corpora(tmp_path_factory) -> Path:
             "shard_rows": 8,
         }
         run_recipe(recipes.load(write_recipe(root / f"{name}.yaml", spec)), "local", progress=False)
-    return root / "catalog.duckdb"
 
 
 def ids(samples, key="caption_id") -> list:

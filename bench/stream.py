@@ -1,0 +1,254 @@
+"""Streaming throughput and memory: mmdata.stream into a DataLoader vs a raw pyarrow scan.
+
+    python bench/stream.py [--images 10000] [--captions 20] [--boxes 36] [--workers 2]
+
+Generates (once, cached in --dir) a corpus of ``images x captions`` caption samples
+(default 200,000) whose images carry bottom-up-attention-sized region features
+(``--boxes`` x 2048 float16, random), in mmdata's shard schema (1,000 images a shard),
+listed in a DuckDB catalog. Then, each side in its own process:
+
+- raw: ``ParquetFile.iter_batches`` over the same columns, shard after shard, in order,
+  in this one process: one Python sample per caption (an image's values shared by its
+  captions), the same region hook once per image, and training batches of ``--batch``
+  samples made by torch's ``default_collate``, as a trainer needs them;
+- mmdata: ``ShardStream(unit="caption", shuffle_buffer=...)`` with the same columns and
+  the same hook (``mmdata.stream.decode.region_tensors``, float16 features), through a
+  torch DataLoader with ``--workers`` workers and ``batch_size=--batch``.
+
+Prints samples/s of both, the ratio (target >= 0.8), and the peak RSS of each process
+tree (main process + workers, sampled every 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ["caption_id", "text", "regions"]
+TARGET = 0.8
+
+
+def generate(folder: Path, images: int, captions: int, boxes: int) -> Path:
+    """The corpus ``bench`` in ``folder``/catalog.duckdb (kept if already there)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mmdata.catalog import Catalog
+    from mmdata.regions.rows import region_row
+    from mmdata.schema import IMAGE_SCHEMA, conform
+    from mmdata.sink import FinishedShard, encode_parquet
+
+    catalog = folder / "catalog.duckdb"
+    marker = folder / "done.json"
+    spec = {"images": images, "captions": captions, "boxes": boxes}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return catalog
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        if old.is_file():
+            old.unlink()
+    cat = Catalog(catalog)
+    text = json.dumps(spec)
+    run_id, _ = cat.begin_run(
+        "bench", text, hashlib.sha256(text.encode()).hexdigest(), str(folder), "bench"
+    )
+    rng = np.random.default_rng(0)
+    per_shard = 1000
+    finished = []
+    for index, first in enumerate(range(0, images, per_shard)):
+        rows = []
+        for i in range(first, min(first + per_shard, images)):
+            xy = rng.uniform(0, 300, (boxes, 2)).astype(np.float32)
+            box = np.concatenate([xy, xy + rng.uniform(10, 300, (boxes, 2))], 1).clip(0, 640)
+            rows.append(
+                {
+                    "image_id": f"bench:{i}",
+                    "source": "bench",
+                    "width_px": 640,
+                    "height_px": 640,
+                    "status": "ok",
+                    "captions": [
+                        {
+                            "caption_id": f"{i}-{c}",
+                            "text": f"caption {c} of image {i}",
+                            "scene_graph": None,
+                        }
+                        for c in range(captions)
+                    ],
+                    "regions": region_row(
+                        extractor_id="bench@random",
+                        width=640,
+                        height=640,
+                        boxes=box,
+                        features=rng.standard_normal((boxes, 2048)).astype(np.float16),
+                        object_ids=rng.integers(1, 1601, boxes),
+                        object_conf=rng.uniform(0, 1, boxes),
+                        object_names=["thing"] * boxes,
+                    ),
+                }
+            )
+        table = conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
+        path = folder / f"shard-{index:05d}.parquet"
+        data = encode_parquet(table, IMAGE_SCHEMA)
+        path.write_bytes(data)
+        finished.append(
+            FinishedShard(
+                index=index,
+                input_rows=table.num_rows,
+                files=[
+                    {
+                        "kind": "data",
+                        "path": str(path),
+                        "rows": table.num_rows,
+                        "bytes": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                ],
+                stats=[],
+            )
+        )
+    cat.commit_shards("bench", run_id, finished)
+    cat.end_run(run_id, "finished")
+    marker.write_text(json.dumps(spec))
+    return catalog
+
+
+def peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
+    """Max RSS (bytes) of process ``pid`` and its children, sampled until ``stop``."""
+
+    def tree_rss() -> int:
+        total = 0
+        pids = [pid]
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            pass
+        for p in pids:
+            try:
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    best = 0
+    while not stop.is_set():
+        best = max(best, tree_rss())
+        time.sleep(0.05)
+    out.append(best)
+
+
+def side(name: str, catalog: str, args: argparse.Namespace) -> None:
+    """Runs in a child process: stream every sample once, print RESULT json."""
+    import pyarrow.parquet as pq
+    import torch
+    from torch.utils.data import DataLoader, default_collate
+
+    from mmdata.catalog import Catalog
+    from mmdata.stream import ShardStream
+    from mmdata.stream.decode import region_tensors
+
+    hook = region_tensors(args.boxes, dtype=torch.float16)
+    count = 0
+    started = time.perf_counter()
+    if name == "raw":
+        _, rows = Catalog(catalog).query(
+            "SELECT path FROM shards WHERE corpus = 'bench' AND kind = 'data' ORDER BY shard_index"
+        )
+        pending: list[dict] = []
+        for (path,) in rows:
+            scan = pq.ParquetFile(path).iter_batches(
+                batch_size=256, columns=["captions", "regions"]
+            )
+            for batch in scan:
+                regions = batch.column("regions").to_pylist()
+                for caps, reg in zip(batch.column("captions").to_pylist(), regions):
+                    tensors = hook(reg)  # once per image, shared by its captions
+                    for cap in caps:
+                        pending.append(
+                            {
+                                "caption_id": cap["caption_id"],
+                                "text": cap["text"],
+                                "regions": tensors,
+                            }
+                        )
+                        if len(pending) == args.batch:
+                            count += len(default_collate(pending)["caption_id"])
+                            pending = []
+        if pending:
+            count += len(default_collate(pending)["caption_id"])
+    else:
+        ds = ShardStream(
+            catalog,
+            "bench",
+            columns=COLUMNS,
+            unit="caption",
+            shuffle_buffer=args.shuffle_buffer,
+            decode={"regions": hook},
+            streams=args.streams,
+        )
+        loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers)
+        for batch in loader:
+            count += len(batch["caption_id"])
+    seconds = time.perf_counter() - started
+    print("RESULT " + json.dumps({"samples": count, "seconds": seconds}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--captions", type=int, default=20)
+    parser.add_argument("--boxes", type=int, default=36)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=256, help="samples per training batch")
+    parser.add_argument("--streams", type=int, default=48)
+    parser.add_argument("--shuffle-buffer", type=int, default=2000)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/mmdata-bench-stream"))
+    parser.add_argument("--side", choices=("raw", "mmdata"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        side(args.side, str(args.dir / "catalog.duckdb"), args)
+        return
+    started = time.perf_counter()
+    generate(args.dir, args.images, args.captions, args.boxes)
+    print(
+        f"corpus: {args.images * args.captions:,} caption samples, {args.boxes} x 2048 fp16 "
+        f"features per image ({time.perf_counter() - started:.0f} s to make or find)"
+    )
+    results = {}
+    for name in ("raw", "mmdata"):
+        cmd = [sys.executable, __file__, "--side", name, *sys.argv[1:]]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+        stop, peak = threading.Event(), []
+        watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
+        watcher.start()
+        out, _ = proc.communicate()
+        stop.set()
+        watcher.join()
+        if proc.returncode:
+            raise SystemExit(f"{name} failed ({proc.returncode})")
+        result = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
+        results[name] = {**result, "rate": result["samples"] / result["seconds"], "rss": peak[0]}
+        print(
+            f"{name:7s} {result['samples']:,} samples in {result['seconds']:.1f} s: "
+            f"{results[name]['rate']:,.0f} samples/s, peak RSS {peak[0] / 2**20:,.0f} MiB"
+        )
+    ratio = results["mmdata"]["rate"] / results["raw"]["rate"]
+    verdict = "ok" if ratio >= TARGET else "MISSED"
+    print(f"mmdata / raw: {ratio:.2f}x (target >= {TARGET}: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
