@@ -4,6 +4,7 @@ catalog lists fails with its path named; nothing is yielded from it."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -199,34 +200,40 @@ def _schema(path: str) -> pa.Schema:
         raise StreamError(f"{path}: cannot read shard: {exc}") from None
 
 
+@functools.lru_cache(maxsize=8)
+def _open(path: str) -> pq.ParquetFile:
+    """An open Parquet file with its parsed footer; the few a worker is reading stay open
+    (a sub-stream reads one row group at a time)."""
+    fs, inner = resolve(path)
+    return pq.ParquetFile(fs.open_input_file(inner))
+
+
 def _read_table(
     path: str, columns: Sequence[str], rows: int, span: tuple[int, int] | None = None
 ) -> pa.Table:
     """``columns`` of rows ``span`` (default all) of the Parquet file ``path``, which must
     hold ``rows`` rows; only the row groups overlapping ``span`` are read."""
-    fs, inner = resolve(path)
     try:
-        with fs.open_input_file(inner) as fh:
-            parquet = pq.ParquetFile(fh)
-            meta = parquet.metadata
-            if meta.num_rows != rows:
-                raise StreamError(
-                    f"{path}: has {meta.num_rows} rows, the catalog lists {rows} "
-                    "(replaced or truncated since it was committed)"
-                )
-            if span is None:
-                table = parquet.read(columns=list(columns))
-                first = 0
-            else:
-                groups, first, row = [], None, 0
-                for g in range(meta.num_row_groups):
-                    size = meta.row_group(g).num_rows
-                    if row + size > span[0] and row < span[1]:
-                        groups.append(g)
-                        first = row if first is None else first
-                    row += size
-                table = parquet.read_row_groups(groups, columns=list(columns))
-                table = table.slice(span[0] - (first or 0), span[1] - span[0])
+        parquet = _open(path)
+        meta = parquet.metadata
+        if meta.num_rows != rows:
+            raise StreamError(
+                f"{path}: has {meta.num_rows} rows, the catalog lists {rows} "
+                "(replaced or truncated since it was committed)"
+            )
+        if span is None:
+            table = parquet.read(columns=list(columns))
+            first = 0
+        else:
+            groups, first, row = [], None, 0
+            for g in range(meta.num_row_groups):
+                size = meta.row_group(g).num_rows
+                if row + size > span[0] and row < span[1]:
+                    groups.append(g)
+                    first = row if first is None else first
+                row += size
+            table = parquet.read_row_groups(groups, columns=list(columns))
+            table = table.slice(span[0] - (first or 0), span[1] - span[0])
     except FileNotFoundError:
         raise StreamError(f"{path}: shard listed in the catalog is missing") from None
     except (OSError, pa.ArrowException) as exc:

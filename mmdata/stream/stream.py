@@ -211,8 +211,7 @@ class ShardStream(IterableDataset):
             return rows
         done: dict[tuple[str, int], Any] = {}
         out = []
-        for row in rows:
-            row = dict(row)
+        for row in rows:  # fresh dicts from the reader: decoded in place
             for column, function in self.decode.items():
                 if column in row:
                     key = (column, id(row[column]))
