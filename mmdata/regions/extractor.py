@@ -19,13 +19,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from mmdata.devices import resolve_device
 from mmdata.regions.preprocess import Prepared
 from mmdata.regions.selection import MODELS, ExtractorError, Selection
 
@@ -54,17 +55,10 @@ def extractor_id(model: str, config: Any, weights_sha256: str, selection: Select
     return f"{model}@{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is cuda when available; an explicit cuda must be available."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ExtractorError(
-            f"device {device!r} but CUDA is not available here "
-            "(on Ray, give the stage resources: {num_gpus: 1})"
-        )
+def torch_device(device: str) -> torch.device:
+    """The ``device`` argument as a torch device (``auto``: cuda when available)."""
     try:
-        return torch.device(device)
+        return torch.device(resolve_device(device, ExtractorError))
     except RuntimeError as exc:
         raise ExtractorError(f"device must be auto, cpu, cuda or cuda:N: {exc}") from None
 
@@ -75,11 +69,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype)
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def build_extractor(
@@ -96,45 +85,28 @@ def build_extractor(
 ) -> Extractor:
     """The extractor ``model`` with ``weights`` (see the module doc for the choices)."""
     selection.check()
-    dev = resolve_device(device)
+    dev = torch_device(device)
     if precision == "auto":
         precision = "fp16" if dev.type == "cuda" else "fp32"
     if precision not in ("fp32", "fp16", "bf16"):
         raise ExtractorError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
+    common = {
+        "selection": selection,
+        "device": dev,
+        "model_config": model_config,
+        "input_min_size": input_min_size,
+        "input_max_size": input_max_size,
+    }
     if model == "butd-r101-c4-vg":
         from mmdata.regions.butd_extractor import ButdExtractor
 
-        return ButdExtractor(
-            weights,
-            selection=selection,
-            device=dev,
-            precision=precision,
-            model_config=model_config,
-            input_min_size=input_min_size,
-            input_max_size=input_max_size,
-            proposals=proposals,
-        )
+        return ButdExtractor(weights, precision=precision, proposals=proposals, **common)
     if model == "torchvision-frcnn":
         from mmdata.regions.tv_frcnn import TorchvisionExtractor
 
-        return TorchvisionExtractor(
-            weights,
-            selection=selection,
-            device=dev,
-            precision=precision,
-            model_config=model_config,
-            input_min_size=input_min_size,
-            input_max_size=input_max_size,
-        )
+        return TorchvisionExtractor(weights, precision=precision, **common)
     if model == "detectron2":
         from mmdata.regions.detectron2_adapter import Detectron2Extractor
 
-        return Detectron2Extractor(
-            weights,
-            selection=selection,
-            device=dev,
-            model_config=model_config,
-            input_min_size=input_min_size,
-            input_max_size=input_max_size,
-        )
+        return Detectron2Extractor(weights, **common)
     raise ExtractorError(f"unknown region model {model!r}; choose from {', '.join(MODELS)}")

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
+from mmdata.devices import resolve_device
 from mmdata.errors import MmdataError
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
@@ -103,20 +104,6 @@ def check_model_config(path: str, model: str) -> None:
         raise ValueError(f"model_config {path} lacks {', '.join(missing)}")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` becomes cuda when it is available; an explicit cuda must be available."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ClipModelError(
-            f"device {device!r} but CUDA is not available here "
-            "(on Ray, give the stage resources: {num_gpus: 1})"
-        )
-    return device
-
-
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -191,7 +178,7 @@ class ClipScoreFilter(Stage):
         started = time.perf_counter()
         import torch
 
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, ClipModelError)
         checkpoint = str(Path(self.checkpoint).resolve())
         self._model, self._preprocess, self._tokenizer = load_clip(
             self.model, checkpoint, self.model_config, device
