@@ -18,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmdata.regions.butd import select_boxes
+from mmdata.regions.butd import Detections
+from mmdata.regions.butd_extractor import detections_row
 from mmdata.regions.checkpoint import file_sha256
 from mmdata.regions.extractor import extractor_id
 from mmdata.regions.preprocess import Prepared
-from mmdata.regions.rows import region_row
 from mmdata.regions.selection import ExtractorError, Selection
 
 NAME = "detectron2"
@@ -71,7 +71,8 @@ class Detectron2Extractor:
         self.device, self.selection = device, selection
         self.min_size = input_min_size or cfg.INPUT.MIN_SIZE_TEST
         self.max_size = input_max_size or cfg.INPUT.MAX_SIZE_TEST
-        self.num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        # no vocabulary comes with a detectron2 config: classes are named by index
+        self.names = tuple(f"class_{i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1))
         self.extractor_id = extractor_id(NAME, cfg.dump(), file_sha256(weights), selection)
 
     def _pooled(self, features: dict, boxes: list) -> torch.Tensor:
@@ -118,52 +119,17 @@ class Detectron2Extractor:
         out, start = [], 0
         for i, (p, b) in enumerate(zip(images, boxes)):
             end = start + len(b)
-            is_given = given is not None and given[i] is not None
+            found = Detections(
+                boxes=b.tensor.float() / p.scale,
+                features=pooled[start:end],
+                class_probs=probs[start:end],
+                attribute_probs=None,
+            )
+            kept = None
+            if given is not None and given[i] is not None:
+                kept = np.asarray(given[i], np.float32).reshape(-1, 4)
             out.append(
-                self._row(
-                    p,
-                    b.tensor.float() / p.scale,
-                    pooled[start:end],
-                    probs[start:end],
-                    np.asarray(given[i], np.float32).reshape(-1, 4) if is_given else None,
-                )
+                detections_row(found, p, kept, self.selection, self.extractor_id, self.names, None)
             )
             start = end
         return out
-
-    def _row(
-        self,
-        image: Prepared,
-        boxes: torch.Tensor,
-        pooled: torch.Tensor,
-        probs: torch.Tensor,
-        given: np.ndarray | None,
-    ) -> dict[str, Any]:
-        if given is None:
-            low, high = self.selection.bounds()
-            s = self.selection
-            keep = select_boxes(boxes, probs, s.score_thresh, s.nms_thresh, low, high)
-            limit = torch.tensor([image.width, image.height] * 2, dtype=torch.float32)
-            kept = torch.minimum(boxes[keep].cpu().clamp(min=0), limit).numpy()
-        else:
-            keep, kept = torch.arange(len(given)), given
-        probs = probs[keep].cpu()
-        conf, cls = probs[:, :-1].max(dim=1)
-        ids = (cls + 1).numpy()  # background last -> mmdata's background 0
-        soft = (
-            torch.cat([probs[:, -1:], probs[:, :-1]], 1).numpy()
-            if self.selection.soft_labels
-            else None
-        )
-        return region_row(
-            extractor_id=self.extractor_id,
-            width=image.width,
-            height=image.height,
-            boxes=kept,
-            features=pooled[keep].float().cpu().numpy(),
-            object_ids=ids,
-            object_conf=conf.numpy(),
-            object_names=[f"class_{i}" for i in ids],
-            class_probs=soft,
-            boxes_given=given is not None,
-        )

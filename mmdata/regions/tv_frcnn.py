@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
+from mmdata.regions.boxes import clip
 from mmdata.regions.checkpoint import file_sha256, fit_state, read_checkpoint
 from mmdata.regions.extractor import autocast, extractor_id
 from mmdata.regions.preprocess import Prepared
@@ -152,9 +153,7 @@ class TorchvisionExtractor:
         conf, cls = probs[:, 1:].max(dim=1)  # torchvision: background is 0, as in mmdata
         ids = (cls + 1).numpy()
         if given is None:
-            limit = torch.tensor([image.width, image.height] * 2, dtype=torch.float32)
-            pixel_boxes = torch.minimum((boxes.float().cpu() / image.scale).clamp(min=0), limit)
-            kept = pixel_boxes.numpy()
+            kept = clip(boxes.float().cpu() / image.scale, image.height, image.width).numpy()
         else:
             kept = given
         return region_row(
