@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pyarrow.fs as pafs
@@ -95,3 +97,13 @@ def with_retries(action: Callable[[], T], what: str) -> T:
                 raise OSError(f"{what} failed after {RETRY_ATTEMPTS} attempts: {exc}") from exc
             time.sleep(RETRY_BASE_S * 2**attempt)
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A sibling ``.partial`` path to write ``path`` through, moved onto ``path`` only
+    when the block ends without error: a crash never leaves half a file under the final
+    name (local files; shards go through ``move``)."""
+    partial = path.with_name(path.name + ".partial")
+    yield partial
+    partial.replace(path)

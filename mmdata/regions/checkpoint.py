@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from mmdata.errors import MmdataError
+from mmdata.io import written_whole
 
 #: Rows per class in a class-indexed weight, by parameter suffix (bbox_pred: 4 deltas).
 _CLASS_ROWS = {
@@ -174,8 +175,5 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
 def as_detectron2_pkl(model: nn.Module, path: str | Path, author: str = "mmdata") -> None:
     """Save ``model`` as detectron2's model-zoo .pkl (numpy blobs under ``"model"``)."""
     blobs: dict[str, Any] = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as fh:
+    with written_whole(Path(path)) as partial, partial.open("wb") as fh:
         pickle.dump({"model": blobs, "__author__": author}, fh, protocol=4)
-    partial.replace(path)

@@ -23,6 +23,7 @@ import numpy as np
 
 from mmdata.catalog import Catalog, sql_literal
 from mmdata.errors import MmdataError
+from mmdata.io import written_whole
 from mmdata.regions.rows import class_probs_of, features_of
 
 FORMATS = ("lxmert-tsv", "uniter-npz")
@@ -67,6 +68,8 @@ def _b64(array: np.ndarray) -> str:
 
 def lxmert_line(image_id: str, regions: dict[str, Any]) -> str:
     """One TSV line of LXMERT's layout for one image."""
+    if "\t" in image_id or "\n" in image_id:
+        raise ExportError(f"{image_id!r}: an image id with a tab or newline cannot go in a TSV")
     n = regions["num_boxes"]
     objects = np.asarray(regions["object_ids"], dtype="<i8")
     if (objects < 1).any():
@@ -90,8 +93,6 @@ def lxmert_line(image_id: str, regions: dict[str, Any]) -> str:
         _b64(np.asarray(regions["boxes_xyxy_px"], "<f4").reshape(n, 4)),
         _b64(features_of(regions).astype("<f4")),
     ]
-    if any("\t" in v or "\n" in v for v in values[:1]):
-        raise ExportError(f"{image_id!r}: an image id with a tab or newline cannot go in a TSV")
     return "\t".join(values)
 
 
@@ -135,19 +136,14 @@ def export_regions(
     count = 0
     if fmt == "lxmert-tsv":
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        with partial.open("w", encoding="utf-8", newline="\n") as fh:
+        with written_whole(out) as partial, partial.open("w", encoding="utf-8", newline="\n") as fh:
             for image_id, regions in region_rows(catalog, corpus, extractor):
                 fh.write(lxmert_line(image_id, regions) + "\n")
                 count += 1
-        partial.replace(out)
         return count
     out.mkdir(parents=True, exist_ok=True)
     for image_id, regions in region_rows(catalog, corpus, extractor):
-        target = out / npz_name(image_id)
-        partial = target.with_name(target.name + ".partial")
-        with partial.open("wb") as fh:
+        with written_whole(out / npz_name(image_id)) as partial, partial.open("wb") as fh:
             np.savez_compressed(fh, **uniter_arrays(image_id, regions))
-        partial.replace(target)
         count += 1
     return count

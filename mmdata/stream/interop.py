@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from mmdata.io import written_whole
 from mmdata.regions.rows import features_of
 from mmdata.stream.shards import StreamError, resolve_shards
 
@@ -108,34 +109,40 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _members(row: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The files of one image's webdataset sample: (name, bytes)."""
+    key = sample_key(row["image_id"])
+    members = []
+    if row.get("image_bytes") is not None:
+        ext = (row.get("format") or "jpg").lower().replace("jpeg", "jpg")
+        members.append((f"{key}.{ext}", row["image_bytes"]))
+    meta = json.dumps(_metadata(row), ensure_ascii=False, default=str)
+    members.append((f"{key}.json", meta.encode("utf-8")))
+    captions = row.get("captions") or []
+    if captions:
+        members.append((f"{key}.txt", (captions[0]["text"] or "").encode("utf-8")))
+    if row.get("regions") is not None:
+        buf = io.BytesIO()
+        np.save(buf, features_of(row["regions"]), allow_pickle=False)
+        members.append((f"{key}.features.npy", buf.getvalue()))
+    return members
+
+
 def export_webdataset(catalog: str, corpus: str, out: str | Path) -> int:
     """One ``{corpus}-{index:05d}.tar`` per shard in ``out``; returns the number of samples."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
     for shard in resolve_shards(catalog, corpus):
-        target = out / f"{corpus}-{shard.index:05d}.tar"
-        partial = target.with_name(target.name + ".partial")
         try:
             parquet = pq.ParquetFile(shard.path)
         except (OSError, ValueError) as exc:
             raise StreamError(f"{shard.path}: cannot read shard: {exc}") from None
-        with tarfile.open(partial, "w") as tar:
+        target = out / f"{corpus}-{shard.index:05d}.tar"
+        with written_whole(target) as partial, tarfile.open(partial, "w") as tar:
             for batch in parquet.iter_batches(batch_size=64):
                 for row in batch.to_pylist():
-                    key = sample_key(row["image_id"])
-                    if row.get("image_bytes") is not None:
-                        ext = (row.get("format") or "jpg").lower().replace("jpeg", "jpg")
-                        _add(tar, f"{key}.{ext}", row["image_bytes"])
-                    meta = json.dumps(_metadata(row), ensure_ascii=False, default=str)
-                    _add(tar, f"{key}.json", meta.encode("utf-8"))
-                    captions = row.get("captions") or []
-                    if captions:
-                        _add(tar, f"{key}.txt", (captions[0]["text"] or "").encode("utf-8"))
-                    if row.get("regions") is not None:
-                        buf = io.BytesIO()
-                        np.save(buf, features_of(row["regions"]), allow_pickle=False)
-                        _add(tar, f"{key}.features.npy", buf.getvalue())
+                    for name, data in _members(row):
+                        _add(tar, name, data)
                     count += 1
-        partial.replace(target)
     return count
