@@ -68,35 +68,45 @@ def has_prepare(stage_cls: type[Stage]) -> bool:
 
 def run_prepare(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
     """``stage.prepare`` over the ok rows: its ``PREPARED`` column rides to ``process``."""
-    ok = ok_mask(table)
-    todo = table.filter(ok)
-    rest = table.filter(pc.invert(ok))
-    started = time.perf_counter()
-    if todo.num_rows:
-        todo = _process(stage, index, todo, on_error, step=stage.prepare)
-    share = (time.perf_counter() - started) / max(todo.num_rows, 1)
-    if PREPARED not in todo.column_names:
-        todo = todo.append_column(PREPARED, pa.nulls(todo.num_rows, pa.binary()))
-    rest = rest.append_column(PREPARED, pa.nulls(rest.num_rows, pa.binary()))
-    todo = todo.append_column(PREPARE_SECONDS, pa.array([share] * todo.num_rows, pa.float64()))
-    rest = rest.append_column(PREPARE_SECONDS, pa.array([0.0] * rest.num_rows, pa.float64()))
-    return pa.concat_tables([todo, rest])
+
+    def prepare(todo: pa.Table) -> pa.Table:
+        if todo.num_rows:
+            todo = _process(stage, index, todo, on_error, step=stage.prepare)
+        if PREPARED not in todo.column_names:
+            todo = todo.append_column(PREPARED, pa.nulls(todo.num_rows, pa.binary()))
+        return todo
+
+    def skipped(rest: pa.Table) -> pa.Table:
+        return rest.append_column(PREPARED, pa.nulls(rest.num_rows, pa.binary()))
+
+    return _on_ok_rows(table, prepare, PREPARE_SECONDS, skipped)
 
 
 def run_stage(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
     """Pass the ok rows of ``table`` through ``stage``; other rows go by untouched."""
+
+    def process(todo: pa.Table) -> pa.Table:
+        return _process(stage, index, todo, on_error) if todo.num_rows else todo
+
+    return _fold_prepare(_on_ok_rows(table, process, seconds_column(index)), index)
+
+
+def _on_ok_rows(
+    table: pa.Table,
+    step: Callable[[pa.Table], pa.Table],
+    seconds: str,
+    skipped: Callable[[pa.Table], pa.Table] = lambda rest: rest,
+) -> pa.Table:
+    """``step`` over the ok rows (the others through ``skipped``), each row then
+    carrying its share of the step's wall time in the column ``seconds``."""
     ok = ok_mask(table)
-    todo = table.filter(ok)
-    rest = table.filter(pc.invert(ok))
+    rest = skipped(table.filter(pc.invert(ok)))
     started = time.perf_counter()
-    if todo.num_rows:
-        todo = _process(stage, index, todo, on_error)
+    todo = step(table.filter(ok))
     share = (time.perf_counter() - started) / max(todo.num_rows, 1)
-    todo = todo.append_column(
-        seconds_column(index), pa.array([share] * todo.num_rows, pa.float64())
-    )
-    rest = rest.append_column(seconds_column(index), pa.array([0.0] * rest.num_rows, pa.float64()))
-    return _fold_prepare(pa.concat_tables([todo, rest]), index)
+    todo = todo.append_column(seconds, pa.array([share] * todo.num_rows, pa.float64()))
+    rest = rest.append_column(seconds, pa.array([0.0] * rest.num_rows, pa.float64()))
+    return pa.concat_tables([todo, rest])
 
 
 def _fold_prepare(table: pa.Table, index: int) -> pa.Table:

@@ -108,13 +108,16 @@ def is_object_head(token: Token) -> bool:
 
 def resolve(token: Token) -> Token:
     """The object a token stands for: "bits of ice" -> ice."""
-    while token.lemma_.lower() in PARTITIVES and has_of(token):
-        of = next(c for c in token.children if c.dep_ == "prep" and c.lower_ == "of")
-        inner = next((c for c in of.children if c.dep_ == "pobj"), None)
-        if inner is None:
-            break
-        token = inner
+    while token.lemma_.lower() in PARTITIVES and (phrase := of_phrase(token)) is not None:
+        token = phrase[1]
     return token
+
+
+def of_phrase(token: Token) -> tuple[Token, Token] | None:
+    """``token``'s "of" and that preposition's object ("bits of ice" -> of, ice)."""
+    of = next((c for c in token.children if c.dep_ == "prep" and c.lower_ == "of"), None)
+    inner = None if of is None else next((c for c in of.children if c.dep_ == "pobj"), None)
+    return None if inner is None else (of, inner)
 
 
 def has_of(token: Token) -> bool:
@@ -123,11 +126,10 @@ def has_of(token: Token) -> bool:
 
 def merge_spatial(predicate: list[Token], target: Token) -> tuple[list[Token], Token]:
     """ "in front of X": the predicate grows to "in front of" and the object is X."""
-    if target.lower_ in SPATIAL_NOUNS and has_of(target):
-        of = next(c for c in target.children if c.dep_ == "prep" and c.lower_ == "of")
-        inner = next((c for c in of.children if c.dep_ == "pobj"), None)
-        if inner is not None:
-            return [*predicate, *[t for t in target.doc[predicate[-1].i + 1 : of.i + 1]]], inner
+    phrase = of_phrase(target) if target.lower_ in SPATIAL_NOUNS else None
+    if phrase is not None:
+        of, inner = phrase
+        return [*predicate, *target.doc[predicate[-1].i + 1 : of.i + 1]], inner
     return predicate, target
 
 

@@ -148,9 +148,7 @@ class ShardReader:
         needed = list(dict.fromkeys([*self.columns, *self.filter_columns]))
         table = self._read(shard, self._image_columns(needed), (first_row, last_row + 1))
         # the sample index of the slice's first sample, to land exactly on ``start``
-        offset = start - (0 if rows_of is None else int(np.searchsorted(rows_of, first_row)))
-        if rows_of is None:
-            offset = 0
+        offset = 0 if rows_of is None else start - int(np.searchsorted(rows_of, first_row))
         if self.unit == "image":
             keep = self._mask(table, shard)
             if keep is not None:

@@ -152,13 +152,19 @@ class ShardStream(IterableDataset):
         shortest = min(len(d) for d in draws)
         return [d[:shortest] for d in draws]
 
-    def __len__(self) -> int:
-        """Samples this rank yields in the current epoch."""
+    def _layout(self) -> tuple[dict[str, list[list[Span]]], list[list[str]] | None, list[int]]:
+        """This epoch's plan per corpus, the mix's draws per sub-stream (None for one
+        corpus), and each sub-stream's length."""
         plans = self._plans()
         lengths = {n: [_total(p) for p in plan] for n, plan in plans.items()}
         if len(self.corpora) == 1:
-            return sum(next(iter(lengths.values())))
-        return sum(len(d) for d in self._mix_lengths(lengths))
+            return plans, None, next(iter(lengths.values()))
+        draws = self._mix_lengths(lengths)
+        return plans, draws, [len(d) for d in draws]
+
+    def __len__(self) -> int:
+        """Samples this rank yields in the current epoch."""
+        return sum(self._layout()[2])
 
     # ---- iteration ---------------------------------------------------------------------
 
@@ -170,20 +176,13 @@ class ShardStream(IterableDataset):
                 f"{workers} dataloader workers do not divide streams={self.streams}: "
                 "choose a worker count that divides it (or set streams)"
             )
-        plans = self._plans()
-        lengths = {n: [_total(p) for p in plan] for n, plan in plans.items()}
+        plans, draws, stream_len = self._layout()
+        name = next(iter(self.corpora))  # the corpus, when there is one
         consumed = self._resume
         # a DataLoader hands the first request after a resume to worker 0: worker w takes
         # positions consumed + w, consumed + w + W, ... (W divides streams, so those are
         # whole sub-streams)
         mine = [s for s in range(self.streams) if (s - consumed) % workers == worker]
-        if len(self.corpora) == 1:
-            (name,) = self.corpora
-            draws = None
-            stream_len = lengths[name]
-        else:
-            draws = self._mix_lengths(lengths)
-            stream_len = [len(d) for d in draws]
         sources: dict[tuple[str, int], Iterator[dict]] = {}
         for s in mine:
             skip = skipped(consumed, s, self.streams, stream_len[s])
