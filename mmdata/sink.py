@@ -39,8 +39,19 @@ def staging_dir(output: str) -> str:
     return io.join(output, "_staging")
 
 
-#: Rows per Parquet row group: a streaming reader fetches only the groups it needs.
-ROW_GROUP_ROWS = 64
+#: Parquet row groups hold about this many (uncompressed) bytes. A streaming reader
+#: reads whole row groups, so every sub-stream edge inside one costs up to a group of
+#: extra reading; bigger groups compress better and keep footers small.
+ROW_GROUP_BYTES = 8 << 20
+#: ... and between these many rows (text-only rows are tiny, feature rows large).
+ROW_GROUP_MIN_ROWS = 8
+ROW_GROUP_ROWS = 1024
+
+
+def row_group_rows(table: pa.Table) -> int:
+    """Rows per row group for ``table``: about ROW_GROUP_BYTES each, within the bounds."""
+    per_row = max(table.nbytes // max(table.num_rows, 1), 1)
+    return max(1, min(ROW_GROUP_ROWS, max(ROW_GROUP_MIN_ROWS, ROW_GROUP_BYTES // per_row)))
 
 
 def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
@@ -50,7 +61,7 @@ def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
         table.cast(with_version(schema)),
         sink,
         compression="zstd",
-        row_group_size=ROW_GROUP_ROWS,
+        row_group_size=row_group_rows(table),
     )
     return sink.getvalue().to_pybytes()
 

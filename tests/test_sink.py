@@ -4,6 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mmdata import sink
 from mmdata.batch import to_work
 from mmdata.executors.base import run_stage
 from mmdata.schema import SCHEMA_VERSION_KEY
@@ -63,3 +64,13 @@ def test_a_duplicated_row_is_caught(tmp_path):
     assembler.add(b)
     with pytest.raises(RuntimeError, match="duplicated"):
         assembler.add(a)
+
+
+def test_row_groups_are_sized_by_bytes_within_bounds():
+    wide = pa.table({"blob": pa.array([b"x" * 1_000_000] * 20)})  # 1 MB rows
+    narrow = pa.table({"text": pa.array(["a caption"] * 5000)})
+    assert sink.row_group_rows(wide) == sink.ROW_GROUP_MIN_ROWS
+    assert sink.row_group_rows(narrow) == sink.ROW_GROUP_ROWS
+    middle = pa.table({"blob": pa.array([b"x" * 150_000] * 200)})  # region-feature rows
+    rows = sink.row_group_rows(middle)
+    assert rows * 150_000 <= sink.ROW_GROUP_BYTES < (rows + 1) * 150_100

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from mmdata.regions.geometry import layout
-from mmdata.regions.rows import features_of
+from mmdata.regions.rows import class_probs_of, features_of
 
 
 def image_tensor(data: bytes | None) -> torch.Tensor | None:
@@ -31,44 +33,155 @@ def image_tensor(data: bytes | None) -> torch.Tensor | None:
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
-def region_tensors(
-    max_boxes: int = 100, box_layout: str = "uniter7", dtype: torch.dtype = torch.float32
-) -> Callable[[Mapping[str, Any] | None], dict[str, torch.Tensor]]:
-    """A hook turning a ``regions`` value into fixed-size tensors with a padding mask.
+class RegionTensors:
+    """A decode hook turning a ``regions`` value into fixed-size tensors with a padding mask.
 
-    Returns ``features`` (max_boxes, D) float32, ``boxes`` (max_boxes, k) in
+    Gives ``features`` (max_boxes, D) in ``dtype``, ``boxes`` (max_boxes, k) in
     ``box_layout`` (mmdata.regions.geometry), ``classes`` and ``attributes`` (long, 0 on
-    padding), ``mask`` (True for real boxes). Boxes past ``max_boxes`` are dropped (the
-    stored order is best first). ``dtype`` is the features' (float16 halves the bytes a
-    DataLoader moves between processes).
+    padding), ``mask`` (True for real boxes) and, with ``soft_labels``, ``class_probs``
+    (max_boxes, C) float32 (zeros when the row has none). Boxes past ``max_boxes`` are
+    dropped (the stored order is best first). float16 features halve the bytes a
+    DataLoader moves between processes.
+
+    Called with one stored value (a dict), or through ``arrow`` with a row group's whole
+    Arrow column: ShardStream uses the latter, which reads only the fields it needs
+    straight from the Arrow buffers instead of building every field as Python objects.
     """
 
-    def hook(regions: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
-        n = 0 if regions is None else min(regions["num_boxes"], max_boxes)
-        dim = 0 if regions is None else regions["feature_dim"]
-        width = layout(np.zeros((0, 7), np.float32), box_layout).shape[1]
-        features = torch.zeros(max_boxes, dim, dtype=dtype)
-        boxes = torch.zeros(max_boxes, width)
-        classes = torch.zeros(max_boxes, dtype=torch.long)
-        attributes = torch.zeros(max_boxes, dtype=torch.long)
-        mask = torch.zeros(max_boxes, dtype=torch.bool)
-        if n:
-            features[:n] = torch.from_numpy(features_of(regions)[:n].astype(np.float32)).to(dtype)
-            geometry = np.asarray(regions["boxes_norm7"], np.float32)[:n]
-            boxes[:n] = torch.from_numpy(layout(geometry, box_layout))
-            classes[:n] = torch.tensor(regions["object_ids"][:n])
-            if regions.get("attribute_ids") is not None:
-                attributes[:n] = torch.tensor(regions["attribute_ids"][:n])
-            mask[:n] = True
-        return {
-            "features": features,
-            "boxes": boxes,
-            "classes": classes,
-            "attributes": attributes,
-            "mask": mask,
-        }
+    def __init__(
+        self,
+        max_boxes: int = 100,
+        box_layout: str = "uniter7",
+        dtype: torch.dtype = torch.float32,
+        soft_labels: bool = False,
+    ) -> None:
+        self.max_boxes, self.box_layout, self.dtype = max_boxes, box_layout, dtype
+        self.soft_labels = soft_labels
+        self.width = layout(np.zeros((0, 7), np.float32), box_layout).shape[1]
+        # numpy casts the stored float16 straight into the tensor's memory (one pass);
+        # torch-only dtypes (bfloat16) go through float32
+        self.numpy_cast = dtype in (torch.float16, torch.float32, torch.float64)
 
-    return hook
+    def __call__(self, regions: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
+        if regions is None:
+            return self._tensors(0, 0, None, None, None, None, None)
+        n, dim = regions["num_boxes"], regions["feature_dim"]
+        probs = class_probs_of(regions) if self.soft_labels else None
+        return self._tensors(
+            n,
+            dim,
+            features_of(regions),
+            np.asarray(regions["boxes_norm7"], np.float32).reshape(-1, 7),
+            regions["object_ids"],
+            regions.get("attribute_ids"),
+            probs,
+        )
+
+    def arrow(self, column: pa.Array) -> list[dict[str, torch.Tensor]]:
+        """One decoded value per row of a ``regions`` Arrow column (a row group's)."""
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        count = _ints(column.field("num_boxes"))
+        dims = _ints(column.field("feature_dim"))
+        features = _binary_rows(column.field("features_f16"))
+        boxes = _list_rows(column.field("boxes_norm7"), 7)
+        classes = _list_rows(column.field("object_ids"))
+        attributes = _list_rows(column.field("attribute_ids"))
+        probs = _binary_rows(column.field("class_probs_f16")) if self.soft_labels else None
+        classes_n = _ints(column.field("num_classes")) if self.soft_labels else None
+        out = []
+        for i in range(len(column)):
+            if not valid[i]:
+                out.append(self._tensors(0, 0, None, None, None, None, None))
+                continue
+            n, dim = int(count[i]), int(dims[i])
+            row_probs = None
+            if probs is not None and probs[i] is not None:
+                row_probs = np.frombuffer(probs[i], "<f2").reshape(n, int(classes_n[i]))
+            feats = np.frombuffer(features[i], "<f2").reshape(n, dim)
+            out.append(self._tensors(n, dim, feats, boxes[i], classes[i], attributes[i], row_probs))
+        return out
+
+    def _tensors(
+        self,
+        count: int,
+        dim: int,
+        features: np.ndarray | None,
+        boxes_norm7: np.ndarray | None,
+        classes: Any,
+        attributes: Any,
+        probs: np.ndarray | None,
+    ) -> dict[str, torch.Tensor]:
+        m = self.max_boxes
+        n = min(count, m)
+        out = {
+            "features": torch.zeros(m, dim, dtype=self.dtype),
+            "boxes": torch.zeros(m, self.width),
+            "classes": torch.zeros(m, dtype=torch.long),
+            "attributes": torch.zeros(m, dtype=torch.long),
+            "mask": torch.zeros(m, dtype=torch.bool),
+        }
+        if self.soft_labels:
+            width = 0 if probs is None else probs.shape[1]
+            out["class_probs"] = torch.zeros(m, width)
+            if probs is not None and n:
+                out["class_probs"].numpy()[:n] = probs[:n]
+        if n:
+            if self.numpy_cast:
+                out["features"].numpy()[:n] = features[:n]
+            else:
+                out["features"][:n] = torch.from_numpy(features[:n].astype(np.float32)).to(
+                    self.dtype
+                )
+            geometry = np.asarray(boxes_norm7[:n], np.float32)
+            out["boxes"].numpy()[:n] = layout(geometry, self.box_layout)
+            out["classes"].numpy()[:n] = np.asarray(classes[:n])
+            if attributes is not None:
+                out["attributes"].numpy()[:n] = np.asarray(attributes[:n])
+            out["mask"][:n] = True
+        return out
+
+
+def region_tensors(
+    max_boxes: int = 100,
+    box_layout: str = "uniter7",
+    dtype: torch.dtype = torch.float32,
+    soft_labels: bool = False,
+) -> RegionTensors:
+    """The decode hook for ``regions`` (see RegionTensors)."""
+    return RegionTensors(max_boxes, box_layout, dtype, soft_labels)
+
+
+def _ints(array: pa.Array) -> np.ndarray:
+    return array.fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _binary_rows(array: pa.Array) -> list[memoryview | None]:
+    """Each row's bytes of a binary Arrow array as a view of its buffer (no copy)."""
+    kind = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], kind)[array.offset : array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    view = memoryview(data) if data is not None else memoryview(b"")
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    return [view[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(array))]
+
+
+def _list_rows(array: pa.Array, width: int | None = None) -> list[np.ndarray | None]:
+    """Each row of a list Arrow array (of numbers, or of ``width``-wide fixed-size lists)
+    as a numpy array (a view where Arrow allows)."""
+    flat = array.flatten()
+    if width is not None:
+        flat = flat.flatten()
+    values = flat.to_numpy(zero_copy_only=False)
+    if width is not None:
+        values = values.reshape(-1, width)
+    lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(lengths)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    return [
+        values[end - length : end] if valid[i] else None
+        for i, (end, length) in enumerate(zip(ends, lengths))
+    ]
 
 
 def scene_graph_spans(graph: Mapping[str, Any] | None) -> dict[str, list[tuple]]:

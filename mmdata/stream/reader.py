@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,13 +40,18 @@ def referenced(where: str | None, names: Sequence[str]) -> list[str]:
 
 
 class ShardReader:
-    """Reads samples of ``unit`` with ``columns`` (None: all) that satisfy ``where``."""
+    """Reads samples of ``unit`` with ``columns`` (None: all) that satisfy ``where``.
+
+    ``columnar`` maps image-level columns to functions that decode a row group's Arrow
+    column at once (one value per image row), in place of building Python values.
+    """
 
     def __init__(
         self,
         columns: Sequence[str] | None,
         unit: str = "image",
         where: str | None = None,
+        columnar: Mapping[str, Callable[[pa.Array], list]] | None = None,
     ) -> None:
         if unit not in UNITS:
             raise StreamError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
@@ -58,6 +63,7 @@ class ShardReader:
                 f"unknown {unit} columns {unknown}; {unit} samples have: {', '.join(names)}"
             )
         self.unit, self.where, self.columns = unit, where, columns
+        self.columnar = {c: f for c, f in (columnar or {}).items() if c not in CAPTION_COLUMNS}
         self.filter_columns = referenced(where, names)
 
     # ---- reading ---------------------------------------------------------------------
@@ -111,6 +117,10 @@ class ShardReader:
                 out[name] = pc.take(table.column(name), parents)
         return pa.table(out) if out else pa.table({"_": pa.nulls(len(flat))}).drop(["_"])
 
+    def row_groups(self, shard: ShardInfo) -> np.ndarray:
+        """The first image row of each of ``shard``'s row groups, then its row count."""
+        return group_starts(shard.path, shard.rows)
+
     def index(self, shard: ShardInfo) -> np.ndarray | None:
         """The image row of each sample of ``shard`` (None: sample i is row i), which
         lets ``samples`` read only the row groups a range of samples needs."""
@@ -153,18 +163,33 @@ class ShardReader:
             keep = self._mask(table, shard)
             if keep is not None:
                 table = table.filter(pa.array(keep))
-            return table.select(self.columns).slice(offset, stop - start).to_pylist()
+            table = table.slice(offset, stop - start)
+            values = self._image_values(table, self.columns)
+            return (
+                [dict(zip(self.columns, row)) for row in zip(*values.values())]
+                if values
+                else [{} for _ in range(table.num_rows)]
+            )
         keep = None
         if self.where:
             keep = self._mask(self._caption_table(table, self.filter_columns), shard)
         return self._caption_samples(table, keep, offset, offset + stop - start)
+
+    def _image_values(self, table: pa.Table, columns: Sequence[str]) -> dict[str, list]:
+        """Per image column, one Python value per row of ``table`` (columnar hooks
+        decode theirs straight from Arrow)."""
+        out = {}
+        for name in columns:
+            hook = self.columnar.get(name)
+            out[name] = hook(table.column(name)) if hook else table.column(name).to_pylist()
+        return out
 
     def _caption_samples(
         self, table: pa.Table, keep: np.ndarray | None, start: int, stop: int | None
     ) -> list[dict]:
         image_cols = [c for c in self.columns if c not in CAPTION_COLUMNS]
         caption_cols = [c for c in self.columns if c in CAPTION_COLUMNS]
-        images = table.select(image_cols).to_pylist() if image_cols else None
+        images = self._image_values(table, image_cols)
         captions = table.column("captions").to_pylist()
         out: list[dict[str, Any]] = []
         position = -1  # index among captions that pass the filter
@@ -179,14 +204,10 @@ class ShardReader:
                     continue
                 if stop is not None and position >= stop:
                     return out
-                sample = dict(images[row]) if images is not None else {}
+                sample = {c: values[row] for c, values in images.items()}
                 sample.update({c: cap[c] for c in caption_cols})
                 out.append(sample)
         return out
-
-
-def _length(start: int, stop: int | None) -> int | None:
-    return None if stop is None else max(stop - start, 0)
 
 
 def _schema(path: str) -> pa.Schema:
@@ -198,12 +219,36 @@ def _schema(path: str) -> pa.Schema:
         raise StreamError(f"{path}: cannot read shard: {exc}") from None
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _open(path: str) -> pq.ParquetFile:
-    """An open Parquet file with its parsed footer; the few a worker is reading stay open
-    (a sub-stream reads one row group at a time)."""
+    """An open Parquet file with its parsed footer; the files a worker's sub-streams are
+    reading stay open (each reads one row group at a time)."""
     fs, inner = resolve(path)
     return pq.ParquetFile(fs.open_input_file(inner))
+
+
+def _parquet(path: str, rows: int) -> pq.ParquetFile:
+    """The open shard ``path``, checked to hold the ``rows`` rows the catalog lists."""
+    try:
+        parquet = _open(path)
+    except FileNotFoundError:
+        raise StreamError(f"{path}: shard listed in the catalog is missing") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise StreamError(f"{path}: cannot read shard: {exc}") from None
+    if parquet.metadata.num_rows != rows:
+        raise StreamError(
+            f"{path}: has {parquet.metadata.num_rows} rows, the catalog lists {rows} "
+            "(replaced or truncated since it was committed)"
+        )
+    return parquet
+
+
+@functools.lru_cache(maxsize=64)
+def group_starts(path: str, rows: int) -> np.ndarray:
+    """The first row of each row group of shard ``path``, then its row count."""
+    meta = _parquet(path, rows).metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
 
 def _read_table(
@@ -211,27 +256,16 @@ def _read_table(
 ) -> pa.Table:
     """``columns`` of rows ``span`` (default all) of the Parquet file ``path``, which must
     hold ``rows`` rows; only the row groups overlapping ``span`` are read."""
+    parquet = _parquet(path, rows)
     try:
-        parquet = _open(path)
-        meta = parquet.metadata
-        if meta.num_rows != rows:
-            raise StreamError(
-                f"{path}: has {meta.num_rows} rows, the catalog lists {rows} "
-                "(replaced or truncated since it was committed)"
-            )
         if span is None:
             table = parquet.read(columns=list(columns))
-            first = 0
         else:
-            groups, first, row = [], None, 0
-            for g in range(meta.num_row_groups):
-                size = meta.row_group(g).num_rows
-                if row + size > span[0] and row < span[1]:
-                    groups.append(g)
-                    first = row if first is None else first
-                row += size
-            table = parquet.read_row_groups(groups, columns=list(columns))
-            table = table.slice(span[0] - (first or 0), span[1] - span[0])
+            starts = group_starts(path, rows)
+            first = int(np.searchsorted(starts, span[0], side="right")) - 1
+            last = int(np.searchsorted(starts, span[1], side="left"))
+            table = parquet.read_row_groups(list(range(first, last)), columns=list(columns))
+            table = table.slice(span[0] - int(starts[first]), span[1] - span[0])
     except FileNotFoundError:
         raise StreamError(f"{path}: shard listed in the catalog is missing") from None
     except (OSError, pa.ArrowException) as exc:

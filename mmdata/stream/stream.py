@@ -14,15 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmdata.sink import ROW_GROUP_ROWS
 from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for, skipped
 from mmdata.stream.reader import ShardReader
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 #: Sub-streams per rank: any dataloader worker count dividing it gives the same order.
 STREAMS = 48
-#: Image rows read at once (a row group of mmdata's shards).
-CHUNK_ROWS = ROW_GROUP_ROWS
 STATE_KEYS = ("corpora", "unit", "where", "seed", "world_size", "streams", "shuffle_buffer")
 
 
@@ -47,7 +44,9 @@ class ShardStream(IterableDataset):
         shuffle_buffer: samples held for shuffling per rank (split over sub-streams).
         rank, world_size: this process's share (default: torch.distributed, else 0 of 1).
         layers: layers zipped onto the base shards by position.
-        decode: ``{column: function}`` applied to each sample's value.
+        decode: ``{column: function}`` applied to each sample's value. A function with
+            an ``arrow`` method (like decode.region_tensors) decodes an image column a
+            row group at a time from Arrow instead.
         streams: sub-streams per rank; a dataloader's worker count must divide it.
     """
 
@@ -81,8 +80,13 @@ class ShardStream(IterableDataset):
             raise StreamError("streams must be >= 1 and shuffle_buffer >= 0")
         self.catalog, self.unit, self.where, self.seed = catalog, unit, where, seed
         self.shuffle_buffer, self.streams = shuffle_buffer, streams
-        self.decode = dict(decode or {})
-        self.reader = ShardReader(columns, unit, where)
+        decode = dict(decode or {})
+        columnar = {
+            c: f.arrow for c, f in decode.items() if hasattr(f, "arrow") and c != "captions"
+        }
+        self.reader = ShardReader(columns, unit, where, columnar)
+        # what the reader does not decode is decoded here, sample by sample
+        self.decode = {c: f for c, f in decode.items() if c not in self.reader.columnar}
         self.shards: dict[str, list[ShardInfo]] = {
             name: resolve_shards(catalog, name, layers) for name in self.corpora
         }
@@ -222,7 +226,8 @@ class ShardStream(IterableDataset):
 
     def _chunks(self, corpus: str, spans: list[Span]) -> Iterator[Span]:
         for span in spans:
-            yield from chunk_span(span, self.rows_of[corpus][span.shard])
+            groups = self.reader.row_groups(self.shards[corpus][span.shard])
+            yield from chunk_span(span, self.rows_of[corpus][span.shard], groups)
 
     def _substream(self, corpus: str, spans: list[Span], s: int, skip: int) -> Iterator[dict]:
         """Sub-stream ``s`` of ``corpus`` in shuffle-buffer order, its first ``skip`` gone."""
@@ -253,14 +258,14 @@ class ShardStream(IterableDataset):
             yield store.pop(target)
 
 
-def chunk_span(span: Span, rows_of: Any, rows: int = CHUNK_ROWS) -> Iterator[Span]:
-    """``span`` cut so that no piece covers more than ``rows`` image rows of one
-    ``rows``-aligned block: a piece is read (and held) at once, so this bounds memory
-    and matches the shards' row groups (mmdata.sink.ROW_GROUP_ROWS)."""
+def chunk_span(span: Span, rows_of: Any, groups: np.ndarray) -> Iterator[Span]:
+    """``span`` cut at its shard's row-group edges (``groups``: each group's first image
+    row, then the row count). A piece is read and held at once: each row group is read
+    once per sub-stream, and memory is bounded by a row group (mmdata.sink sizes them)."""
     start = span.start
     while start < span.stop:
         row = start if rows_of is None else int(rows_of[start])
-        limit = (row // rows + 1) * rows  # first row of the next block
+        limit = int(groups[np.searchsorted(groups, row, side="right")])  # next group's first row
         if rows_of is None:
             stop = min(span.stop, limit)
         else:
