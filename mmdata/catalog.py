@@ -9,6 +9,7 @@ definitions, whose file lists are quoted with ``sql_literal``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import logging
 import time
@@ -253,6 +254,21 @@ def _union_view(con: duckdb.DuckDBPyConnection, view: str, kind: str, empty: str
     by_corpus: dict[str, list[str]] = {}
     for corpus, path in files:
         by_corpus.setdefault(corpus, []).append(path)
+    for corpus in [c for c, paths in by_corpus.items() if not _sql_can_read(paths)]:
+        # the shards stay listed (ShardStream reads them through pyarrow); only SQL over
+        # them waits for DuckDB's httpfs extension
+        first = by_corpus.pop(corpus)[0]
+        if (corpus, view) in _WARNED:
+            continue
+        _WARNED.add((corpus, view))
+        log.warning(
+            "corpus %r: its shards are on an object store (%s) and DuckDB's httpfs "
+            "extension cannot be loaded here, so the %s view leaves them out; install it "
+            "(INSTALL httpfs) and re-run to query them with SQL",
+            corpus,
+            first,
+            view,
+        )
     selects = [
         f"SELECT {sql_literal(c)} AS corpus, * FROM read_parquet("
         f"[{', '.join(sql_literal(p) for p in paths)}])"
@@ -260,6 +276,27 @@ def _union_view(con: duckdb.DuckDBPyConnection, view: str, kind: str, empty: str
     ]
     body = " UNION ALL ".join(selects) or f"SELECT NULL::VARCHAR AS corpus, * FROM {empty}"
     con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _sql_can_read(paths: list[str]) -> bool:
+    """Whether DuckDB can read these shard paths: local ones always, URIs through the
+    httpfs extension (which may be missing offline)."""
+    if not any("://" in p and not p.startswith("file://") for p in paths):
+        return True
+    return _httpfs_loads()
+
+
+@functools.lru_cache(maxsize=1)
+def _httpfs_loads() -> bool:
+    # probed on a scratch connection: a failed LOAD would abort the commit's transaction
+    try:
+        duckdb.connect().execute("LOAD httpfs")
+        return True
+    except duckdb.Error:
+        return False
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
