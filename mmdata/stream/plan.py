@@ -100,11 +100,3 @@ def buffer_order(length: int, buffer: int, rng: random.Random) -> list[int]:
         pool[j] = i
     rng.shuffle(pool)
     return out + pool
-
-
-def skipped(consumed: int, stream: int, streams: int, length: int) -> int:
-    """How many of sub-stream ``stream``'s samples are among the first ``consumed``
-    positions of the round robin (position ``p`` belongs to sub-stream ``p % streams``)."""
-    if consumed <= stream:
-        return 0
-    return min(length, (consumed - stream + streams - 1) // streams)

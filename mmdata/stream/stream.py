@@ -14,13 +14,22 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for, skipped
+from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for
 from mmdata.stream.reader import ShardReader
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 #: Sub-streams per rank: any dataloader worker count dividing it gives the same order.
 STREAMS = 48
-STATE_KEYS = ("corpora", "unit", "where", "seed", "world_size", "streams", "shuffle_buffer")
+STATE_KEYS = (
+    "corpora",
+    "unit",
+    "where",
+    "seed",
+    "world_size",
+    "streams",
+    "shuffle_buffer",
+    "batch_size",
+)
 
 
 def dist_rank_world() -> tuple[int, int]:
@@ -48,6 +57,10 @@ class ShardStream(IterableDataset):
             an ``arrow`` method (like decode.region_tensors) decodes an image column a
             row group at a time from Arrow instead.
         streams: sub-streams per rank; a dataloader's worker count must divide it.
+        batch_size: the DataLoader's batch size when it batches (workers then hand out
+            whole batches in turn, which a resume must follow); None for
+            ``batch_size=None`` loaders and direct iteration. With it, the order depends
+            on the worker count, and a resume needs the count it was saved with.
     """
 
     def __init__(
@@ -64,6 +77,7 @@ class ShardStream(IterableDataset):
         layers: Sequence[str] = (),
         decode: Mapping[str, Callable[[Any], Any]] | None = None,
         streams: int = STREAMS,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__()
         weights = {corpus: 1.0} if isinstance(corpus, str) else dict(corpus)
@@ -76,8 +90,9 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size = (rank, world_size) if rank is not None else dist_rank_world()
         if not 0 <= self.rank < self.world_size:
             raise StreamError(f"rank {self.rank} is not in [0, {self.world_size})")
-        if streams < 1 or shuffle_buffer < 0:
-            raise StreamError("streams must be >= 1 and shuffle_buffer >= 0")
+        if streams < 1 or shuffle_buffer < 0 or (batch_size is not None and batch_size < 1):
+            raise StreamError("streams and batch_size must be >= 1 and shuffle_buffer >= 0")
+        self.batch_size = batch_size
         self.catalog, self.unit, self.where, self.seed = catalog, unit, where, seed
         self.shuffle_buffer, self.streams = shuffle_buffer, streams
         decode = dict(decode or {})
@@ -101,6 +116,7 @@ class ShardStream(IterableDataset):
         }
         self.epoch = 0
         self._resume = 0  # samples of this epoch consumed before the last load_state_dict
+        self._resume_workers = 0  # the dataloader workers that consumed them
         self._yielded = 0  # samples yielded by this object since then (direct iteration)
 
     # ---- epochs and resume -------------------------------------------------------------
@@ -109,13 +125,13 @@ class ShardStream(IterableDataset):
         """Start ``epoch`` from its beginning (a new order)."""
         self.epoch, self._resume, self._yielded = epoch, 0, 0
 
-    def state_dict(self, num_samples: int | None = None) -> dict[str, Any]:
+    def state_dict(self, num_samples: int | None = None, num_workers: int = 0) -> dict[str, Any]:
         """Where this rank is: ``num_samples`` consumed this epoch (default: the samples
         this object yielded, right when iterating it directly; behind a DataLoader pass
-        the count the training loop consumed)."""
+        the count the training loop consumed, and with ``batch_size`` its worker count)."""
         consumed = self._resume + self._yielded if num_samples is None else num_samples
         state = {k: getattr(self, k) for k in STATE_KEYS}
-        return {**state, "epoch": self.epoch, "consumed": consumed}
+        return {**state, "epoch": self.epoch, "consumed": consumed, "num_workers": num_workers}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue exactly after the last sample counted in ``state``."""
@@ -124,7 +140,13 @@ class ShardStream(IterableDataset):
             raise StreamError(
                 f"cannot resume: the state was saved with different {', '.join(differ)}"
             )
+        if self.batch_size and state["consumed"] % self.batch_size:
+            raise StreamError(
+                f"cannot resume after {state['consumed']} samples: not a whole number of "
+                f"batches of {self.batch_size}"
+            )
         self.epoch, self._resume, self._yielded = state["epoch"], state["consumed"], 0
+        self._resume_workers = state.get("num_workers", 0)
 
     # ---- sizes -------------------------------------------------------------------------
 
@@ -182,23 +204,24 @@ class ShardStream(IterableDataset):
             )
         plans, draws, stream_len = self._layout()
         name = next(iter(self.corpora))  # the corpus, when there is one
-        consumed = self._resume
-        # a DataLoader hands the first request after a resume to worker 0: worker w takes
-        # positions consumed + w, consumed + w + W, ... (W divides streams, so those are
-        # whole sub-streams)
-        mine = [s for s in range(self.streams) if (s - consumed) % workers == worker]
+        own, done = self._role(worker, workers)
         sources: dict[tuple[str, int], Iterator[dict]] = {}
-        for s in mine:
-            skip = skipped(consumed, s, self.streams, stream_len[s])
+        for i, s in enumerate(own):
+            # own[i]'s share of the first ``done`` positions of the round robin below
+            skip = min(stream_len[s], max(0, -(-(done - i) // len(own))))
             if draws is None:
                 sources[(name, s)] = self._substream(name, plans[name][s], s, skip)
             else:
                 taken = {n: draws[s][:skip].count(n) for n in self.corpora}
                 for n in self.corpora:
                     sources[(n, s)] = self._substream(n, plans[n][s], s, taken[n])
+        position = 0
         for j in range(max(stream_len, default=0)):
-            for s in mine:
-                if j >= stream_len[s] or j * self.streams + s < consumed:
+            for s in own:
+                if j >= stream_len[s]:
+                    continue
+                position += 1
+                if position <= done:
                     continue
                 key = (name, s) if draws is None else (draws[s][j], s)
                 sample = next(sources[key])
@@ -206,6 +229,27 @@ class ShardStream(IterableDataset):
                     sample = {**sample, "corpus": key[0]}  # which corpus a mixed sample is
                 self._yielded += 1
                 yield sample
+
+    def _role(self, worker: int, workers: int) -> tuple[list[int], int]:
+        """The sub-streams dataloader worker ``worker`` of ``workers`` reads, and how many
+        samples of their round robin were consumed before a resume.
+
+        A DataLoader takes ``batch_size`` samples (1 when it does not batch) from each
+        worker in turn, and after a resume starts again at worker 0: so worker ``w``
+        continues the sequence of worker ``(w + k) % W`` of the saved run, ``k`` the
+        batches consumed. Without batching every worker count gives one order.
+        """
+        group = self.batch_size or 1
+        if group > 1 and self._resume and max(self._resume_workers, 1) != workers:
+            raise StreamError(
+                f"cannot resume: saved with {max(self._resume_workers, 1)} dataloader "
+                f"worker(s) and batch_size={group}, now {workers}; use the same worker count"
+            )
+        batches = self._resume // group
+        role = (worker + batches) % workers
+        own = [s for s in range(self.streams) if s % workers == role]
+        done = group * max(0, -(-(batches - role) // workers))
+        return own, done
 
     def _decoded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``rows`` through the decode hooks. A value shared by several samples (an

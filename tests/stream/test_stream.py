@@ -252,3 +252,23 @@ def test_a_missing_or_truncated_shard_fails_naming_its_path(corpora, tmp_path):
     assert str(missing) in str(err.value) or str(truncated) in str(err.value)
     with pytest.raises(StreamError, match="no corpus 'zzz'"):
         ShardStream(str(catalog), "zzz")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_behind_a_batching_dataloader(corpora, workers):
+    def batches(ds):
+        loader = DataLoader(ds, batch_size=4, num_workers=workers)
+        return [tuple(b["caption_id"]) for b in loader]
+
+    whole = batches(stream(corpora, seed=3, batch_size=4))
+    assert sum(len(b) for b in whole) == len(stream(corpora))
+    for k in (1, 2, 5):  # odd and even: workers change places after a resume
+        fresh = stream(corpora, seed=3, batch_size=4)
+        fresh.load_state_dict(fresh.state_dict(num_samples=4 * k, num_workers=workers))
+        assert batches(fresh) == whole[k:]
+    moved = stream(corpora, seed=3, batch_size=4)
+    moved.load_state_dict(moved.state_dict(num_samples=8, num_workers=workers + 4))
+    with pytest.raises(Exception, match="same worker count"):
+        batches(moved)
+    with pytest.raises(StreamError, match="whole number of batches"):
+        moved.load_state_dict(moved.state_dict(num_samples=6))
