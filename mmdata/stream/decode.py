@@ -39,7 +39,8 @@ class RegionTensors:
     Gives ``features`` (max_boxes, D) in ``dtype``, ``boxes`` (max_boxes, k) in
     ``box_layout`` (mmdata.regions.geometry), ``classes`` and ``attributes`` (long, 0 on
     padding), ``mask`` (True for real boxes) and, with ``soft_labels``, ``class_probs``
-    (max_boxes, C) float32 (zeros when the row has none). Boxes past ``max_boxes`` are
+    (max_boxes, C) float32 (zeros when the row has none), and with ``tags`` the boxes'
+    tag names (a list, Oscar's object tags). Boxes past ``max_boxes`` are
     dropped (the stored order is best first). float16 features halve the bytes a
     DataLoader moves between processes.
 
@@ -54,15 +55,22 @@ class RegionTensors:
         box_layout: str = "uniter7",
         dtype: torch.dtype = torch.float32,
         soft_labels: bool = False,
+        tags: bool = False,
     ) -> None:
         self.max_boxes, self.box_layout, self.dtype = max_boxes, box_layout, dtype
-        self.soft_labels = soft_labels
+        self.soft_labels, self.tags = soft_labels, tags
         self.width = layout(np.zeros((0, 7), np.float32), box_layout).shape[1]
         # numpy casts the stored float16 straight into the tensor's memory (one pass);
         # torch-only dtypes (bfloat16) go through float32
         self.numpy_cast = dtype in (torch.float16, torch.float32, torch.float64)
 
-    def __call__(self, regions: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
+    def __call__(self, regions: Mapping[str, Any] | None) -> dict[str, Any]:
+        out = self._value(regions)
+        if self.tags:
+            out["tags"] = list((regions or {}).get("tags") or [])[: self.max_boxes]
+        return out
+
+    def _value(self, regions: Mapping[str, Any] | None) -> dict[str, Any]:
         if regions is None:
             return self._tensors(0, 0, None, None, None, None, None)
         n, dim = regions["num_boxes"], regions["feature_dim"]
@@ -100,6 +108,10 @@ class RegionTensors:
                 row_probs = np.frombuffer(probs[i], "<f2").reshape(n, int(classes_n[i]))
             feats = np.frombuffer(features[i], "<f2").reshape(n, dim)
             out.append(self._tensors(n, dim, feats, boxes[i], classes[i], attributes[i], row_probs))
+        if self.tags:
+            names = column.field("tags").to_pylist()
+            for i, value in enumerate(out):
+                value["tags"] = list(names[i] or [])[: self.max_boxes] if valid[i] else []
         return out
 
     def _tensors(
@@ -147,9 +159,10 @@ def region_tensors(
     box_layout: str = "uniter7",
     dtype: torch.dtype = torch.float32,
     soft_labels: bool = False,
+    tags: bool = False,
 ) -> RegionTensors:
     """The decode hook for ``regions`` (see RegionTensors)."""
-    return RegionTensors(max_boxes, box_layout, dtype, soft_labels)
+    return RegionTensors(max_boxes, box_layout, dtype, soft_labels, tags)
 
 
 def _ints(array: pa.Array) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The reference pretraining loop (reads corpora only through mmdata.stream)."""
