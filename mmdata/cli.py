@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -97,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
     export.set_defaults(handler=_cmd_export)
+
+    # commands that live outside mmdata's core (mmdata.train) come through entry points,
+    # so mmdata never imports them directly
+    for entry in entry_points(group="mmdata.commands"):
+        entry.load()(sub)
 
     sg_eval = sub.add_parser(
         "sg-eval", help="score the caption scene-graph parser on FACTUAL gold graphs"

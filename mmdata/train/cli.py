@@ -1,0 +1,51 @@
+"""`mmdata train` and `mmdata train-tokenizer`, added to the CLI through the
+``mmdata.commands`` entry-point group (mmdata itself never imports mmdata.train)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    """Add the training commands to the CLI's subparsers."""
+    train = sub.add_parser(
+        "train", help="train the reference VLP model on a corpus, evaluate, resume if stopped"
+    )
+    train.add_argument("config", help="training config (YAML), e.g. recipes/train_tiny.yaml")
+    train.add_argument("--catalog", required=True)
+    train.add_argument("--corpus", required=True)
+    train.add_argument("--out", required=True, help="checkpoints and metrics.jsonl go here")
+    train.set_defaults(handler=_cmd_train)
+
+    tokenizer = sub.add_parser(
+        "train-tokenizer", help="train a WordPiece vocabulary on a corpus's captions"
+    )
+    tokenizer.add_argument("--catalog", required=True)
+    tokenizer.add_argument("--corpus", required=True)
+    tokenizer.add_argument("--vocab-size", type=int, default=2000)
+    tokenizer.add_argument(
+        "--out", help="folder for vocab.txt (default: <corpus output>/tokenizer)"
+    )
+    tokenizer.set_defaults(handler=_cmd_train_tokenizer)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmdata.train.config import load_config
+    from mmdata.train.loop import train
+
+    summary = train(load_config(args.config), args.catalog, args.corpus, args.out)
+    print(json.dumps(summary))  # the last stdout line: scripts read it
+    return 0
+
+
+def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from mmdata.train.loop import caption_texts, tokenizer_home
+    from mmdata.train.tokenizer import train_wordpiece
+
+    home = Path(args.out) if args.out else tokenizer_home(args.catalog, args.corpus, None)
+    path = train_wordpiece(caption_texts(args.catalog, args.corpus), args.vocab_size, home)
+    print(f"{path}: {args.vocab_size}-piece WordPiece vocabulary for corpus {args.corpus!r}")
+    return 0
