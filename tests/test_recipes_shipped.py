@@ -8,7 +8,9 @@ from mmdata import demo, demo_web
 from mmdata import recipe as recipes
 from tests.conftest import DATA, ROOT
 
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+# recipes/train_*.yaml are training configs (mmdata train), not recipes
+RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml") if not p.stem.startswith("train_"))
+TRAIN_CONFIGS = sorted((ROOT / "recipes").glob("train_*.yaml"))
 VG_FILES = {
     "image_data.json": "image_data.json",
     "objects.json": "objects_v1_2.json",
@@ -80,3 +82,11 @@ def test_recipe_validates_and_reads(path, tmp_path):
     source = recipe.build_source()
     partitions = source.partitions(recipe.shard_rows)
     assert partitions and source.read(partitions[0]).num_rows > 0
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.stem)
+def test_training_configs_load(path):
+    from mmdata.train.config import load_config
+
+    config = load_config(path)
+    assert config.enabled and config.optim.steps > 0
