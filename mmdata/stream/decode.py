@@ -65,27 +65,20 @@ class RegionTensors:
         self.numpy_cast = dtype in (torch.float16, torch.float32, torch.float64)
 
     def __call__(self, regions: Mapping[str, Any] | None) -> dict[str, Any]:
-        out = self._value(regions)
-        if self.tags:
-            out["tags"] = list((regions or {}).get("tags") or [])[: self.max_boxes]
-        return out
-
-    def _value(self, regions: Mapping[str, Any] | None) -> dict[str, Any]:
         if regions is None:
-            return self._tensors(0, 0, None, None, None, None, None)
-        n, dim = regions["num_boxes"], regions["feature_dim"]
-        probs = class_probs_of(regions) if self.soft_labels else None
+            return self._tensors(0, 0, None, None, None, None, None, None)
         return self._tensors(
-            n,
-            dim,
+            regions["num_boxes"],
+            regions["feature_dim"],
             features_of(regions),
             np.asarray(regions["boxes_norm7"], np.float32).reshape(-1, 7),
             regions["object_ids"],
             regions.get("attribute_ids"),
-            probs,
+            class_probs_of(regions) if self.soft_labels else None,
+            regions.get("tags"),
         )
 
-    def arrow(self, column: pa.Array) -> list[dict[str, torch.Tensor]]:
+    def arrow(self, column: pa.Array) -> list[dict[str, Any]]:
         """One decoded value per row of a ``regions`` Arrow column (a row group's)."""
         column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         valid = column.is_valid().to_numpy(zero_copy_only=False)
@@ -97,21 +90,22 @@ class RegionTensors:
         attributes = _list_rows(column.field("attribute_ids"))
         probs = _binary_rows(column.field("class_probs_f16")) if self.soft_labels else None
         classes_n = _ints(column.field("num_classes")) if self.soft_labels else None
+        tags = column.field("tags").to_pylist() if self.tags else [None] * len(column)
         out = []
         for i in range(len(column)):
             if not valid[i]:
-                out.append(self._tensors(0, 0, None, None, None, None, None))
+                out.append(self._tensors(0, 0, None, None, None, None, None, None))
                 continue
             n, dim = int(count[i]), int(dims[i])
             row_probs = None
             if probs is not None and probs[i] is not None:
                 row_probs = np.frombuffer(probs[i], "<f2").reshape(n, int(classes_n[i]))
             feats = np.frombuffer(features[i], "<f2").reshape(n, dim)
-            out.append(self._tensors(n, dim, feats, boxes[i], classes[i], attributes[i], row_probs))
-        if self.tags:
-            names = column.field("tags").to_pylist()
-            for i, value in enumerate(out):
-                value["tags"] = list(names[i] or [])[: self.max_boxes] if valid[i] else []
+            out.append(
+                self._tensors(
+                    n, dim, feats, boxes[i], classes[i], attributes[i], row_probs, tags[i]
+                )
+            )
         return out
 
     def _tensors(
@@ -123,7 +117,8 @@ class RegionTensors:
         classes: Any,
         attributes: Any,
         probs: np.ndarray | None,
-    ) -> dict[str, torch.Tensor]:
+        tags: list[str] | None,
+    ) -> dict[str, Any]:
         m = self.max_boxes
         n = min(count, m)
         out = {
@@ -151,6 +146,8 @@ class RegionTensors:
             if attributes is not None:
                 out["attributes"].numpy()[:n] = np.asarray(attributes[:n])
             out["mask"][:n] = True
+        if self.tags:
+            out["tags"] = list(tags or [])[:m]
         return out
 
 

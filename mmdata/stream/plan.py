@@ -12,9 +12,8 @@ data is read, so every worker of every rank derives the same plan on its own:
    sub-stream ``p % streams``. A torch DataLoader with ``W`` workers hands position ``p``
    to worker ``p % W``; when ``W`` divides ``streams`` that is the worker owning
    sub-stream ``p % streams``, so every worker count gives the same sequence, and each
-   worker reads only its own sub-streams' shards. After a resume at position ``c`` the
-   DataLoader starts again at worker 0, so worker ``w`` owns the sub-streams ``s`` with
-   ``(s - c) % W == w``.
+   worker reads only its own sub-streams' shards. After a resume the DataLoader starts again at
+   worker 0; ShardStream._role says which worker continues which (batching loaders too).
 
 Balanced blocks differ by at most one sample, which keeps the round robin aligned to the
 end of the epoch.

@@ -96,9 +96,7 @@ class ShardStream(IterableDataset):
         self.catalog, self.unit, self.where, self.seed = catalog, unit, where, seed
         self.shuffle_buffer, self.streams = shuffle_buffer, streams
         decode = dict(decode or {})
-        columnar = {
-            c: f.arrow for c, f in decode.items() if hasattr(f, "arrow") and c != "captions"
-        }
+        columnar = {c: f.arrow for c, f in decode.items() if hasattr(f, "arrow")}
         self.reader = ShardReader(columns, unit, where, columnar)
         # what the reader does not decode is decoded here, sample by sample
         self.decode = {c: f for c, f in decode.items() if c not in self.reader.columnar}

@@ -96,9 +96,10 @@ def _build(cls: type, values: Any, where: str, source: str) -> Any:
             f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; "
             f"valid: {', '.join(where + k for k in fields)}"
         )
+    defaults = cls()
     out = {}
     for name, value in values.items():
-        default = getattr(cls(), name)
+        default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
             out[name] = _build(type(default), value, f"{where}{name}.", source)
             continue
@@ -131,6 +132,10 @@ def load_config(path: str | Path) -> TrainConfig:
         )
     if not config.enabled:
         raise ConfigError(f"{source}: objectives: give at least one a weight > 0")
+    if min(config.checkpoint_every, config.log_every, config.optim.grad_accum) < 1:
+        raise ConfigError(
+            f"{source}: checkpoint_every, log_every and optim.grad_accum must be >= 1"
+        )
     if config.model.hidden % config.model.heads:
         raise ConfigError(f"{source}: model.hidden must be a multiple of model.heads")
     return config

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mmdata.stream.decode import region_tensors, scene_graph_spans
+from mmdata.stream.decode import RegionTensors, region_tensors, scene_graph_spans
 from mmdata.train.config import TrainConfig
 from mmdata.train.tokenizer import Tokenizer
 
@@ -18,7 +18,7 @@ MAX_NODES = 16
 COLUMNS = ["image_id", "caption_id", "text", "scene_graph", "regions"]
 
 
-def regions_hook(config: TrainConfig):  # noqa: ANN201 - a RegionTensors
+def regions_hook(config: TrainConfig) -> RegionTensors:
     """The decode hook the trainer streams regions with."""
     return region_tensors(
         config.model.max_regions,

@@ -45,7 +45,7 @@ def evaluate(
             if image_id not in seen:
                 seen[image_id] = len(seen)
                 images.append(i[row])
-                image_rows.append({k: _row(b, k, row) for k in ("features", "boxes", "mask")})
+                image_rows.append({k: b[k][row] for k in ("features", "boxes", "mask")})
             owner.append(seen[image_id])
             texts.append(t[row])
             text_rows.append(b["text_ids"][row])
@@ -73,10 +73,6 @@ def evaluate(
     out["itm_acc"] = float(correct) / (len(pos) + len(neg))
     model.train(was_training)
     return out
-
-
-def _row(b: dict[str, Any], key: str, row: int) -> torch.Tensor:
-    return b[key][row]
 
 
 def _itm_scorer(objectives: Objectives, text_rows, image_rows, device):  # noqa: ANN001, ANN202

@@ -215,6 +215,8 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
                     row.update({f"loss_{k}": float(v.detach()) for k, v in losses.items()})
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
+                    if step % config.log_every == 0:
+                        log.info("step %d/%d %s", step, config.optim.steps, json.dumps(row))
                 if step % config.checkpoint_every == 0 or step == config.optim.steps:
                     _save(out, step, model, optimizer, scheduler, stream, consumed, history,
                           config, rank, world)  # fmt: skip
