@@ -41,8 +41,10 @@ COLUMNS = ["caption_id", "text", "regions"]
 TARGET = 0.8
 
 
-def generate(folder: Path, images: int, captions: int, boxes: int) -> Path:
-    """The corpus ``bench`` in ``folder``/catalog.duckdb (kept if already there)."""
+def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 0) -> Path:
+    """The corpus ``bench`` in ``folder``/catalog.duckdb (kept if already there).
+    Captions are ``words`` random words from a small vocabulary, or with 0 a short
+    "caption C of image I"."""
     import numpy as np
     import pyarrow as pa
 
@@ -53,7 +55,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int) -> Path:
 
     catalog = folder / "catalog.duckdb"
     marker = folder / "done.json"
-    spec = {"images": images, "captions": captions, "boxes": boxes}
+    spec = {"images": images, "captions": captions, "boxes": boxes, "words": words}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return catalog
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int) -> Path:
                     "captions": [
                         {
                             "caption_id": f"{i}-{c}",
-                            "text": f"caption {c} of image {i}",
+                            "text": _caption(rng, words) or f"caption {c} of image {i}",
                             "scene_graph": None,
                         }
                         for c in range(captions)
@@ -124,6 +126,16 @@ def generate(folder: Path, images: int, captions: int, boxes: int) -> Path:
     cat.end_run(run_id, "finished")
     marker.write_text(json.dumps(spec))
     return catalog
+
+
+VOCABULARY = (
+    "a the man woman dog cat red blue green small large sitting standing on in of next to "
+    "with table street car tree grass water holding white black two people group near"
+).split()
+
+
+def _caption(rng, words: int) -> str:  # noqa: ANN001
+    return " ".join(rng.choice(VOCABULARY, words)) if words else ""
 
 
 def peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:

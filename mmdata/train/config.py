@@ -52,6 +52,10 @@ class OptimConfig:
     batch_size: int = 32
     grad_accum: int = 1
     max_grad_norm: float = 2.0
+    # scale each step's gradient to unit norm, so every task's batch moves the model as
+    # much (mmdata.train.balance); false: UNITER's plain mixing, where the tasks with the
+    # largest gradients set everyone's step size
+    normalise_gradients: bool = True
 
 
 @dataclass

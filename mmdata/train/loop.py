@@ -20,6 +20,7 @@ from mmdata.catalog import Catalog
 from mmdata.devices import resolve_device
 from mmdata.io import written_whole
 from mmdata.stream import ShardStream
+from mmdata.train.balance import normalise_gradients
 from mmdata.train.config import ConfigError, TrainConfig
 from mmdata.train.data import COLUMNS, Collator, regions_hook
 from mmdata.train.evaluate import evaluate, to_device
@@ -136,6 +137,78 @@ class TaskRunner(torch.nn.Module):
         return self.objectives.tasks[task](batch, g)
 
 
+class Session:
+    """A run's model, objectives, optimizer and schedule, and the work of one step (the
+    loop and bench/train.py share it)."""
+
+    def __init__(
+        self, config: TrainConfig, tok: Tokenizer, feature_dim: int, device: torch.device,
+        world: int = 1,
+    ) -> None:  # fmt: skip
+        self.config, self.device = config, device
+        self.model = VLPModel(config.model, tok.vocab_size, feature_dim).to(device)
+        self.objectives = Objectives(self.model, tok, config.wra_weight, config.itm_hard_fraction)
+        self.runner: torch.nn.Module = TaskRunner(self.objectives)
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            # one task per batch leaves the other heads unused
+            self.runner = torch.nn.parallel.DistributedDataParallel(
+                self.runner, device_ids=ids, find_unused_parameters=True
+            )
+        self.optimizer = _optimizer(self.model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config))
+        self.names = list(config.enabled)
+        self.weights = [config.enabled[n] for n in self.names]
+
+    def task(self, step: int) -> str:
+        """One task per optimizer step (every micro-batch, every rank), drawn from (seed,
+        step): a resumed run draws exactly what the first would have."""
+        return random.Random(f"{self.config.seed}/{step}").choices(self.names, self.weights)[0]
+
+    def forward_backward(
+        self, task: str, batch: dict[str, Any], step: int, micro: int = 0, rank: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """One micro-batch: the task's losses, their gradient accumulated. Masks and
+        negatives come from (seed, step, micro-batch, rank)."""
+        c, device = self.config, self.device
+        g = torch.Generator(device=device)
+        g.manual_seed(c.seed * 1_000_003 + step * 1009 + micro * 31 + rank)
+        b = to_device(batch, device)
+        self.model.set_feature_stats(b["features"], b["mask"])
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            losses = self.runner(task, b, g)
+        (self.objectives.total(task, losses) / c.optim.grad_accum).backward()
+        return losses
+
+    def optimizer_step(self) -> None:
+        params = self.model.parameters
+        if self.config.optim.normalise_gradients:
+            normalise_gradients(params())
+        torch.nn.utils.clip_grad_norm_(params(), self.config.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def training_stream(
+    config: TrainConfig, catalog: str, corpus: str, rank: int = 0, world: int = 1
+) -> ShardStream:
+    """The training captions (held-out images left out), shuffled, split by rank."""
+    return ShardStream(
+        catalog, corpus, columns=COLUMNS, unit="caption", where=f"NOT ({held_out(config)})",
+        seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
+        decode={"regions": regions_hook(config)}, batch_size=config.optim.batch_size,
+    )  # fmt: skip
+
+
+def batches(stream: ShardStream, tok: Tokenizer, config: TrainConfig) -> DataLoader:
+    """One epoch of collated training batches."""
+    return DataLoader(
+        stream, batch_size=config.optim.batch_size, num_workers=config.workers,
+        collate_fn=Collator(tok, config), drop_last=True,
+    )  # fmt: skip
+
+
 def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> dict[str, Any]:
     """Train (or resume from the last checkpoint in ``out``), evaluate, and return the
     summary: ITM accuracy, recall@K, eval pairs, steps and each objective's final loss."""
@@ -148,78 +221,46 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tok = corpus_tokenizer(config, catalog, corpus, out)
-    model = VLPModel(config.model, tok.vocab_size, _feature_dim(catalog, corpus)).to(device)
-    objectives = Objectives(model, tok, config.wra_weight, config.itm_hard_fraction)
-    runner: torch.nn.Module = TaskRunner(objectives)
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        # one task per batch leaves the other heads unused
-        runner = torch.nn.parallel.DistributedDataParallel(
-            runner, device_ids=ids, find_unused_parameters=True
-        )
-    optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    run = Session(config, tok, _feature_dim(catalog, corpus), device, world)
     per_rank = config.optim.batch_size
-    stream = ShardStream(
-        catalog, corpus, columns=COLUMNS, unit="caption", where=f"NOT ({held_out(config)})",
-        seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
-        decode={"regions": regions_hook(config)}, batch_size=per_rank,
-    )  # fmt: skip
+    stream = training_stream(config, catalog, corpus, rank, world)
     step, consumed, history = 0, 0, defaultdict(lambda: deque(maxlen=20))
     resume = latest_checkpoint(out)
     if resume is not None:
         state = torch.load(resume, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
         stream.load_state_dict(state["stream"][rank])
         step, consumed = state["step"], state["stream"][rank]["consumed"]
         for name, values in state["history"].items():
             history[name].extend(values)
         _truncate_metrics(out / "metrics.jsonl", step)
         log.info("resumed from %s at step %d", resume, step)
-    names = list(config.enabled)
-    weights = [config.enabled[n] for n in names]
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
-    model.train()
+    run.model.train()
     try:
         while step < config.optim.steps:
-            loader = DataLoader(
-                stream, batch_size=per_rank, num_workers=config.workers,
-                collate_fn=Collator(tok, config), drop_last=True,
-            )  # fmt: skip
-            for batch in loader:
+            for batch in batches(stream, tok, config):
                 consumed += per_rank
                 micro = (consumed // per_rank - 1) % config.optim.grad_accum
-                # the task (the same on every rank) and the masks come from (seed, step,
-                # micro-batch): a resumed run draws exactly what the first would have
-                task = random.Random(f"{config.seed}/{step}/{micro}").choices(names, weights)[0]
-                g = torch.Generator(device=device)
-                g.manual_seed(config.seed * 1_000_003 + step * 1009 + micro * 31 + rank)
-                b = to_device(batch, device)
-                model.set_feature_stats(b["features"], b["mask"])
-                with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                    losses = runner(task, b, g)
-                (losses[task] / config.optim.grad_accum).backward()
+                task = run.task(step)
+                losses = run.forward_backward(task, batch, step, micro, rank)
                 for name, value in losses.items():
                     history[name].append(float(value.detach()))
                 if micro + 1 < config.optim.grad_accum:
                     continue
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                run.optimizer_step()
                 step += 1
                 if metrics is not None:
-                    row = {"step": step, "task": task, "lr": scheduler.get_last_lr()[0]}
+                    row = {"step": step, "task": task, "lr": run.scheduler.get_last_lr()[0]}
                     row.update({f"loss_{k}": float(v.detach()) for k, v in losses.items()})
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
                     if step % config.log_every == 0:
                         log.info("step %d/%d %s", step, config.optim.steps, json.dumps(row))
                 if step % config.checkpoint_every == 0 or step == config.optim.steps:
-                    _save(out, step, model, optimizer, scheduler, stream, consumed, history,
-                          config, rank, world)  # fmt: skip
+                    _save(out, step, run, stream, consumed, history, config, rank, world)
                 if step >= config.optim.steps:
                     break
             else:  # the epoch ran out: next epoch, new order
@@ -230,8 +271,8 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
             metrics.close()
     summary: dict[str, Any] = {"steps": step}
     if rank == 0:
-        summary.update(_evaluate(config, objectives, tok, catalog, corpus, device))
-    for name in [*names, *(["wra"] if "itm" in names and config.wra_weight > 0 else [])]:
+        summary.update(_evaluate(config, run.objectives, tok, catalog, corpus, device))
+    for name in [*run.names, *(["wra"] if "itm" in run.names and config.wra_weight > 0 else [])]:
         values = history.get(name)
         summary[f"loss_{name}"] = sum(values) / len(values) if values else None
     return summary
@@ -261,7 +302,7 @@ def _evaluate(config, objectives, tok, catalog, corpus, device):  # noqa: ANN001
     return evaluate(objectives, batches(), device, config.eval.itm_rerank)
 
 
-def _save(out, step, model, optimizer, scheduler, stream, consumed, history, config, rank, world):  # noqa: ANN001, ANN202, E501
+def _save(out, step, run, stream, consumed, history, config, rank, world):  # noqa: ANN001, ANN202
     """Every rank's stream state gathered into one checkpoint, written by rank 0."""
     mine = stream.state_dict(num_samples=consumed, num_workers=config.workers)
     states = [mine]
@@ -273,9 +314,9 @@ def _save(out, step, model, optimizer, scheduler, stream, consumed, history, con
     folder = out / CHECKPOINTS
     folder.mkdir(exist_ok=True)
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
         "stream": states,
         "step": step,
         "history": {k: list(v) for k, v in history.items()},

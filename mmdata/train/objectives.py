@@ -154,10 +154,15 @@ class Objectives:
             n = b["text_ids"].shape[1]
             txt, img = hidden[:, 1:n], hidden[:, n:]  # words without [CLS]
             txt_pad = ~(keep[:, 1:] & (b["text_ids"][:, 1:] != self.tok.sep_id))
-            wra = wra_loss(txt, img, txt_pad, ~mask, ~swap)
-            out["wra"] = wra
-            out["itm"] = out["itm"] + self.wra_weight * wra
+            out["wra"] = wra_loss(txt, img, txt_pad, ~mask, ~swap)
         return out
+
+    def total(self, task: str, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss a task's batch trains on: its own, plus WRA (weighted) on ITM batches."""
+        loss = losses[task]
+        if "wra" in losses:
+            loss = loss + self.wra_weight * losses["wra"]
+        return loss
 
     def sgp(self, b: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
         nodes = b["sg_kind"] >= 0

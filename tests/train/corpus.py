@@ -1,6 +1,7 @@
 """A small corpus whose regions carry signal: the demo's generated shape scenes, with
 gold-box features (each box's feature encodes its shape's colour, kind and size, plus
-noise), written as shards and listed in a catalog, as a recipe run would."""
+noise) and a detector's soft labels (most of the mass on the shape's kind), written as
+shards and listed in a catalog, as a recipe run would."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mmdata.schema import IMAGE_SCHEMA, conform
 from mmdata.sink import FinishedShard, encode_parquet
 
 DIM = 64
+CLASSES = 8  # background, circle, square, triangle, and unused detector classes
 
 
 def build(folder: Path, images: int = 240, seed: int = 0) -> Path:
@@ -31,7 +33,7 @@ def build(folder: Path, images: int = 240, seed: int = 0) -> Path:
     for i in range(images):
         shapes = demo._shapes(rng, 320, 240)
         captions = demo._captions(rng, shapes)
-        boxes, feats, ids = [], [], []
+        boxes, feats, ids, probs = [], [], [], []
         for s in shapes:
             x, y, w, h = s.box_xywh
             boxes.append([x, y, x + w, y + h])
@@ -41,7 +43,10 @@ def build(folder: Path, images: int = 240, seed: int = 0) -> Path:
                 + basis[-2 if s.size == "small" else -1]
             )
             feats.append(code + 0.3 * np_rng.standard_normal(DIM).astype(np.float32))
-            ids.append(1 + demo.SHAPES[s.kind])
+            ids.append(demo.SHAPES[s.kind])
+            soft = np_rng.dirichlet(np.ones(CLASSES)) * 0.4
+            soft[ids[-1]] += 0.6
+            probs.append(soft)
         rows.append(
             {
                 "image_id": f"shapes:{i}",
@@ -62,6 +67,7 @@ def build(folder: Path, images: int = 240, seed: int = 0) -> Path:
                     object_ids=np.array(ids),
                     object_conf=np.ones(len(ids)),
                     object_names=[s.kind for s in shapes],
+                    class_probs=np.stack(probs),
                     boxes_given=True,
                 ),
             }

@@ -1,5 +1,6 @@
-"""The reference loop: every objective trains on a corpus whose regions carry signal, a
-re-run resumes exactly from the last checkpoint, the CLI's contract, config errors."""
+"""The reference loop: it learns (held-out ITM and R@1 far above chance, every loss falls)
+on a corpus whose regions carry signal, a re-run resumes exactly from the last checkpoint,
+the CLI's contract, config errors."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ from mmdata.train import loop
 from mmdata.train.config import ConfigError, load_config
 from tests.train import corpus
 
-OBJECTIVES = ["mlm", "itm", "mrfr", "mrc", "sgp", "tags", "tag_contrast", "contrastive"]
+OBJECTIVES = ["mlm", "itm", "mrfr", "mrc", "mrc_kl", "sgp", "tags", "tag_contrast", "contrastive"]
+# sampling ratios of the proof run: the retrieval objectives get more of the batches
+PROOF_RATIOS = {**{name: 1.0 for name in OBJECTIVES}, "itm": 2.0, "contrastive": 3.0}
 
 
-def _config(tmp_path: Path, **optim) -> Path:
+def _config(tmp_path: Path, objectives: dict[str, float] | None = None, **optim) -> Path:
     spec = {
         "model": {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128,
-                  "max_text_tokens": 24, "max_regions": 8, "num_classes": 8,
+                  "max_text_tokens": 24, "max_regions": 8, "num_classes": corpus.CLASSES,
                   "contrastive_dim": 32, "dropout": 0.0},
         "optim": {"lr": 0.002, "warmup_steps": 10, "steps": 240, "batch_size": 24, **optim},
         "eval": {"fraction": 0.25, "itm_rerank": 3},
-        "objectives": {name: 1.0 for name in OBJECTIVES},
+        "objectives": objectives or {name: 1.0 for name in OBJECTIVES},
         "vocab_size": 200,
         "shuffle_buffer": 200,
         "checkpoint_every": 60,
@@ -45,24 +48,36 @@ def _run(capsys, config: Path, catalog: Path, out: Path) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_every_objective_trains_and_the_summary_keeps_the_contract(shapes, tmp_path, capsys):
-    # Not yet the issue's proof that it learns (ITM accuracy and R@1 far above chance):
-    # on this corpus 240 tiny steps leave ITM at chance; see the issue's closing note.
+@pytest.mark.slow
+def test_it_learns_every_objective_and_keeps_the_summary_contract(shapes, tmp_path, capsys):
+    """The issue's proof: 1,600 tiny CPU steps (about 90 s on 2 cores) over all nine
+    objectives; held-out ITM accuracy and R@1 far above chance, every loss falls."""
     out = tmp_path / "run"
-    summary = _run(capsys, _config(tmp_path, steps=120), shapes, out)
+    config = _config(tmp_path, PROOF_RATIOS, steps=1600)
+    spec = yaml.safe_load(config.read_text())
+    spec["checkpoint_every"] = 500
+    config.write_text(yaml.safe_dump(spec))
+    summary = _run(capsys, config, shapes, out)
     for key in ("itm_acc", "r1_i2t", "r1_t2i", "eval_pairs", "steps"):
         assert summary[key] is not None, key
-    assert summary["steps"] == 120 and summary["eval_pairs"] > 100
-    assert 0.0 <= summary["itm_acc"] <= 1.0 and 0.0 <= summary["r1_t2i"] <= 1.0
+    assert summary["steps"] == 1600 and summary["eval_pairs"] > 150
+    chance_r1 = 1 / summary["eval_images"]  # about 0.015: 66 held-out images
+    # measured (seeds 0, 1, 2): ITM 0.85 / 0.80 / 0.71, R@1 t2i 0.27 / 0.35 / 0.51 and
+    # i2t 0.27 / 0.53 / 0.58; without gradient normalisation ITM stays at 0.5-0.55
+    assert summary["itm_acc"] >= 0.65, summary
+    assert summary["r1_t2i"] >= 12 * chance_r1 and summary["r1_i2t"] >= 12 * chance_r1, summary
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(1, 121))
+    assert [r["step"] for r in rows] == list(range(1, 1601))
     for name in OBJECTIVES:
         values = [r[f"loss_{name}"] for r in rows if r["task"] == name]
-        assert values and all(v == v for v in values), name  # ran, and no NaN
+        fifth = len(values) // 5
+        first, last = sum(values[:fifth]) / fifth, sum(values[-fifth:]) / fifth
+        assert last < 0.9 * first, (name, first, last)  # measured: 0.20-0.84 of the first
         assert summary[f"loss_{name}"] is not None
+    assert summary["loss_wra"] is not None
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*.pt")) == [
-        "step-0000060.pt",
-        "step-0000120.pt",
+        "step-0001500.pt",
+        "step-0001600.pt",
     ]
     assert (Path(shapes).parent / "corpus" / "tokenizer" / "vocab.txt").exists()
 
