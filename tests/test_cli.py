@@ -8,9 +8,10 @@ from tests.conftest import demo_recipe, write_recipe
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory, ray_session):
-    """`mmdata demo` as the README runs it (Ray executor), once for this module."""
+    """`mmdata demo` as the README runs it (Ray executor), once for this module; its
+    training run is cut to 8 steps here (tests/train/test_loop.py runs the whole proof)."""
     out = tmp_path_factory.mktemp("cli") / "mmdata-demo"
-    assert main(["demo", "--out", str(out), "-q"]) == 0
+    assert main(["demo", "--out", str(out), "-q", "--train-steps", "8"]) == 0
     return out
 
 
@@ -25,6 +26,22 @@ def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
     capsys.readouterr()
     assert main(["run", str(demo_out / "demo.yaml"), "-q"]) == 0  # done: adds nothing
     assert "(0 written now, 4 already done)" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_demo_trains_the_reference_model_on_its_oracle_corpus(demo_out, capsys):
+    summary = json.loads((demo_out / "train" / "summary.json").read_text())
+    assert summary["steps"] == 8 and summary["eval_images"] > 40
+    assert 0.0 <= summary["itm_acc"] <= 1.0
+    assert any(summary[f"loss_{name}"] is not None for name in ("mlm", "itm", "contrastive"))
+    assert sorted(p.name for p in (demo_out / "oracle" / "data").iterdir()) == [
+        f"shard-{i:05d}.parquet" for i in range(4)
+    ]
+    capsys.readouterr()
+    query = "SELECT count(*) FROM images WHERE corpus = 'demo_oracle'"
+    catalog = str(demo_out / "catalog.duckdb")
+    assert main(["sql", query, "--catalog", catalog, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "240"
 
 
 #: Every fault the demo's web part serves, and what became of it (step: reason).
@@ -161,12 +178,16 @@ def test_demo_fills_the_region_views_and_exports(demo_out, capsys, tmp_path):
     kept = "SELECT count(*) AS n FROM images WHERE corpus = 'demo'"
     assert main(["sql", kept, "--catalog", catalog, "--format", "json"]) == 0
     assert row == {"images": json.loads(capsys.readouterr().out)["n"], "lo": 10, "hi": 10}
-    query = "SELECT count(*) AS n FROM region_boxes WHERE cls_name IS NOT NULL AND x2 > x1"
+    query = (
+        "SELECT count(*) AS n FROM region_boxes "
+        "WHERE corpus = 'demo' AND cls_name IS NOT NULL AND x2 > x1"
+    )
     assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == row["images"] * 10
     out = tmp_path / "demo.tsv"
-    assert main(["export", "--format", "lxmert-tsv", "--out", str(out), "--catalog", catalog]) == 0
+    tsv = ["export", "--format", "lxmert-tsv", "--out", str(out), "--corpus", "demo"]
+    assert main([*tsv, "--catalog", catalog]) == 0
     assert len(out.read_text().splitlines()) == row["images"]
-    npz = ["export", "--format", "uniter-npz", "--out", str(tmp_path / "npz")]
+    npz = ["export", "--format", "uniter-npz", "--out", str(tmp_path / "npz"), "--corpus", "demo"]
     assert main([*npz, "--catalog", catalog]) == 2  # a user error, named
     assert "soft_labels: true" in capsys.readouterr().err

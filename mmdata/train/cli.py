@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from mmdata.cli import positive_int
 
 
 def add_commands(sub: Any) -> None:
@@ -17,7 +20,12 @@ def add_commands(sub: Any) -> None:
     train.add_argument("config", help="training config (YAML), e.g. recipes/train_tiny.yaml")
     train.add_argument("--catalog", required=True)
     train.add_argument("--corpus", required=True)
-    train.add_argument("--out", required=True, help="checkpoints and metrics.jsonl go here")
+    train.add_argument(
+        "--out", required=True, help="checkpoints, metrics.jsonl and summary.json go here"
+    )
+    train.add_argument(
+        "--steps", type=positive_int, help="train this many steps (overrides optim.steps)"
+    )
     train.set_defaults(handler=_cmd_train)
 
     tokenizer = sub.add_parser(
@@ -36,8 +44,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mmdata.train.config import load_config
     from mmdata.train.loop import train
 
-    summary = train(load_config(args.config), args.catalog, args.corpus, args.out)
-    print(json.dumps(summary))  # the last stdout line: scripts read it
+    config = load_config(args.config)
+    if args.steps is not None:
+        config.optim.steps = args.steps
+    summary = train(config, args.catalog, args.corpus, args.out)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary: rank 0's
+        print(json.dumps(summary))  # the last stdout line: scripts read it
     return 0
 
 

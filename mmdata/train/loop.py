@@ -211,7 +211,8 @@ def batches(stream: ShardStream, tok: Tokenizer, config: TrainConfig) -> DataLoa
 
 def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> dict[str, Any]:
     """Train (or resume from the last checkpoint in ``out``), evaluate, and return the
-    summary: ITM accuracy, recall@K, eval pairs, steps and each objective's final loss."""
+    summary (also written to ``out``/summary.json): ITM accuracy, recall@K, eval pairs,
+    steps and each objective's final loss."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = _distributed()
@@ -275,6 +276,9 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
     for name in [*run.names, *(["wra"] if "itm" in run.names and config.wra_weight > 0 else [])]:
         values = history.get(name)
         summary[f"loss_{name}"] = sum(values) / len(values) if values else None
+    if rank == 0:
+        with written_whole(out / "summary.json") as partial:
+            partial.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 
