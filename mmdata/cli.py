@@ -72,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(handler=_cmd_sql)
 
+    check = sub.add_parser(
+        "check", help="catalog integrity: listed shards exist with their sha256 and rows; orphans"
+    )
+    check.add_argument(
+        "--catalog",
+        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
+        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
+    )
+    check.add_argument("--corpus", help="only this corpus (default: every corpus)")
+    check.add_argument(
+        "--no-hash", action="store_true", help="skip sha256 (sizes, footers and rows only)"
+    )
+    check.add_argument("--json", action="store_true", help="problems as JSON lines only")
+    check.set_defaults(handler=_cmd_check)
+
     demo = sub.add_parser("demo", help="build the demo corpus end to end, offline")
     demo.add_argument("--out", default="mmdata-demo", help="folder for everything it writes")
     demo.add_argument("--images", type=int, default=64, help="images to generate")
@@ -178,6 +193,23 @@ def _cmd_stages(args: argparse.Namespace) -> int:
             for spec in arg_specs(cls):
                 print(f"    - {spec.describe()}")
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from mmdata.catalog import Catalog
+    from mmdata.check import check
+    from mmdata.tables import format_rows
+
+    report = check(Catalog(args.catalog), args.corpus, hashes=not args.no_hash)
+    if args.json:
+        rows = [(p.corpus, p.kind, p.path, p.detail) for p in report.problems]
+        print(format_rows(["corpus", "problem", "path", "detail"], rows, "json"))
+        return 1 if report.problems else 0
+    for p in report.problems:  # one whole line each: paths are what a user acts on
+        print(f"{p.kind:10s}  {p.corpus}  {p.path}: {p.detail}")
+    verdict = f"{len(report.problems)} problem(s)" if report.problems else "ok"
+    print(f"{report.shards} listed shard files and {report.files} files checked: {verdict}")
+    return 1 if report.problems else 0
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:

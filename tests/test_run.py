@@ -13,6 +13,7 @@ import pytest
 
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
+from mmdata.check import check
 from mmdata.executors.base import StageError
 from mmdata.run import run_recipe
 from tests.conftest import demo_recipe, write_recipe
@@ -196,12 +197,16 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     catalog = Catalog(tmp_path / "catalog.duckdb")
     committed = 2 if point == "after_commit" else 1
     assert catalog.query("SELECT count(*) FROM shards WHERE kind = 'data'")[1] == [(committed,)]
+    damage = {(Path(p.path).name, p.kind) for p in check(catalog).problems}
     if point == "before_commit":  # shard 1 was renamed into place but never listed
         assert (tmp_path / "corpus" / "data" / "shard-00001.parquet").exists()
+        assert ("shard-00001.parquet", "orphan") in damage
+    assert {kind for _, kind in damage} <= {"orphan", "staging"}  # listed shards intact
     resumed = _cli("run", str(path), "--executor", "local", "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert f"({4 - committed} written now, {committed} already done)" in resumed.stdout
     assert_every_row_once(catalog)
+    assert check(catalog).problems == []  # the re-run listed or replaced what was left
     assert catalog.query("SELECT sum(rows_in) FROM stage_stats WHERE step_index = -1")[1] == [
         (INPUT_ROWS,)
     ]
@@ -220,3 +225,4 @@ def test_crash_of_the_ray_driver_then_resume(demo_data, tmp_path, ray_session):
     assert resumed.returncode == 0, resumed.stderr
     assert "(1 written now, 3 already done)" in resumed.stdout
     assert_every_row_once(Catalog(tmp_path / "catalog.duckdb"))
+    assert check(Catalog(tmp_path / "catalog.duckdb")).problems == []
