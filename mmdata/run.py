@@ -12,6 +12,7 @@ from mmdata.executors import make_executor
 from mmdata.executors.base import RunPlan
 from mmdata.progress import Progress
 from mmdata.recipe import Recipe
+from mmdata.runlock import corpus_lock
 from mmdata.sink import ShardAssembler, shard_path, staging_dir
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,16 @@ def run_recipe(
     """Run ``recipe`` to completion, doing only the shards the catalog does not list.
 
     Each finished shard is committed on its own, so a crash loses at most the shards in
-    flight; their staged parts are removed by the next run.
+    flight; their staged parts are removed by the next run. One run per local output at
+    a time: a second one fails with CorpusBusyError (mmdata.runlock).
     """
+    with corpus_lock(recipe.output, recipe.name):
+        return _run_locked(recipe, executor, address, catalog_path, progress)
+
+
+def _run_locked(
+    recipe: Recipe, executor: str, address: str | None, catalog_path: str | None, progress: bool
+) -> RunResult:
     started = time.perf_counter()
     catalog = Catalog(catalog_path or recipe.catalog)
     run_id, done = catalog.begin_run(

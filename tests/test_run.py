@@ -14,8 +14,10 @@ import pytest
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
 from mmdata.check import check
+from mmdata.cli import main
 from mmdata.executors.base import StageError
 from mmdata.run import run_recipe
+from mmdata.runlock import corpus_lock
 from tests.conftest import demo_recipe, write_recipe
 
 INPUT_ROWS = 64
@@ -226,3 +228,18 @@ def test_crash_of_the_ray_driver_then_resume(demo_data, tmp_path, ray_session):
     assert "(1 written now, 3 already done)" in resumed.stdout
     assert_every_row_once(Catalog(tmp_path / "catalog.duckdb"))
     assert check(Catalog(tmp_path / "catalog.duckdb")).problems == []
+
+
+def test_a_second_run_into_a_busy_corpus_fails_clearly_and_touches_nothing(
+    demo_data, tmp_path, capsys
+):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    with corpus_lock(str(tmp_path / "corpus"), "demo"):  # as a live run holds it
+        assert main(["run", str(path), "--executor", "local", "-q"]) != 0
+        err = capsys.readouterr().err
+        assert f"pid {os.getpid()}" in err and "is running a recipe into" in err
+        catalog = Catalog(tmp_path / "catalog.duckdb")
+        assert not (tmp_path / "corpus" / "data").exists()
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0  # released
+    assert catalog.query("SELECT status FROM runs")[1] == [("finished",)]
+    assert check(catalog).problems == []
