@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -35,9 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+#: Errors of the disk or the filesystem, not of mmdata: disk full, quota, read-only.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def _is_user_error(exc: Exception) -> bool:
     from mmdata.errors import MmdataError
 
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return True  # the message names the file; a traceback adds nothing
     return isinstance(exc, MmdataError | FileNotFoundError | PermissionError)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mmdata import io as mmdata_io
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
 from mmdata.check import check
@@ -243,3 +245,31 @@ def test_a_second_run_into_a_busy_corpus_fails_clearly_and_touches_nothing(
     assert main(["run", str(path), "--executor", "local", "-q"]) == 0  # released
     assert catalog.query("SELECT status FROM runs")[1] == [("finished",)]
     assert check(catalog).problems == []
+
+
+def test_disk_full_during_a_shard_write_fails_clearly_and_the_next_run_completes(
+    demo_data, tmp_path, capsys, monkeypatch
+):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    write_bytes = mmdata_io.write_bytes
+
+    def full_disk(uri: str, data: bytes) -> None:
+        if "/_staging/00001-" in uri:  # shard 1's part: half of it lands, then ENOSPC
+            Path(uri).write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", uri)
+        write_bytes(uri, data)
+
+    monkeypatch.setattr(mmdata_io, "write_bytes", full_disk)
+    assert main(["run", str(path), "--executor", "local", "-q"]) != 0
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "/_staging/00001-" in err
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.query("SELECT shard_index FROM shards WHERE kind = 'data'")[1] == [(0,)]
+    damage = {(Path(p.path).name, p.kind) for p in check(catalog).problems}
+    assert {kind for _, kind in damage} == {"staging"}  # the half part: reported, unlisted
+    assert catalog.query("SELECT status FROM runs")[1] == [("failed",)]
+    monkeypatch.setattr(mmdata_io, "write_bytes", write_bytes)  # space freed
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0
+    assert "(3 written now, 1 already done)" in capsys.readouterr().out
+    assert_every_row_once(catalog)
+    assert check(catalog).problems == []  # the run removed the staged half and redid it
