@@ -1,0 +1,70 @@
+"""URL tricks against the network guard, on loopback only: decimal, hex and octal IPv4
+forms, short forms, upper case and IPv6 forms reach the local server when private
+networks are allowed (so the form really names it) and are refused as
+``blocked_address`` when they are not; userinfo and trailing-dot forms never reach it."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
+from mmdata.download.guard import NetworkPolicy
+from mmdata.webserver import FaultServer
+
+# host parts that all name 127.0.0.1 (or loopback in IPv6)
+IPV4_FORMS = [
+    "127.0.0.1",
+    "2130706433",  # decimal
+    "0x7f000001",  # hex
+    "0177.0.0.1",  # octal
+    "127.1",  # short form
+    "localhost",
+    "LOCALHOST",
+]
+IPV6_FORMS = ["[::1]", "[::ffff:127.0.0.1]", "[0:0:0:0:0:ffff:7f00:1]"]
+# urllib passes userinfo on as part of the host name, and a trailing dot skips
+# /etc/hosts: resolution fails, so these never connect anywhere, whatever the policy
+UNRESOLVABLE_FORMS = ["user:secret@127.0.0.1", "example.com@127.0.0.1", "localhost."]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FaultServer() as running:
+        yield running
+
+
+def _fetch(server: FaultServer, host: str, policy: NetworkPolicy) -> bytes:
+    fetcher = Fetcher(FetchOptions(timeout_s=3.0, retries=0), policy)
+    return fetcher.get(f"http://{host}:{server.server_port}/gen/1.jpg")
+
+
+@pytest.mark.parametrize("host", IPV4_FORMS)
+def test_each_form_reaches_loopback_only_when_private_networks_are_allowed(server, host):
+    assert _fetch(server, host, NetworkPolicy(allow_private_networks=True))[:2] == b"\xff\xd8"
+    with pytest.raises(DownloadError) as refused:
+        _fetch(server, host, NetworkPolicy())
+    assert refused.value.reason == "blocked_address", str(refused.value)
+
+
+@pytest.mark.parametrize("host", IPV6_FORMS)
+def test_ipv6_loopback_forms_are_refused_before_connecting(server, host):
+    with pytest.raises(DownloadError) as refused:
+        _fetch(server, host, NetworkPolicy())
+    assert refused.value.reason == "blocked_address", str(refused.value)
+    assert "loopback" in str(refused.value)
+
+
+@pytest.mark.parametrize("host", UNRESOLVABLE_FORMS)
+def test_userinfo_and_trailing_dot_forms_never_reach_the_server(server, host):
+    for policy in (NetworkPolicy(allow_private_networks=True), NetworkPolicy()):
+        with pytest.raises(DownloadError) as failed:
+            _fetch(server, host, policy)
+        assert failed.value.reason in {"blocked_address", "connection_error"}, str(failed.value)
+
+
+def test_an_allowed_network_admits_exactly_its_addresses(server):
+    policy = NetworkPolicy.build(False, ["127.0.0.1/32"])
+    assert _fetch(server, "2130706433", policy)[:2] == b"\xff\xd8"  # decimal 127.0.0.1
+    with pytest.raises(DownloadError) as refused:
+        _fetch(server, "127.0.0.2", policy)
+    assert refused.value.reason == "blocked_address"
