@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmdata import io
+from mmdata import faults, io
 from mmdata.batch import ok_mask, public
 from mmdata.executors.base import seconds_column
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_OK, validate, with_version
@@ -98,6 +98,7 @@ def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str])
         "stats": json.dumps(stage_stats(rows, step_names)),
     }
     part["data_file"] = _write_file(part["data_path"], public(kept), IMAGE_SCHEMA)
+    faults.point("worker_write")  # between a part's two files (Ray worker or local process)
     if rejects.num_rows:
         part["reject_path"] = io.join(staging, f"{shard:05d}-{token}.rejects.parquet")
         part["reject_file"] = _write_file(part["reject_path"], rejects, REJECT_SCHEMA)

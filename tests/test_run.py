@@ -273,3 +273,19 @@ def test_disk_full_during_a_shard_write_fails_clearly_and_the_next_run_completes
     assert "(3 written now, 1 already done)" in capsys.readouterr().out
     assert_every_row_once(catalog)
     assert check(catalog).problems == []  # the run removed the staged half and redid it
+
+
+@pytest.mark.ray
+def test_a_ray_worker_killed_while_writing_parts_loses_nothing(demo_data, tmp_path, ray_session):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    once = tmp_path / "a-worker-died"
+    env = {"MMDATA_FAULT": "worker_write:1", "MMDATA_FAULT_ONCE": str(once)}
+    first = _cli("run", str(path), "--executor", "ray", "-q", env_extra=env)
+    assert once.exists()  # a worker was SIGKILLed between the two files of a part
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    # Ray re-runs the killed task in another worker; the dead worker's half-written part
+    # (data file, no rejects file) stays unlisted and goes with the staging folder
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "4 written now, 0 already done" in first.stdout
+    assert_every_row_once(catalog)
+    assert check(catalog).problems == []

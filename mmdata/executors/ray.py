@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mmdata import faults
 from mmdata.executors.base import RunPlan, has_prepare, read_partition, run_prepare, run_stage
 from mmdata.recipe import Recipe
 from mmdata.registry import STAGES
@@ -38,7 +39,11 @@ def init_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    env = faults.worker_env()  # crash tests reach into the workers
+    ray.init(
+        address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+        runtime_env={"env_vars": env} if env else None,
+    )  # fmt: skip
 
 
 def _source(recipe: Recipe) -> Source:
