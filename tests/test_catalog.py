@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import textwrap
+import time
 
 import duckdb
 import pytest
@@ -67,3 +68,27 @@ def test_sql_literal_quotes():
     con = duckdb.connect()
     nasty = "x'; DROP TABLE shards; --"
     assert con.execute(f"SELECT {sql_literal(nasty)}").fetchall() == [(nasty,)]
+
+
+def test_sql_during_a_commit_in_another_process_waits_and_sees_only_committed_rows(tmp_path):
+    from mmdata import demo_oracle
+
+    catalog = demo_oracle.build(tmp_path / "catalog.duckdb", tmp_path / "corpus", images=120)
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from mmdata.catalog import Catalog
+        with Catalog({catalog!r}).write() as con:  # a commit in progress
+            con.execute("DELETE FROM shards WHERE shard_index = 0")
+            print("holding", flush=True)
+            time.sleep(2.0)
+        print("committed", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        _, rows = Catalog(catalog).query("SELECT count(*) FROM shards")
+        waited = time.monotonic() - started
+    finally:
+        proc.wait(timeout=60)
+    assert rows == [(1,)] and waited > 0.5  # the commit landed first: never half of it
