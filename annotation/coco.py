@@ -9,6 +9,7 @@ partition's files. Memory is bounded by one partition, not by instances_train201
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import ijson
 import pyarrow as pa
 
-from annotation.jsonfile import AnnotationError, iter_array, require_keys
-from annotation.records import box_problem
+from annotation.jsonfile import AnnotationError, iter_array, require_ids, require_keys
+from annotation.records import MAX_SIDE_PX, box_problem, is_id, size_problem
 from annotation.spill import Spill, SpilledSource, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT, item_reject
@@ -83,14 +84,18 @@ class CocoSource(SpilledSource):
         return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
     def _row(self, index: int, image: Any, first: int, part: dict, names: dict) -> dict:
-        if not isinstance(image, dict) or "id" not in image:
-            detail = f"{self.captions}: images[{index}] has no 'id'"
+        if not isinstance(image, dict) or not is_id(image.get("id")):
+            found = (
+                "has no 'id'"
+                if not isinstance(image, dict) or "id" not in image
+                else (f"has id {image['id']!r}, not an int or a string")
+            )
             return {
                 "image_id": f"coco:?images[{index}]",
                 "source": "coco",
                 "status": STATUS_ERROR,
-                "reason": "missing_key",
-                "_detail": detail,
+                "reason": "missing_key" if "no 'id'" in found else "bad_id",
+                "_detail": f"{self.captions}: images[{index}] {found}",
             }
         image_id = image["id"]
         captions, rejects = self._captions(part["captions"].get(image_id, []))
@@ -100,9 +105,10 @@ class CocoSource(SpilledSource):
             "image_id": f"coco:{image_id}",
             "source": "coco",
             "split": karpathy[0] if karpathy else self.split,
-            "url": image.get("coco_url"),
-            "width_px": image.get("width"),
-            "height_px": image.get("height"),
+            "url": _text_or_none(image.get("coco_url")),
+            # a bad size is a reject (below); the row must still fit the schema
+            "width_px": _pixels_or_none(image.get("width")),
+            "height_px": _pixels_or_none(image.get("height")),
             "captions": captions,
             "gold": {"objects": objects, "relations": [], "regions": []},
             "_item_rejects": rejects + object_rejects or None,
@@ -160,7 +166,7 @@ class CocoSource(SpilledSource):
             "names": [names[ann["category_id"]]],
             "box_xywh_px": ann["bbox"],
             "score": None,
-            "area_px": ann.get("area"),
+            "area_px": _number_or_none(ann.get("area")),
             "iscrowd": bool(ann.get("iscrowd", 0)),
             "attributes": [],
             "synsets": [],
@@ -205,6 +211,7 @@ def _spill_images(path: str, folder: str, rows_per_partition: int) -> tuple[dict
     spill, partition_of, first_index, count = Spill(folder, "images"), {}, {}, 0
     for index, image in enumerate(iter_array(path, "images.item")):
         image_id = image.get("id") if isinstance(image, dict) else None
+        image_id = image_id if is_id(image_id) else None  # such a row becomes a reject
         first_index.setdefault(image_id, index)
         partition_of.setdefault(image_id, index // rows_per_partition)
         spill.add(index // rows_per_partition, [index, image, first_index[image_id]])
@@ -222,6 +229,7 @@ def _spill_by_image(
     spill, seen, strays, index = Spill(folder, kind), set(), [], -1
     for index, ann in enumerate(iter_array(path, prefix)):
         require_keys(ann, keys, path, f"annotations[{index}]")
+        require_ids(ann, ("id", "image_id"), path, f"annotations[{index}]")
         if ann["image_id"] not in partition_of:
             strays.append(ann["image_id"])
             continue
@@ -242,6 +250,12 @@ def _spill_categories(path: str, folder: str) -> None:
     spill, index = Spill(folder, "categories"), -1
     for index, category in enumerate(iter_array(path, "categories.item")):
         require_keys(category, ("id", "name"), path, f"categories[{index}]")
+        if type(category["id"]) is not int:
+            raise AnnotationError(
+                f"{path}: categories[{index}]: id {category['id']!r} is not an int"
+            )
+        if not isinstance(category["name"], str):
+            raise AnnotationError(f"{path}: categories[{index}]: name is not a string")
         spill.add(0, [category["id"], category["name"]])
     spill.flush()
     if index < 0:
@@ -253,6 +267,7 @@ def _spill_karpathy(path: str, partition_of: dict, folder: str) -> None:
     spill = Spill(folder, "karpathy")
     for index, record in enumerate(iter_array(path, "images.item")):
         require_keys(record, ("cocoid", "split"), path, f"images[{index}]")
+        require_ids(record, ("cocoid", "split"), path, f"images[{index}]")
         if record["cocoid"] in partition_of:
             spill.add(partition_of[record["cocoid"]], [record["cocoid"], record["split"]])
     spill.flush()
@@ -286,12 +301,30 @@ def _group(records: list) -> dict[Any, list]:
     return grouped
 
 
+def _number_or_none(value: Any) -> float | None:
+    number = type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e300
+    return float(value) if number else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _pixels_or_none(value: Any) -> int | None:
+    return value if type(value) is int and 0 < value <= MAX_SIDE_PX else None
+
+
 def _image_problem(image: dict, index: int, first: int, row: dict) -> tuple[str, str] | None:
     if first != index:
         return "duplicate_id", f"listed twice in images (first at images[{first}])"
     missing = [k for k in ("file_name", "width", "height") if k not in image]
     if missing:
         return "missing_key", f"lacks {missing}"
+    if not isinstance(image["file_name"], str) or not image["file_name"]:
+        return "bad_value", f"file_name {image['file_name']!r} is not a file name"
+    problem = size_problem(image["width"], image["height"])
+    if problem:
+        return problem
     if not row["captions"]:
         return "no_captions", "no usable caption annotation refers to it"
     return None
@@ -308,7 +341,7 @@ def _caption_problem(ann: dict, duplicate: bool) -> tuple[str, str] | None:
 def _object_problem(ann: dict, duplicate: bool, names: dict, image: dict) -> tuple[str, str] | None:
     if duplicate:
         return "duplicate_id", f"annotation id {ann['id']} listed twice"
-    if ann["category_id"] not in names:
+    if type(ann["category_id"]) is not int or ann["category_id"] not in names:
         return "unknown_category", f"category_id {ann['category_id']} is not in 'categories'"
     return box_problem(ann["bbox"], image.get("width"), image.get("height"))
 

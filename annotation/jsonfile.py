@@ -7,6 +7,7 @@ from typing import Any
 
 import ijson
 
+from annotation.records import is_id
 from mmdata.errors import InputFormatError
 
 
@@ -21,6 +22,16 @@ def require_keys(record: Any, keys: tuple[str, ...], path: str, where: str) -> N
     missing = [k for k in keys if k not in record]
     if missing:
         raise AnnotationError(f"{path}: {where} lacks key(s) {missing}")
+
+
+def require_ids(record: dict, keys: tuple[str, ...], path: str, where: str) -> None:
+    """Raise AnnotationError unless each of ``keys`` holds an int or a non-empty string
+    (ids are dictionary keys and joins: a list or a float there is a broken file)."""
+    for key in keys:
+        if not is_id(record[key]):
+            raise AnnotationError(
+                f"{path}: {where}: {key} is {record[key]!r}, expected an int or a string"
+            )
 
 
 def iter_array(path: str, prefix: str = "item") -> Iterator[Any]:

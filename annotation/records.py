@@ -34,3 +34,20 @@ def box_problem(box: Any, width: Any, height: Any) -> tuple[str, str] | None:
     ):
         return "box_outside_image", f"box {list(box)} outside the {width}x{height} image"
     return None
+
+
+#: The largest image side an annotation may claim (larger: a typo or hostile input).
+MAX_SIDE_PX = 1 << 20
+
+
+def is_id(value: Any) -> bool:
+    """An id a record may carry: an int (not a bool) or a non-empty string."""
+    return type(value) is int or (type(value) is str and value != "")
+
+
+def size_problem(width: Any, height: Any) -> tuple[str, str] | None:
+    """Check an image's annotated pixel size: two ints in 1..MAX_SIDE_PX."""
+    for name, value in (("width", width), ("height", height)):
+        if type(value) is not int or not 0 < value <= MAX_SIDE_PX:
+            return "bad_size", f"{name} {value!r} is not a pixel count in 1..{MAX_SIDE_PX}"
+    return None

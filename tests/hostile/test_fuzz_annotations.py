@@ -1,0 +1,129 @@
+"""Hostile annotation files, fuzzed (hypothesis): the real COCO captions excerpt and
+instances sample with values replaced by wrong types, huge or negative numbers, NaN,
+NUL bytes, megabyte strings and deep nesting, or with invalid UTF-8 spliced in. The
+importer either reads rows that fit the schema, or raises an InputFormatError that names
+the file. Nothing else: no KeyError, TypeError or crash from deep inside."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from annotation.coco import CocoSource
+from mmdata.batch import ok_mask, public
+from mmdata.errors import InputFormatError
+from mmdata.executors.base import read_partition
+from mmdata.schema import validate
+from tests.conftest import DATA
+
+CAPTIONS = json.loads((DATA / "coco" / "coco_captions_val2017_excerpt.json").read_text())
+INSTANCES = json.loads((DATA / "coco" / "coco_instances_val2017_1img_sample.json").read_text())
+
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0, 1e308]),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "a\x00b",
+            "x" * 1_000_000,
+            "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+        ]
+    ),
+    st.lists(st.integers(-5, 5), max_size=6),
+    st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=2), max_leaves=40),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+)
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every (key or index) path into a JSON document."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:3]):  # the first few of each list suffice
+            found += _paths(v, (*prefix, i))
+    return found
+
+
+def _replace(doc: Any, path: tuple, value: Any) -> Any:
+    doc = json.loads(json.dumps(doc))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+def _read_all(captions: Path, instances: Path | None) -> None:
+    """What a run does with the source's rows: read them as a working batch (a bad row
+    becomes a reject there), then check the kept rows against the schema, as the sink
+    does before it writes."""
+    source = CocoSource(captions=str(captions), instances=str(instances) if instances else None)
+    for partition in source.partitions(2):
+        table = read_partition(source, partition, "reject")
+        validate(public(table.filter(ok_mask(table))))
+
+
+def _must_be_clear(captions: Path, instances: Path | None) -> None:
+    try:
+        _read_all(captions, instances)
+    except InputFormatError as exc:
+        named = {str(captions), *([str(instances)] if instances else [])}
+        assert any(name in str(exc) for name in named), f"error names no file: {exc}"
+
+
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(data=st.data(), value=HOSTILE)
+def test_a_hostile_value_in_the_captions_file(tmp_path_factory, data, value):
+    path = data.draw(st.sampled_from(_paths(CAPTIONS)))
+    folder = tmp_path_factory.mktemp("fuzz")
+    captions = folder / "captions.json"
+    captions.write_text(json.dumps(_replace(CAPTIONS, path, value)))
+    _must_be_clear(captions, None)
+
+
+@FUZZ
+@given(data=st.data(), value=HOSTILE)
+def test_a_hostile_value_in_the_instances_file(tmp_path_factory, data, value):
+    path = data.draw(st.sampled_from(_paths(INSTANCES)))
+    folder = tmp_path_factory.mktemp("fuzz")
+    captions, instances = folder / "captions.json", folder / "instances.json"
+    doc = json.loads(json.dumps(CAPTIONS))
+    image = INSTANCES["images"][0]
+    first = doc["images"][0]
+    for ann in doc["annotations"]:  # point the first captioned image at the instances' one
+        if ann["image_id"] == first["id"]:
+            ann["image_id"] = image["id"]
+    first.update(id=image["id"], width=image["width"], height=image["height"])
+    captions.write_text(json.dumps(doc))
+    instances.write_text(json.dumps(_replace(INSTANCES, path, value)))
+    _must_be_clear(captions, instances)
+
+
+@FUZZ
+@given(cut=st.integers(0, 10_000), junk=st.binary(min_size=1, max_size=8))
+def test_invalid_utf8_or_a_truncated_file(tmp_path_factory, cut, junk):
+    raw = json.dumps(CAPTIONS).encode()
+    cut = cut % len(raw)
+    folder = tmp_path_factory.mktemp("fuzz")
+    captions = folder / "captions.json"
+    captions.write_bytes(raw[:cut] + b"\xff\xfe" + junk + raw[cut:])
+    _must_be_clear(captions, None)
+    captions.write_bytes(raw[:cut])  # truncated
+    _must_be_clear(captions, None)
