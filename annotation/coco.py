@@ -9,7 +9,6 @@ partition's files. Memory is bounded by one partition, not by instances_train201
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,14 @@ import ijson
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array, require_ids, require_keys
-from annotation.records import MAX_SIDE_PX, box_problem, is_id, size_problem
+from annotation.records import (
+    box_problem,
+    is_id,
+    number_or_none,
+    pixels_or_none,
+    size_problem,
+    text_or_none,
+)
 from annotation.spill import Spill, SpilledSource, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT, item_reject
@@ -105,10 +111,10 @@ class CocoSource(SpilledSource):
             "image_id": f"coco:{image_id}",
             "source": "coco",
             "split": karpathy[0] if karpathy else self.split,
-            "url": _text_or_none(image.get("coco_url")),
+            "url": text_or_none(image.get("coco_url")),
             # a bad size is a reject (below); the row must still fit the schema
-            "width_px": _pixels_or_none(image.get("width")),
-            "height_px": _pixels_or_none(image.get("height")),
+            "width_px": pixels_or_none(image.get("width")),
+            "height_px": pixels_or_none(image.get("height")),
             "captions": captions,
             "gold": {"objects": objects, "relations": [], "regions": []},
             "_item_rejects": rejects + object_rejects or None,
@@ -166,7 +172,7 @@ class CocoSource(SpilledSource):
             "names": [names[ann["category_id"]]],
             "box_xywh_px": ann["bbox"],
             "score": None,
-            "area_px": _number_or_none(ann.get("area")),
+            "area_px": number_or_none(ann.get("area")),
             "iscrowd": bool(ann.get("iscrowd", 0)),
             "attributes": [],
             "synsets": [],
@@ -299,19 +305,6 @@ def _group(records: list) -> dict[Any, list]:
     for image_id, value in records:
         grouped[image_id].append(value)
     return grouped
-
-
-def _number_or_none(value: Any) -> float | None:
-    number = type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e300
-    return float(value) if number else None
-
-
-def _text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _pixels_or_none(value: Any) -> int | None:
-    return value if type(value) is int and 0 < value <= MAX_SIDE_PX else None
 
 
 def _image_problem(image: dict, index: int, first: int, row: dict) -> tuple[str, str] | None:

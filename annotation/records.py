@@ -51,3 +51,20 @@ def size_problem(width: Any, height: Any) -> tuple[str, str] | None:
         if type(value) is not int or not 0 < value <= MAX_SIDE_PX:
             return "bad_size", f"{name} {value!r} is not a pixel count in 1..{MAX_SIDE_PX}"
     return None
+
+
+# Fields an importer only carries along: a wrong type becomes null (the row still fits
+# the schema), while the fields it checks become rejects.
+
+
+def number_or_none(value: Any) -> float | None:
+    finite = type(value) in _NUMBER and math.isfinite(value) and abs(value) < 1e300
+    return float(value) if finite else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def pixels_or_none(value: Any) -> int | None:
+    return value if type(value) is int and 0 < value <= MAX_SIDE_PX else None

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
-from annotation.records import box_problem
+from annotation.records import box_problem, is_id, pixels_or_none, size_problem, text_or_none
 from annotation.spill import Spill, SpilledSource, iter_records, read_spill
 from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT, item_reject
@@ -115,9 +115,10 @@ class VisualGenomeSource(SpilledSource):
             "image_id": f"vg:{image_id}",
             "source": "vg",
             "split": self.split,
-            "url": image.get("url"),
-            "width_px": image.get("width"),
-            "height_px": image.get("height"),
+            "url": text_or_none(image.get("url")),
+            # a bad size is a reject (below); the row must still fit the schema
+            "width_px": pixels_or_none(image.get("width")),
+            "height_px": pixels_or_none(image.get("height")),
             "captions": [],
         }
         if self.images:
@@ -202,7 +203,10 @@ class _Gold:
         relation_id = (
             item.get("relationship_id", item.get("id")) if isinstance(item, dict) else None
         )
+        relation_id = relation_id if is_id(relation_id) else None
         problem = _missing(item, ("predicate", "subject", "object"), relation_id, "relationship_id")
+        if problem is None and not isinstance(item["predicate"], str):
+            problem = ("bad_value", f"predicate {item['predicate']!r} is not a string")
         if problem is None and relation_id in self.ids["relation"]:
             problem = ("duplicate_id", f"relationship id {relation_id} listed twice")
         if problem:
@@ -226,10 +230,13 @@ class _Gold:
 
     def _region_descriptions(self, item: Any) -> None:
         region_id = item.get("region_id") if isinstance(item, dict) else None
+        region_id = region_id if is_id(region_id) else None
         problem = _missing(item, ("phrase", "x", "y", "width", "height"), region_id, "region_id")
         if problem is None:
             box = [item["x"], item["y"], item["width"], item["height"]]
             problem = box_problem(box, self.width, self.height)
+        if problem is None and not isinstance(item["phrase"], str):
+            problem = ("bad_value", f"phrase {item['phrase']!r} is not a string")
         if problem is None and region_id in self.ids["region"]:
             problem = ("duplicate_id", f"region id {region_id} listed twice")
         if problem:
@@ -298,7 +305,9 @@ def _image_problem(image: dict, repeat: bool) -> tuple[str, str] | None:
     if repeat:
         return "duplicate_id", "listed twice in image_data"
     missing = [k for k in ("width", "height") if k not in image]
-    return ("missing_key", f"lacks {missing}") if missing else None
+    if missing:
+        return "missing_key", f"lacks {missing}"
+    return size_problem(image["width"], image["height"])
 
 
 def _error_row(image_id: str, reason: str, detail: str) -> dict:
@@ -307,18 +316,22 @@ def _error_row(image_id: str, reason: str, detail: str) -> dict:
 
 def _object_id(item: Any) -> Any:
     # v1.2 uses object_id; older releases (and some endpoints) use id.
-    return item.get("object_id", item.get("id")) if isinstance(item, dict) else None
+    value = item.get("object_id", item.get("id")) if isinstance(item, dict) else None
+    return value if is_id(value) else None  # a list or a float there: no usable id
 
 
 def _merged_ids(item: Any) -> list:
-    return list(item.get("merged_object_ids") or []) if isinstance(item, dict) else []
+    merged = item.get("merged_object_ids") if isinstance(item, dict) else None
+    return [i for i in merged if is_id(i)] if isinstance(merged, list) else []
 
 
 def _names(item: dict) -> list[str]:
     # v1.2 objects and merged v1.4 endpoints carry 'names'; other endpoints 'name'.
-    if isinstance(item.get("names"), list):
-        return [str(n) for n in item["names"]]
-    return [str(item["name"])]
+    names = item.get("names")
+    if isinstance(names, list):
+        return [n for n in names if isinstance(n, str)]
+    name = item.get("name")
+    return [name] if isinstance(name, str) else []
 
 
 def _strings(value: Any) -> list[str]:
@@ -330,14 +343,16 @@ def _missing(item: Any, keys: tuple[str, ...], item_id: Any, id_key: str) -> tup
         return "missing_key", f"{type(item).__name__} where an object was expected"
     if item_id is not None and item.keys() >= set(keys):  # the common case, in C
         return None
-    missing = [k for k in keys if k not in item] + ([id_key] if item_id is None else [])
-    return ("missing_key", f"lacks {missing}") if missing else None
+    missing = [k for k in keys if k not in item]
+    if item_id is None:  # absent, or not an int or a string
+        missing.append(id_key)
+    return ("missing_key", f"lacks a usable {missing}") if missing else None
 
 
 def _object_problem(item: Any, object_id: Any, width: Any, height: Any) -> tuple[str, str] | None:
     problem = _missing(item, ("x", "y", "w", "h"), object_id, "object_id")
-    if problem is None and "names" not in item and "name" not in item:
-        problem = ("missing_key", "lacks ['names']")
+    if problem is None and not _names(item):
+        problem = ("missing_key", "lacks ['names'] (a list of strings)")
     if problem is None:
         problem = box_problem([item["x"], item["y"], item["w"], item["h"]], width, height)
     return problem

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotation.coco import CocoSource
+from annotation.visual_genome import VisualGenomeSource
 from mmdata.batch import ok_mask, public
 from mmdata.errors import InputFormatError
 from mmdata.executors.base import read_partition
@@ -127,3 +128,42 @@ def test_invalid_utf8_or_a_truncated_file(tmp_path_factory, cut, junk):
     _must_be_clear(captions, None)
     captions.write_bytes(raw[:cut])  # truncated
     _must_be_clear(captions, None)
+
+
+VG = DATA / "visual_genome" / "v1.2_first5images"
+VG_FILES = {
+    "image_data": "image_data.json",
+    "objects": "objects_v1_2.json",
+    "attributes": "attributes.json",
+    "relationships": "relationships_v1_2.json",
+    "region_descriptions": "region_descriptions.json",
+}
+VG_DOCS = {arg: json.loads((VG / name).read_text()) for arg, name in VG_FILES.items()}
+
+
+def _small(doc: Any) -> Any:
+    """The first two images of a VG file (a list per image): fast, still real."""
+    return doc[:2] if isinstance(doc, list) else doc
+
+
+@FUZZ
+@given(data=st.data(), value=HOSTILE)
+def test_a_hostile_value_in_a_visual_genome_file(tmp_path_factory, data, value):
+    arg = data.draw(st.sampled_from(sorted(VG_FILES)))
+    docs = {name: _small(doc) for name, doc in VG_DOCS.items()}
+    path = data.draw(st.sampled_from(_paths(docs[arg])))
+    docs[arg] = _replace(docs[arg], path, value)
+    folder = tmp_path_factory.mktemp("fuzz")
+    files = {}
+    for name, doc in docs.items():
+        files[name] = folder / VG_FILES[name]
+        files[name].write_text(json.dumps(doc))
+    source = VisualGenomeSource(
+        **{k: str(v) for k, v in files.items()}, cache_dir=str(folder / "cache")
+    )
+    try:
+        for partition in source.partitions(1):
+            table = read_partition(source, partition, "reject")
+            validate(public(table.filter(ok_mask(table))))
+    except InputFormatError as exc:
+        assert any(str(f) in str(exc) for f in files.values()), f"error names no file: {exc}"
