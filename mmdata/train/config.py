@@ -54,7 +54,7 @@ class OptimConfig:
     max_grad_norm: float = 2.0
     # scale each step's gradient to unit norm, so every task's batch moves the model as
     # much (mmdata.train.balance); false: UNITER's plain mixing, where the tasks with the
-    # largest gradients set everyone's step size
+    # largest gradients set everyone's step size (max_grad_norm clips only then)
     normalise_gradients: bool = True
 
 
