@@ -136,10 +136,27 @@ class Flickr30kSource(Source):
         come from them when no captions file is given)."""
         images = []
         for i, image in enumerate(iter_array(str(self.karpathy), "images.item")):
-            if not isinstance(image, dict) or "filename" not in image:
-                raise AnnotationError(f"{self.karpathy}: images[{i}] has no 'filename'")
+            problem = _karpathy_problem(image)
+            if problem:
+                raise AnnotationError(f"{self.karpathy}: images[{i}] {problem}")
             images.append(image)
         return images
+
+
+def _karpathy_problem(image: Any) -> str | None:
+    """What makes a Karpathy image record unusable, or None."""
+    if not isinstance(image, dict) or "filename" not in image:
+        return "has no 'filename'"
+    if not isinstance(image["filename"], str) or not image["filename"]:
+        return f"has filename {image['filename']!r}, not a file name"
+    if image.get("split") is not None and not isinstance(image["split"], str):
+        return f"has split {image['split']!r}, not a string"
+    sentences = image.get("sentences", [])
+    if not isinstance(sentences, list) or not all(
+        isinstance(x, dict) and isinstance(x.get("raw"), str) for x in sentences
+    ):
+        return "has 'sentences' that are not a list of {raw: text} objects"
+    return None
 
 
 def _lines(path: str) -> list[tuple[int, str]]:

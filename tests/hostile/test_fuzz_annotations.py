@@ -15,6 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotation.coco import CocoSource
+from annotation.conceptual import Cc3mSource, Cc12mSource
+from annotation.flickr30k import Flickr30kSource
+from annotation.sbu import SbuSource
 from annotation.visual_genome import VisualGenomeSource
 from mmdata.batch import ok_mask, public
 from mmdata.errors import InputFormatError
@@ -167,3 +170,96 @@ def test_a_hostile_value_in_a_visual_genome_file(tmp_path_factory, data, value):
             validate(public(table.filter(ok_mask(table))))
     except InputFormatError as exc:
         assert any(str(f) in str(exc) for f in files.values()), f"error names no file: {exc}"
+
+
+def _run_source(source: Any, files: list[Path]) -> None:
+    """Read every partition as a run would; only a clear error naming a file may stop it."""
+    try:
+        for partition in source.partitions(2):
+            table = read_partition(source, partition, "reject")
+            validate(public(table.filter(ok_mask(table))))
+    except InputFormatError as exc:
+        assert any(str(f) in str(exc) for f in files), f"error names no file: {exc}"
+
+
+SBU = json.loads((DATA / "sbu" / "sbu-captions-all_first5.json").read_text())
+
+
+@FUZZ
+@given(data=st.data(), value=HOSTILE)
+def test_a_hostile_value_in_the_sbu_file(tmp_path_factory, data, value):
+    path = data.draw(st.sampled_from(_paths(SBU)))
+    folder = tmp_path_factory.mktemp("fuzz")
+    file = folder / "sbu.json"
+    file.write_text(json.dumps(_replace(SBU, path, value)))
+    _run_source(SbuSource(json=str(file), cache_dir=str(folder / "cache")), [file])
+
+
+TSV_SOURCES = {
+    "cc3m": (Cc3mSource, DATA / "cc3m" / "cc3m_train_GCC-training_first5.tsv"),
+    "cc3m_labels": (
+        Cc3mSource,
+        DATA / "cc3m" / "cc3m_labels_Image_Labels_Subset_Train_GCC-Labels-training_first5.tsv",
+    ),
+    "cc12m": (Cc12mSource, DATA / "cc12m" / "cc12m_first5.tsv"),
+}
+HOSTILE_BYTES = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [b"", b"\t", b"\t\t\t\t\t\t", b"\x00", b"\xff\xfe", b"\r", b"\r\n", b"x" * 1_000_000,
+         b"\"", b"nan", b"-1", b"javascript:alert(1)", b"file:///etc/passwd"]
+    ),
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(sorted(TSV_SOURCES)),
+    line=st.integers(0, 4),
+    field=st.integers(0, 5),
+    junk=HOSTILE_BYTES,
+)
+def test_a_hostile_field_in_a_conceptual_captions_tsv(tmp_path_factory, kind, line, field, junk):
+    cls, real = TSV_SOURCES[kind]
+    lines = real.read_bytes().split(b"\n")
+    fields = lines[line].split(b"\t")
+    fields[min(field, len(fields) - 1)] = junk
+    lines[line] = b"\t".join(fields)
+    file = tmp_path_factory.mktemp("fuzz") / real.name
+    file.write_bytes(b"\n".join(lines))
+    _run_source(cls(tsv=str(file)), [file])
+
+
+FLICKR = DATA / "flickr30k"
+FLICKR_KARPATHY = json.loads((FLICKR / "dataset_flickr30k_first_record.json").read_text())
+FLICKR_LINES = {
+    "token": (FLICKR / "results_20130124_first10.token", b"\t"),
+    "csv": (FLICKR / "results_kaggle_first15.csv", b"|"),
+}
+
+
+@FUZZ
+@given(data=st.data(), value=HOSTILE)
+def test_a_hostile_value_in_the_flickr30k_karpathy_file(tmp_path_factory, data, value):
+    path = data.draw(st.sampled_from(_paths(FLICKR_KARPATHY)))
+    file = tmp_path_factory.mktemp("fuzz") / "dataset_flickr30k.json"
+    file.write_text(json.dumps(_replace(FLICKR_KARPATHY, path, value)))
+    _run_source(Flickr30kSource(karpathy=str(file)), [file])
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(sorted(FLICKR_LINES)),
+    line=st.integers(0, 9),
+    field=st.integers(0, 3),
+    junk=HOSTILE_BYTES,
+)
+def test_a_hostile_field_in_a_flickr30k_captions_file(tmp_path_factory, kind, line, field, junk):
+    real, sep = FLICKR_LINES[kind]
+    lines = real.read_bytes().split(b"\n")
+    fields = lines[line].split(sep)
+    fields[min(field, len(fields) - 1)] = junk
+    lines[line] = sep.join(fields)
+    file = tmp_path_factory.mktemp("fuzz") / real.name
+    file.write_bytes(b"\n".join(lines))
+    _run_source(Flickr30kSource(captions=str(file)), [file])
