@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 from PIL import Image
 
 
@@ -47,3 +48,39 @@ def load_capped(data: bytes, max_pixels: int, draft_scale: int = 1) -> Image.Ima
             image.draft("RGB", size)
         image.load()
     return image
+
+
+def decode_or_reject(data: bytes, max_pixels: int) -> Image.Image:
+    """Fully decode ``data`` (truncated files fail here, not later in a trainer).
+
+    Raises:
+        ImageError: ``too_many_pixels`` (over ``max_pixels``, or so large that Pillow's
+            own bomb guard refuses to open it), else ``image_decode_error``.
+    """
+    try:
+        return load_capped(data, max_pixels)
+    except PixelCapError as exc:
+        raise ImageError("too_many_pixels", str(exc)) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("too_many_pixels", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
+
+
+#: Pillow's modes of 16- and 32-bit grey images (16-bit PNG and TIFF open as these).
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 16- or 32-bit grey brought to 8 bits by keeping the top 8, as
+    torchvision decodes it (Pillow's own conversion would clip everything above 255 to
+    white); other modes are returned as they are."""
+    if image.mode not in WIDE_GREY_MODES:
+        return image
+    grey = (np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB pixels of ``image`` (see ``eight_bit``)."""
+    return eight_bit(image).convert("RGB")

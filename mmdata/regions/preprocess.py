@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmdata.imagefile import ImageError, PixelCapError, load_capped
+from mmdata.imagefile import decode_or_reject, to_rgb
 
 
 @dataclass
@@ -56,12 +56,7 @@ def prepare(data: bytes, min_size: int, max_size: int, max_pixels: int) -> Prepa
     Raises:
         ImageError: the bytes are not a decodable image, or exceed ``max_pixels``.
     """
-    try:
-        image = load_capped(data, max_pixels).convert("RGB")
-    except PixelCapError as exc:
-        raise ImageError("too_many_pixels", str(exc)) from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
+    image = to_rgb(decode_or_reject(data, max_pixels))
     width, height = image.size
     scale = target_scale(width, height, min_size, max_size)
     size = (max(round(width * scale), 1), max(round(height * scale), 1))

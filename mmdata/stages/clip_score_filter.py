@@ -25,10 +25,10 @@ from mmdata.args import InputPath
 from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
 from mmdata.devices import resolve_device
 from mmdata.errors import MmdataError
+from mmdata.imagefile import ImageError, decode_or_reject, eight_bit
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
 from mmdata.stage import Resources, Stage
-from mmdata.stages.read_images import ImageError, decode
 
 if TYPE_CHECKING:
     import torch
@@ -274,7 +274,8 @@ class ClipScoreFilter(Stage):
     def _pixels(self, data: bytes | None) -> torch.Tensor:
         if data is None:
             raise ImageError("missing_image_bytes", "no image_bytes (read_images keep_bytes off?)")
-        image = decode(data, _MAX_PIXELS)
+        # open_clip's transforms convert to RGB themselves; 16-bit grey must not clip
+        image = eight_bit(decode_or_reject(data, _MAX_PIXELS))
         try:
             return self._preprocess(image)
         except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert to RGB

@@ -5,30 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pyarrow as pa
-from PIL import Image
 
 from mmdata.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.imagefile import ImageError, PixelCapError, load_capped
+from mmdata.imagefile import ImageError, decode_or_reject
 from mmdata.io import read_bytes
 from mmdata.registry import STAGES
 from mmdata.schema import STATUS_ERROR
 from mmdata.stage import Stage
-
-
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Fully decode ``data`` (truncated files fail here, not later in a trainer)."""
-    try:
-        return load_capped(data, max_pixels)
-    except PixelCapError as exc:
-        raise ImageError("too_many_pixels", str(exc)) from exc
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
 
 
 @STAGES.register("read_images")
@@ -92,7 +75,7 @@ class ReadImages(Stage):
             raise ImageError("file_not_found", str(exc)) from exc
         except OSError as exc:
             raise ImageError("read_error", f"{type(exc).__name__}: {exc}") from exc
-        image = decode(data, self.max_pixels)
+        image = decode_or_reject(data, self.max_pixels)
         expected = (row["width_px"], row["height_px"])
         if self.check_size and None not in expected and expected != image.size:
             raise ImageError(

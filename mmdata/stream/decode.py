@@ -22,14 +22,18 @@ def image_tensor(data: bytes | None) -> torch.Tensor | None:
 
     try:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return decode_image(raw, mode=ImageReadMode.RGB)
+        pixels = decode_image(raw, mode=ImageReadMode.RGB)
+        # 16-bit PNGs decode to uint16: keep the top 8 bits, as mmdata.imagefile.to_rgb
+        return pixels if pixels.dtype == torch.uint8 else (pixels >> 8).to(torch.uint8)
     except RuntimeError:  # a format torchvision's decoders lack: Pillow reads it
         import io
 
         from PIL import Image
 
+        from mmdata.imagefile import to_rgb
+
         with Image.open(io.BytesIO(data)) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = np.asarray(to_rgb(image))
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
