@@ -127,10 +127,19 @@ def _check_scalar(value: Any, annotation: Any, base_dir: Path | None) -> Any:
         if not isinstance(value, str | Path):
             raise TypeError(f"must be a path, got {value!r}")
         resolved = resolve_path(str(value), base_dir)
-        if annotation is InputPath and "://" not in resolved and not Path(resolved).exists():
-            raise ValueError(f"names {resolved}, which does not exist")
+        if annotation is InputPath and "://" not in resolved and not _exists(resolved):
+            shown = resolved if len(resolved) <= 300 else resolved[:300] + "..."
+            raise ValueError(f"names {shown}, which does not exist")
         return resolved
     raise TypeError(f"unsupported argument type {annotation!r}")
+
+
+def _exists(path: str) -> bool:
+    """Whether ``path`` exists; a name no filesystem accepts (too long, a NUL) does not."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_path(value: str, base_dir: Path | None) -> str:

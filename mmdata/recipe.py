@@ -133,7 +133,7 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
     if not isinstance(data, dict):
         raise RecipeError(where, ["a recipe is a mapping with keys " + ", ".join(REQUIRED_KEYS)])
     problems += _check_top(data)
-    imports = data.get("imports") or []
+    imports = _list_or_empty(data.get("imports"))  # not a list: a problem already
     try:
         import_modules(imports)
     except ImportError as exc:
@@ -142,7 +142,7 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
     source = _step(data.get("source"), "source", SOURCES, base_dir, problems)
     stages = [
         _step(s, f"stages[{i}]", STAGES, base_dir, problems)
-        for i, s in enumerate(data.get("stages") or [])
+        for i, s in enumerate(_list_or_empty(data.get("stages")))
     ]
     if source is not None and None not in stages:
         problems += check_columns(source, stages)  # type: ignore[arg-type]
@@ -174,6 +174,10 @@ def expand(text: str, variables: dict[str, str], problems: list[str]) -> str:
     return VAR_RE.sub(substitute, text)
 
 
+def _list_or_empty(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _check_top(data: dict) -> list[str]:
     problems = [
         f"unknown key {k!r} (valid keys: {', '.join(sorted(TOP_KEYS))})"
@@ -187,7 +191,8 @@ def _check_top(data: dict) -> list[str]:
             f"name {name!r} must be letters, digits, '_', '-', '.' "
             "(no path separators), starting with a letter or digit"
         )
-    if data.get("on_error", "record") not in ON_ERROR:
+    on_error = data.get("on_error", "record")
+    if not isinstance(on_error, str) or on_error not in ON_ERROR:
         problems.append(f"on_error must be one of {list(ON_ERROR)}, got {data['on_error']!r}")
     rows = data.get("shard_rows", DEFAULT_SHARD_ROWS)
     if isinstance(rows, bool) or not isinstance(rows, int) or rows <= 0:
@@ -195,6 +200,8 @@ def _check_top(data: dict) -> list[str]:
     for key in ("output", "catalog"):
         if key in data and not isinstance(data[key], str):
             problems.append(f"{key} must be a path or URI string, got {data[key]!r}")
+        elif "\x00" in data.get(key, ""):
+            problems.append(f"{key} holds a NUL byte, which no path can")
     if not isinstance(data.get("stages") or [], list):
         problems.append("stages must be a list of {stage_name: {arguments}}")
     if not isinstance(data.get("imports") or [], list):
