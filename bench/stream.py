@@ -51,7 +51,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     from mmdata.catalog import Catalog
     from mmdata.regions.rows import region_row
     from mmdata.schema import IMAGE_SCHEMA, conform
-    from mmdata.sink import FinishedShard, encode_parquet
+    from mmdata.sink import write_listed_shard
 
     catalog = folder / "catalog.duckdb"
     marker = folder / "done.json"
@@ -59,7 +59,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return catalog
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*"):
+    for old in [*folder.glob("*"), *folder.glob("data/*")]:
         if old.is_file():
             old.unlink()
     cat = Catalog(catalog)
@@ -103,25 +103,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
                 }
             )
         table = conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
-        path = folder / f"shard-{index:05d}.parquet"
-        data = encode_parquet(table, IMAGE_SCHEMA)
-        path.write_bytes(data)
-        finished.append(
-            FinishedShard(
-                index=index,
-                input_rows=table.num_rows,
-                files=[
-                    {
-                        "kind": "data",
-                        "path": str(path),
-                        "rows": table.num_rows,
-                        "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                    }
-                ],
-                stats=[],
-            )
-        )
+        finished.append(write_listed_shard(str(folder), index, table))
     cat.commit_shards("bench", run_id, finished)
     cat.end_run(run_id, "finished")
     marker.write_text(json.dumps(spec))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -68,12 +69,13 @@ def _check_shard(path: str, rows: int, size: int, sha: str, hashes: bool):  # no
         return "missing", "listed in the catalog, not on disk"
     if info.size != size:
         return "size", f"{info.size} bytes, the catalog recorded {size}"
-    if hashes:
-        actual = io.sha256_hex(io.read_bytes(path))
+    data = io.read_bytes(path) if hashes else None
+    if data is not None:
+        actual = io.sha256_hex(data)
         if actual != sha:
             return "sha256", f"sha256 {actual[:16]}..., the catalog recorded {sha[:16]}..."
-    try:
-        with fs.open_input_file(inner) as handle:
+    try:  # the footer from the bytes already read, else from the file
+        with pa.BufferReader(data) if data is not None else fs.open_input_file(inner) as handle:
             found = pq.ParquetFile(handle).metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - any unreadable footer is the finding
         return "unreadable", f"not a readable parquet file: {exc}"

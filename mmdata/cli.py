@@ -71,22 +71,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sql = sub.add_parser("sql", help="query a catalog (read-only)")
     sql.add_argument("query")
-    sql.add_argument(
-        "--catalog",
-        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
-        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
-    )
+    _add_catalog_flag(sql)
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(handler=_cmd_sql)
 
     check = sub.add_parser(
         "check", help="catalog integrity: listed shards exist with their sha256 and rows; orphans"
     )
-    check.add_argument(
-        "--catalog",
-        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
-        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
-    )
+    _add_catalog_flag(check)
     check.add_argument("--corpus", help="only this corpus (default: every corpus)")
     check.add_argument(
         "--no-hash", action="store_true", help="skip sha256 (sizes, footers and rows only)"
@@ -117,11 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", required=True, help="the .tsv file, or the folder (npz, tars, hf dataset)"
     )
-    export.add_argument(
-        "--catalog",
-        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
-        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
-    )
+    _add_catalog_flag(export)
     export.add_argument(
         "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
     )
@@ -144,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     sg_eval.add_argument("--limit", type=positive_int, help="score only the first N captions")
     sg_eval.set_defaults(handler=_cmd_sg_eval)
     return parser
+
+
+def _add_catalog_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog",
+        default=os.environ.get(DEFAULT_CATALOG_ENV, "catalog.duckdb"),
+        help=f"catalog file (default: ${DEFAULT_CATALOG_ENV} or ./catalog.duckdb)",
+    )
 
 
 def _add_execution_flags(parser: argparse.ArgumentParser, default: str = "ray") -> None:

@@ -22,10 +22,9 @@ import pyarrow as pa
 
 from mmdata import demo
 from mmdata.catalog import Catalog
-from mmdata.io import written_whole
 from mmdata.regions.rows import region_row
 from mmdata.schema import IMAGE_SCHEMA, conform
-from mmdata.sink import FinishedShard, encode_parquet
+from mmdata.sink import write_listed_shard
 
 CORPUS = "demo_oracle"
 DIM = 64  # feature size
@@ -96,19 +95,7 @@ def build(catalog: str | Path, output: str | Path, images: int = 240, seed: int 
         if index in done:
             continue
         table = conform(pa.Table.from_pylist(rows[first : first + PER_SHARD], schema=IMAGE_SCHEMA))
-        path = output / "data" / f"shard-{index:05d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = encode_parquet(table, IMAGE_SCHEMA)
-        with written_whole(path) as partial:
-            partial.write_bytes(data)
-        file = {
-            "kind": "data",
-            "path": str(path),
-            "rows": table.num_rows,
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        finished.append(FinishedShard(index, table.num_rows, [file], []))
+        finished.append(write_listed_shard(str(output), index, table))
     cat.commit_shards(CORPUS, run_id, finished)
     cat.end_run(run_id, "finished")
     return str(cat.path)

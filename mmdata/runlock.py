@@ -17,6 +17,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
+from mmdata import io
 from mmdata.errors import MmdataError
 
 LOCK_FILE = ".mmdata-run.lock"
@@ -29,10 +32,11 @@ class CorpusBusyError(MmdataError):
 @contextlib.contextmanager
 def corpus_lock(output: str, corpus: str) -> Iterator[None]:
     """Hold the run lock of a local ``output`` for the block (no-op for object stores)."""
-    if "://" in output and not output.startswith("file://"):
+    fs, inner = io.resolve(output)
+    if not isinstance(fs, pafs.LocalFileSystem):
         yield
         return
-    folder = Path(output.removeprefix("file://"))
+    folder = Path(inner)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run

@@ -247,6 +247,23 @@ class ShardAssembler:
         )
 
 
+def _write_whole(final: str, table: pa.Table, schema: pa.Schema) -> dict:
+    """Write ``table`` to ``final`` through a ``.tmp`` sibling moved into place."""
+    tmp = final + ".tmp"
+    meta = _write_file(tmp, table, schema)
+    io.move(tmp, final)
+    return meta
+
+
+def write_listed_shard(output: str, index: int, table: pa.Table) -> FinishedShard:
+    """Write ``table`` (image rows) as data shard ``index`` of ``output`` and describe it
+    for ``Catalog.commit_shards``: for corpora made outside a recipe run (the demo's
+    oracle corpus, benchmark corpora)."""
+    path = shard_path(output, index)
+    meta = _write_whole(path, table, IMAGE_SCHEMA)
+    return FinishedShard(index, table.num_rows, [{"kind": "data", "path": path, **meta}], [])
+
+
 def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Schema) -> dict:
     """Move one part to ``final``, or merge several in input-row order."""
     if len(parts) == 1:
@@ -258,9 +275,7 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
     ]
     order = pa.array([row for _, rows, _ in parts for row in rows], pa.int64())
     merged = pa.concat_tables(tables).take(pc.sort_indices(order))
-    tmp = final + ".tmp"
-    meta = _write_file(tmp, merged, schema)
-    io.move(tmp, final)
+    meta = _write_whole(final, merged, schema)
     for path, _, _ in parts:
         io.resolve(path)[0].delete_file(io.resolve(path)[1])
     return {"path": final, **meta}

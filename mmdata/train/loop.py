@@ -247,15 +247,16 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
                 micro = (consumed // per_rank - 1) % config.optim.grad_accum
                 task = run.task(step)
                 losses = run.forward_backward(task, batch, step, micro, rank)
-                for name, value in losses.items():
-                    history[name].append(float(value.detach()))
+                values = {k: float(v.detach()) for k, v in losses.items()}  # one sync
+                for name, value in values.items():
+                    history[name].append(value)
                 if micro + 1 < config.optim.grad_accum:
                     continue
                 run.optimizer_step()
                 step += 1
                 if metrics is not None:
                     row = {"step": step, "task": task, "lr": run.scheduler.get_last_lr()[0]}
-                    row.update({f"loss_{k}": float(v.detach()) for k, v in losses.items()})
+                    row.update({f"loss_{k}": v for k, v in values.items()})
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
                     if step % config.log_every == 0:

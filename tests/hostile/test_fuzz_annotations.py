@@ -69,22 +69,34 @@ def _replace(doc: Any, path: tuple, value: Any) -> Any:
     return doc
 
 
-def _read_all(captions: Path, instances: Path | None) -> None:
+def _run_source(source: Any, files: list[Path], rows_per_partition: int = 2) -> None:
     """What a run does with the source's rows: read them as a working batch (a bad row
     becomes a reject there), then check the kept rows against the schema, as the sink
-    does before it writes."""
-    source = CocoSource(captions=str(captions), instances=str(instances) if instances else None)
-    for partition in source.partitions(2):
-        table = read_partition(source, partition, "reject")
-        validate(public(table.filter(ok_mask(table))))
-
-
-def _must_be_clear(captions: Path, instances: Path | None) -> None:
+    does before it writes. Only an InputFormatError naming one of ``files`` may stop it."""
     try:
-        _read_all(captions, instances)
+        for partition in source.partitions(rows_per_partition):
+            table = read_partition(source, partition, "reject")
+            validate(public(table.filter(ok_mask(table))))
     except InputFormatError as exc:
-        named = {str(captions), *([str(instances)] if instances else [])}
-        assert any(name in str(exc) for name in named), f"error names no file: {exc}"
+        assert any(str(f) in str(exc) for f in files), f"error names no file: {exc}"
+
+
+def _coco(captions: Path, instances: Path | None = None) -> None:
+    source = CocoSource(captions=str(captions), instances=str(instances) if instances else None)
+    _run_source(source, [captions, *([instances] if instances else [])])
+
+
+def _with_hostile_field(
+    real: Path, sep: bytes, line: int, field: int, junk: bytes, folder: Path
+) -> Path:
+    """A copy of ``real`` with field ``field`` of line ``line`` replaced by ``junk``."""
+    lines = real.read_bytes().split(b"\n")
+    fields = lines[line].split(sep)
+    fields[min(field, len(fields) - 1)] = junk
+    lines[line] = sep.join(fields)
+    file = folder / real.name
+    file.write_bytes(b"\n".join(lines))
+    return file
 
 
 FUZZ = settings(
@@ -99,7 +111,7 @@ def test_a_hostile_value_in_the_captions_file(tmp_path_factory, data, value):
     folder = tmp_path_factory.mktemp("fuzz")
     captions = folder / "captions.json"
     captions.write_text(json.dumps(_replace(CAPTIONS, path, value)))
-    _must_be_clear(captions, None)
+    _coco(captions)
 
 
 @FUZZ
@@ -117,7 +129,7 @@ def test_a_hostile_value_in_the_instances_file(tmp_path_factory, data, value):
     first.update(id=image["id"], width=image["width"], height=image["height"])
     captions.write_text(json.dumps(doc))
     instances.write_text(json.dumps(_replace(INSTANCES, path, value)))
-    _must_be_clear(captions, instances)
+    _coco(captions, instances)
 
 
 @FUZZ
@@ -128,9 +140,9 @@ def test_invalid_utf8_or_a_truncated_file(tmp_path_factory, cut, junk):
     folder = tmp_path_factory.mktemp("fuzz")
     captions = folder / "captions.json"
     captions.write_bytes(raw[:cut] + b"\xff\xfe" + junk + raw[cut:])
-    _must_be_clear(captions, None)
+    _coco(captions)
     captions.write_bytes(raw[:cut])  # truncated
-    _must_be_clear(captions, None)
+    _coco(captions)
 
 
 VG = DATA / "visual_genome" / "v1.2_first5images"
@@ -164,22 +176,7 @@ def test_a_hostile_value_in_a_visual_genome_file(tmp_path_factory, data, value):
     source = VisualGenomeSource(
         **{k: str(v) for k, v in files.items()}, cache_dir=str(folder / "cache")
     )
-    try:
-        for partition in source.partitions(1):
-            table = read_partition(source, partition, "reject")
-            validate(public(table.filter(ok_mask(table))))
-    except InputFormatError as exc:
-        assert any(str(f) in str(exc) for f in files.values()), f"error names no file: {exc}"
-
-
-def _run_source(source: Any, files: list[Path]) -> None:
-    """Read every partition as a run would; only a clear error naming a file may stop it."""
-    try:
-        for partition in source.partitions(2):
-            table = read_partition(source, partition, "reject")
-            validate(public(table.filter(ok_mask(table))))
-    except InputFormatError as exc:
-        assert any(str(f) in str(exc) for f in files), f"error names no file: {exc}"
+    _run_source(source, list(files.values()), rows_per_partition=1)
 
 
 SBU = json.loads((DATA / "sbu" / "sbu-captions-all_first5.json").read_text())
@@ -221,12 +218,7 @@ HOSTILE_BYTES = st.one_of(
 )
 def test_a_hostile_field_in_a_conceptual_captions_tsv(tmp_path_factory, kind, line, field, junk):
     cls, real = TSV_SOURCES[kind]
-    lines = real.read_bytes().split(b"\n")
-    fields = lines[line].split(b"\t")
-    fields[min(field, len(fields) - 1)] = junk
-    lines[line] = b"\t".join(fields)
-    file = tmp_path_factory.mktemp("fuzz") / real.name
-    file.write_bytes(b"\n".join(lines))
+    file = _with_hostile_field(real, b"\t", line, field, junk, tmp_path_factory.mktemp("fuzz"))
     _run_source(cls(tsv=str(file)), [file])
 
 
@@ -256,10 +248,5 @@ def test_a_hostile_value_in_the_flickr30k_karpathy_file(tmp_path_factory, data, 
 )
 def test_a_hostile_field_in_a_flickr30k_captions_file(tmp_path_factory, kind, line, field, junk):
     real, sep = FLICKR_LINES[kind]
-    lines = real.read_bytes().split(b"\n")
-    fields = lines[line].split(sep)
-    fields[min(field, len(fields) - 1)] = junk
-    lines[line] = sep.join(fields)
-    file = tmp_path_factory.mktemp("fuzz") / real.name
-    file.write_bytes(b"\n".join(lines))
+    file = _with_hostile_field(real, sep, line, field, junk, tmp_path_factory.mktemp("fuzz"))
     _run_source(Flickr30kSource(captions=str(file)), [file])
