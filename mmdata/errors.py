@@ -10,3 +10,8 @@ class MmdataError(Exception):
 
 class InputFormatError(MmdataError, ValueError):
     """An input file that is not in the format it should be; names the file and record."""
+
+
+class StorageError(MmdataError, OSError):
+    """A read or write that still failed after its retries (an object store that is down
+    or refusing, a network filesystem gone away); names the file and the store's error."""

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import pyarrow.fs as pafs
 
+from mmdata.errors import StorageError
+
 T = TypeVar("T")
 RETRY_ATTEMPTS = 4
 RETRY_BASE_S = 0.5
@@ -94,7 +96,9 @@ def with_retries(action: Callable[[], T], what: str) -> T:
             raise
         except OSError as exc:
             if attempt == RETRY_ATTEMPTS - 1:
-                raise OSError(f"{what} failed after {RETRY_ATTEMPTS} attempts: {exc}") from exc
+                error = StorageError(f"{what} failed after {RETRY_ATTEMPTS} attempts: {exc}")
+                error.errno = exc.errno
+                raise error from exc
             time.sleep(RETRY_BASE_S * 2**attempt)
     raise AssertionError("unreachable")
 

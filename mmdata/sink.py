@@ -231,6 +231,7 @@ class ShardAssembler:
             IMAGE_SCHEMA,
         )
         files = [{"kind": "data", **data}]
+        faults.point("shard_placed")  # data file in place, rejects file still staged
         reject_parts = [
             (p["reject_path"], p["reject_order"], p["reject_file"])
             for p in parts
@@ -276,6 +277,7 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
     order = pa.array([row for _, rows, _ in parts for row in rows], pa.int64())
     merged = pa.concat_tables(tables).take(pc.sort_indices(order))
     meta = _write_whole(final, merged, schema)
+    faults.point("parts_merged")  # merged file in place, its parts not yet deleted
     for path, _, _ in parts:
         io.resolve(path)[0].delete_file(io.resolve(path)[1])
     return {"path": final, **meta}

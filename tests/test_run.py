@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray.data
 
 from mmdata import io as mmdata_io
 from mmdata import recipe as recipes
@@ -20,6 +21,7 @@ from mmdata.cli import main
 from mmdata.executors.base import StageError
 from mmdata.run import run_recipe
 from mmdata.runlock import corpus_lock
+from mmdata.sink import ShardAssembler
 from tests.conftest import demo_recipe, write_recipe
 
 INPUT_ROWS = 64
@@ -130,13 +132,24 @@ def test_ray_and_local_give_the_same_catalog(demo_data, tmp_path, ray_session):
 
 
 @pytest.mark.ray
-def test_ray_with_small_batches_reassembles_shards(demo_data, tmp_path, ray_session):
+def test_ray_with_small_batches_reassembles_shards(
+    demo_data, tmp_path, ray_session, monkeypatch
+):
     stages = demo_recipe(demo_data, tmp_path)["stages"]
     stages[0]["read_images"]["resources"] = {"batch_size": 5}
     local_recipe, _ = _run(demo_data, tmp_path / "a", stages=stages)
     local = catalog_contents(Catalog(local_recipe.catalog))
     os.rename(tmp_path / "a", tmp_path / "a_local")
+    # Ray fuses the stages and coalesces batches into blocks; 2 KB blocks make it hand the
+    # driver each shard in many parts, which the assembler must merge in input order.
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "target_max_block_size", 2048)
+    parts = []
+    finish = ShardAssembler._finish
+    monkeypatch.setattr(
+        ShardAssembler, "_finish", lambda self, i, p: parts.append(len(p)) or finish(self, i, p)
+    )
     ray_recipe, _ = _run(demo_data, tmp_path / "a", executor="ray", stages=stages)
+    assert min(parts) > 1
     assert catalog_contents(Catalog(ray_recipe.catalog)) == local
 
 
@@ -171,12 +184,24 @@ def test_file_uri_output(demo_data, tmp_path):
     assert Catalog(recipe.catalog).query("SELECT count(*) FROM images")[1] == [(KEPT_ROWS,)]
 
 
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+# A driver whose Ray Data cuts blocks at 2 KB, so each shard arrives in many parts and the
+# driver merges them (at full scale that happens when a shard outgrows Ray's block size).
+SMALL_BLOCKS = (
+    "import sys, ray.data; from mmdata.cli import main; "
+    "ray.data.DataContext.get_current().target_max_block_size = 2048; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _cli(
+    *args: str, env_extra: dict | None = None, small_blocks: bool = False
+) -> subprocess.CompletedProcess:
     """Run the CLI in its own process group, and reap the group afterwards: a killed
     Ray driver leaves its embedded cluster's agents behind, as a real crash would."""
     env = {**os.environ, **(env_extra or {})}
+    entry = ["-c", SMALL_BLOCKS] if small_blocks else ["-m", "mmdata.cli"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmdata.cli", *args],
+        [sys.executable, *entry, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -191,7 +216,7 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("point", ["after_commit", "before_commit"])
+@pytest.mark.parametrize("point", ["after_commit", "before_commit", "shard_placed"])
 def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
     crashed = _cli(
@@ -202,7 +227,7 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     committed = 2 if point == "after_commit" else 1
     assert catalog.query("SELECT count(*) FROM shards WHERE kind = 'data'")[1] == [(committed,)]
     damage = {(Path(p.path).name, p.kind) for p in check(catalog).problems}
-    if point == "before_commit":  # shard 1 was renamed into place but never listed
+    if point != "after_commit":  # shard 1's data was renamed into place but never listed
         assert (tmp_path / "corpus" / "data" / "shard-00001.parquet").exists()
         assert ("shard-00001.parquet", "orphan") in damage
     assert {kind for _, kind in damage} <= {"orphan", "staging"}  # listed shards intact
@@ -216,6 +241,23 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     ]
     runs = catalog.query("SELECT status FROM runs ORDER BY run_id")[1]
     assert runs == [("interrupted",), ("finished",)]
+
+
+@pytest.mark.ray
+def test_a_driver_killed_while_merging_parts_then_resume(demo_data, tmp_path, ray_session):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    fault = {"MMDATA_FAULT": "parts_merged:2"}
+    crashed = _cli("run", str(path), "--executor", "ray", "-q", env_extra=fault, small_blocks=True)
+    assert crashed.returncode == -9, crashed.stderr  # merged file written, parts still there
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    damage = {kind for p in check(catalog).problems for kind in [p.kind]}
+    assert damage == {"orphan", "staging"}
+    listed = catalog.query("SELECT count(*) FROM shards WHERE kind = 'data'")[1][0][0]
+    resumed = _cli("run", str(path), "--executor", "ray", "-q", small_blocks=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({4 - listed} written now, {listed} already done)" in resumed.stdout
+    assert_every_row_once(catalog)
+    assert check(catalog).problems == []
 
 
 @pytest.mark.ray

@@ -1,13 +1,19 @@
 """Shards on an object store: a recipe writes to S3 (moto's server on 127.0.0.1) and
-ShardStream reads them back through pyarrow's S3 filesystem."""
+ShardStream reads them back through pyarrow's S3 filesystem; the store going away in the
+middle of a run fails it clearly, and the next run completes."""
 
 from __future__ import annotations
 
+import functools
+
+import pyarrow.fs as pafs
 import pytest
 
 from mmdata import demo, io
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
+from mmdata.check import check
+from mmdata.cli import main
 from mmdata.run import run_recipe
 from mmdata.stream import ShardStream
 from tests.conftest import write_recipe
@@ -15,12 +21,31 @@ from tests.conftest import write_recipe
 moto_server = pytest.importorskip("moto.server")
 
 
+class S3Server:
+    """moto's S3 server on 127.0.0.1, which can go away and come back on the same port
+    (moto keeps the buckets in this process, so they survive a restart)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.start()
+
+    def start(self) -> None:
+        self._server = moto_server.ThreadedMotoServer(
+            ip_address="127.0.0.1", port=self.port, verbose=False
+        )
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
 @pytest.fixture
-def s3_bucket(monkeypatch):
-    """A bucket named ``bucket`` on a local S3 server; pyarrow finds it by AWS_ENDPOINT_URL."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def s3_server(monkeypatch):
+    """A local S3 server holding a bucket named ``bucket``; pyarrow finds it by
+    AWS_ENDPOINT_URL."""
+    server = S3Server()
+    host, port = "127.0.0.1", server.port
     endpoint = f"http://{host}:{port}"
     for key, value in {
         "AWS_ENDPOINT_URL": endpoint,
@@ -34,22 +59,31 @@ def s3_bucket(monkeypatch):
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bucket")
     io._filesystem_for.cache_clear()  # a filesystem made for another endpoint must not serve
-    yield "s3://bucket"
+    yield server
     io._filesystem_for.cache_clear()
     server.stop()
 
 
-def test_a_corpus_on_s3_is_written_listed_and_streamed(s3_bucket, tmp_path):
+@pytest.fixture
+def s3_bucket(s3_server):
+    return "s3://bucket"
+
+
+def _spec(tmp_path, output: str) -> dict:
     data = demo.generate(tmp_path / "data", num_images=12)
-    spec = {
+    return {
         "name": "remote",
         "source": {"coco": {"captions": data["captions"], "images": data["images"]}},
         "stages": [{"read_images": {"keep_bytes": False}}],
-        "output": f"{s3_bucket}/corpus",
+        "output": output,
         "catalog": str(tmp_path / "catalog.duckdb"),
         "on_error": "record",
         "shard_rows": 5,
     }
+
+
+def test_a_corpus_on_s3_is_written_listed_and_streamed(s3_bucket, tmp_path):
+    spec = _spec(tmp_path, f"{s3_bucket}/corpus")
     result = run_recipe(
         recipes.load(write_recipe(tmp_path / "r.yaml", spec)), "local", progress=False
     )
@@ -69,3 +103,43 @@ def test_a_corpus_on_s3_is_written_listed_and_streamed(s3_bucket, tmp_path):
         str(tmp_path / "catalog.duckdb"), "local", columns=["caption_id"], unit="caption"
     )
     assert sorted(got) == sorted(s["caption_id"] for s in want) and len(got) == len(set(got))
+
+
+def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
+    s3_server, tmp_path, monkeypatch, capsys
+):
+    path = write_recipe(tmp_path / "r.yaml", _spec(tmp_path, "s3://bucket/corpus"))
+    write_bytes = io.write_bytes
+
+    def store_goes_away(uri: str, data: bytes) -> None:
+        if "/_staging/00001-" in uri:  # shard 0 is written and listed; then the store stops
+            s3_server.stop()
+        write_bytes(uri, data)
+
+    monkeypatch.setattr(io, "RETRY_BASE_S", 0.05)
+    # the AWS SDK's own retries take 12 s per call against a closed port: one attempt here
+    quick = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{s3_server.port}",
+        scheme="http",
+        region="us-east-1",
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+    monkeypatch.setattr(io, "_filesystem_for", functools.lru_cache(lambda root: quick))
+    monkeypatch.setattr(io, "write_bytes", store_goes_away)
+    assert main(["run", str(path), "--executor", "local", "-q"]) != 0
+    err = capsys.readouterr().err.strip()
+    # one line naming the object and the store's own error, after the retries ran out
+    assert len(err.splitlines()) == 1, err
+    assert "s3://bucket/corpus/_staging/00001-" in err and "failed after 4 attempts" in err
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.query("SELECT shard_index FROM shards WHERE kind = 'data'")[1] == [(0,)]
+    assert catalog.query("SELECT status FROM runs")[1] == [("failed",)]
+
+    s3_server.start()  # the store is back, on the same endpoint
+    monkeypatch.setattr(io, "write_bytes", write_bytes)
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0
+    assert "(2 written now, 1 already done)" in capsys.readouterr().out
+    # (SQL over the rows themselves needs DuckDB's httpfs, which is offline here)
+    shards = "SELECT shard_index, input_rows FROM shards WHERE kind = 'data' ORDER BY 1"
+    assert catalog.query(shards)[1] == [(0, 5), (1, 5), (2, 2)]  # every input row once
+    assert check(catalog).problems == []  # each object's size, sha256 and row count
