@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ctypes
 import os
 import signal
 import subprocess
@@ -329,5 +330,58 @@ def test_a_ray_worker_killed_while_writing_parts_loses_nothing(demo_data, tmp_pa
     # (data file, no rejects file) stays unlisted and goes with the staging folder
     assert first.returncode == 0, first.stderr[-3000:]
     assert "4 written now, 0 already done" in first.stdout
+    assert_every_row_once(catalog)
+    assert check(catalog).problems == []
+
+
+
+def _without_root_overrides() -> None:
+    """In the child, before exec: drop the capabilities that let root write anywhere
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) from the bounding set, so a
+    folder with mode 0555 is as shut to the run as to any user's process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _run_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmdata.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_without_root_overrides if os.geteuid() == 0 else None,
+    )
+
+
+def test_permission_denied_while_placing_shards_fails_clearly_and_the_next_run_completes(
+    demo_data, tmp_path
+):
+    shut = tmp_path / "corpus" / "data"  # where finished shards are moved to
+    shut.mkdir(parents=True)
+    shut.chmod(0o555)
+    probe = subprocess.run(
+        [sys.executable, "-c", f"open({str(shut / 'probe')!r}, 'w')"],
+        capture_output=True,
+        preexec_fn=_without_root_overrides if os.geteuid() == 0 else None,
+    )
+    if probe.returncode == 0:
+        pytest.skip("this process may write into a 0555 folder (root that cannot drop caps)")
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    denied = _run_unprivileged("run", str(path), "--executor", "local", "-q")
+    assert denied.returncode != 0, denied.stderr
+    err = denied.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Permission denied" in err, err
+    assert str(shut) in err
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.query("SELECT count(*) FROM shards")[1] == [(0,)]  # nothing listed
+    assert catalog.query("SELECT status FROM runs")[1] == [("failed",)]
+    assert {p.kind for p in check(catalog).problems} == {"staging"}  # parts kept, unlisted
+
+    shut.chmod(0o755)  # the operator fixes the permissions
+    resumed = _run_unprivileged("run", str(path), "--executor", "local", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(4 written now, 0 already done)" in resumed.stdout
     assert_every_row_once(catalog)
     assert check(catalog).problems == []

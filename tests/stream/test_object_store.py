@@ -5,6 +5,7 @@ middle of a run fails it clearly, and the next run completes."""
 from __future__ import annotations
 
 import functools
+import threading
 
 import pyarrow.fs as pafs
 import pytest
@@ -105,6 +106,18 @@ def test_a_corpus_on_s3_is_written_listed_and_streamed(s3_bucket, tmp_path):
     assert sorted(got) == sorted(s["caption_id"] for s in want) and len(got) == len(set(got))
 
 
+def _one_sdk_attempt(server: S3Server, monkeypatch) -> None:
+    """The AWS SDK's own retries take 12 s per call against a closed port; with one SDK
+    attempt per call the test sees mmdata's retries alone."""
+    quick = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{server.port}",
+        scheme="http",
+        region="us-east-1",
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+    monkeypatch.setattr(io, "_filesystem_for", functools.lru_cache(lambda root: quick))
+
+
 def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
     s3_server, tmp_path, monkeypatch, capsys
 ):
@@ -117,14 +130,7 @@ def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
         write_bytes(uri, data)
 
     monkeypatch.setattr(io, "RETRY_BASE_S", 0.05)
-    # the AWS SDK's own retries take 12 s per call against a closed port: one attempt here
-    quick = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{s3_server.port}",
-        scheme="http",
-        region="us-east-1",
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
-    )
-    monkeypatch.setattr(io, "_filesystem_for", functools.lru_cache(lambda root: quick))
+    _one_sdk_attempt(s3_server, monkeypatch)
     monkeypatch.setattr(io, "write_bytes", store_goes_away)
     assert main(["run", str(path), "--executor", "local", "-q"]) != 0
     err = capsys.readouterr().err.strip()
@@ -143,3 +149,25 @@ def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
     shards = "SELECT shard_index, input_rows FROM shards WHERE kind = 'data' ORDER BY 1"
     assert catalog.query(shards)[1] == [(0, 5), (1, 5), (2, 2)]  # every input row once
     assert check(catalog).problems == []  # each object's size, sha256 and row count
+
+
+def test_a_store_that_blinks_is_retried_and_the_run_completes(s3_server, tmp_path, monkeypatch):
+    path = write_recipe(tmp_path / "r.yaml", _spec(tmp_path, "s3://bucket/corpus"))
+    write_bytes = io.write_bytes
+    blinked = []
+
+    def store_blinks(uri: str, data: bytes) -> None:
+        if "/_staging/00001-" in uri and not blinked:  # down for about 0.3 s, then back
+            s3_server.stop()
+            threading.Timer(0.3, s3_server.start).start()
+            blinked.append(uri)
+        write_bytes(uri, data)
+
+    monkeypatch.setattr(io, "RETRY_BASE_S", 0.4)
+    _one_sdk_attempt(s3_server, monkeypatch)
+    monkeypatch.setattr(io, "write_bytes", store_blinks)
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0
+    assert blinked
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.query("SELECT status FROM runs")[1] == [("finished",)]
+    assert check(catalog).problems == []
