@@ -92,8 +92,14 @@ class UrlListSource(LineFileSource):
         if self.format != "parquet":
             self._check_text_columns()
             return super().read(partition)
-        start = partition.spec["start"]
-        pairs = _parquet_rows(self._parquet_file(), self._columns(), start, partition.spec["end"])
+        start, end = partition.spec["start"], partition.spec["end"]
+        try:
+            pairs = list(_parquet_rows(self._parquet_file(), self._columns(), start, end))
+        except _DAMAGED as exc:
+            raise AnnotationError(
+                f"{self.path}: rows {start}-{end - 1} cannot be read (a damaged Parquet "
+                f"file?): {type(exc).__name__}: {exc}"
+            ) from None
         rows = [
             web_row(self.name, row, url, caption, f"{self.path}: row {row}", self.split)
             for row, (url, caption) in enumerate(pairs, start)
@@ -112,7 +118,12 @@ class UrlListSource(LineFileSource):
             )
 
     def _parquet_file(self) -> pq.ParquetFile:
-        handle = pq.ParquetFile(self.path)
+        try:
+            handle = pq.ParquetFile(self.path)
+        except _DAMAGED as exc:
+            raise AnnotationError(
+                f"{self.path}: not a readable Parquet file: {type(exc).__name__}: {exc}"
+            ) from None
         self._missing(handle.schema_arrow.names)
         return handle
 
@@ -163,6 +174,11 @@ class UrlListSource(LineFileSource):
             return error_row(self.name, row_number, "missing_key", detail, self.split)
         url, caption = record[self.url_col], record[self.caption_col]
         return web_row(self.name, row_number, url, caption, where, self.split)
+
+
+# What pyarrow raises on a truncated or corrupted Parquet file: Arrow's own errors, an
+# OSError from the thrift decoder, or invalid UTF-8 surfacing when strings are converted.
+_DAMAGED = (pa.ArrowException, OSError, UnicodeDecodeError)
 
 
 def _infer_format(path: str) -> Format:

@@ -11,13 +11,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from annotation.coco import CocoSource
 from annotation.conceptual import Cc3mSource, Cc12mSource
 from annotation.flickr30k import Flickr30kSource
 from annotation.sbu import SbuSource
+from annotation.url_list import UrlListSource
 from annotation.visual_genome import VisualGenomeSource
 from mmdata.batch import ok_mask, public
 from mmdata.errors import InputFormatError
@@ -250,3 +253,48 @@ def test_a_hostile_field_in_a_flickr30k_captions_file(tmp_path_factory, kind, li
     real, sep = FLICKR_LINES[kind]
     file = _with_hostile_field(real, sep, line, field, junk, tmp_path_factory.mktemp("fuzz"))
     _run_source(Flickr30kSource(captions=str(file)), [file])
+
+
+LAION = DATA / "url_list" / "img2dataset_tests_test_1000_laion_style.parquet"
+LAION_HEAD = pq.read_table(LAION).slice(0, 6)
+
+
+def _url_list(file: Path) -> None:
+    _run_source(UrlListSource(path=str(file), url_col="URL", caption_col="TEXT"), [file])
+
+
+@FUZZ
+@given(
+    column=st.sampled_from(["URL", "TEXT"]),
+    row=st.integers(0, 5),
+    value=st.one_of(HOSTILE, st.binary(max_size=16)),
+)
+def test_a_hostile_value_in_the_laion_parquet(tmp_path_factory, column, row, value):
+    # one cell made hostile; Arrow columns have one type, so when the value's type does
+    # not mix with strings the whole column takes the hostile value's type
+    values = LAION_HEAD.column(column).to_pylist()
+    values[row] = value
+    try:
+        hostile = pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        try:
+            hostile = pa.array([value] * len(values))
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            assume(False)  # not storable in Parquet at all
+    table = LAION_HEAD.set_column(LAION_HEAD.schema.get_field_index(column), column, hostile)
+    file = tmp_path_factory.mktemp("fuzz") / "laion.parquet"
+    try:
+        pq.write_table(table, file)
+    except pa.ArrowException:
+        assume(False)
+    _url_list(file)
+
+
+@FUZZ
+@given(cut=st.integers(0, 100_000), junk=st.binary(min_size=1, max_size=8))
+def test_a_truncated_or_damaged_laion_parquet(tmp_path_factory, cut, junk):
+    raw = LAION.read_bytes()
+    cut = cut % len(raw)
+    file = tmp_path_factory.mktemp("fuzz") / "laion.parquet"
+    file.write_bytes(raw[:cut] if cut % 2 else raw[:cut] + junk + raw[cut + len(junk) :])
+    _url_list(file)
