@@ -148,6 +148,9 @@ class FaultHandler(BaseHTTPRequestHandler):
         target = {
             "blocked": f"http://127.0.0.2:{self.server.server_port}/img/red.jpg",
             "ftp": "ftp://127.0.0.1/red.jpg",
+            # a DNS name, for tests whose resolver sends it somewhere the guard refuses
+            # (not in FAULTS: without such a resolver the name does not resolve at all)
+            "named": f"http://rebind.test:{self.server.server_port}/img/red.jpg",
         }[self.path.rsplit("/", 1)[-1]]
         self._send_redirect(target)
 

@@ -5,6 +5,8 @@ networks are allowed (so the form really names it) and are refused as
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
@@ -68,3 +70,65 @@ def test_an_allowed_network_admits_exactly_its_addresses(server):
     with pytest.raises(DownloadError) as refused:
         _fetch(server, "127.0.0.2", policy)
     assert refused.value.reason == "blocked_address"
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """A resolver for names under ``.test`` (RFC 2606, never real): ``names[name]`` is the
+    list of addresses it answers with, as a hostile DNS server would; other names go to
+    the system resolver."""
+    names: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if isinstance(host, str) and host.rstrip(".") in names:
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    "",
+                    (a, port, 0, 0) if ":" in a else (a, port),
+                )
+                for a in names[host.rstrip(".")]
+            ]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_a_dns_name_that_resolves_to_loopback_is_refused(server, resolver, address):
+    resolver["images.evil.test"] = [address]
+    if address == "127.0.0.1":  # the name really leads to the server when allowed
+        allowed = NetworkPolicy(allow_private_networks=True)
+        assert _fetch(server, "images.evil.test", allowed)[:2] == b"\xff\xd8"
+    with pytest.raises(DownloadError) as refused:
+        _fetch(server, "images.evil.test", NetworkPolicy())
+    assert refused.value.reason == "blocked_address" and "loopback" in str(refused.value)
+
+
+def test_a_name_with_a_loopback_and_a_private_address_is_refused_on_every_one(
+    server, resolver
+):
+    resolver["both.evil.test"] = ["10.0.0.7", "127.0.0.1", "169.254.169.254"]
+    before = server.hits("/gen/1.jpg")
+    with pytest.raises(DownloadError) as refused:
+        _fetch(server, "both.evil.test", NetworkPolicy())
+    assert refused.value.reason == "blocked_address"
+    assert all(kind in str(refused.value) for kind in ("private", "loopback", "link-local"))
+    assert server.hits("/gen/1.jpg") == before  # no request reached the server
+
+
+def test_a_redirect_to_a_name_that_resolves_to_loopback_is_refused(server, resolver):
+    # the first hop is an allowed address; the redirect names rebind.test, which the
+    # resolver sends to 127.0.0.2, outside the allowed network: refused at that hop
+    resolver["rebind.test"] = ["127.0.0.2"]
+    policy = NetworkPolicy.build(False, ["127.0.0.1/32"])
+    fetcher = Fetcher(FetchOptions(timeout_s=3.0, retries=0), policy)
+    with pytest.raises(DownloadError) as refused:
+        fetcher.get(f"http://127.0.0.1:{server.server_port}/redirect/named")
+    assert refused.value.reason == "blocked_address" and "rebind.test" in str(refused.value)
+    resolver["rebind.test"] = ["127.0.0.1"]  # the same hop, to an allowed address: fetched
+    assert fetcher.get(f"http://127.0.0.1:{server.server_port}/redirect/named")[:2] == b"\xff\xd8"
