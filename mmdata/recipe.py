@@ -15,6 +15,10 @@ A recipe::
 
 Relative paths resolve against the recipe file's folder; ``${VAR}`` expands from the
 environment (or the variables given to ``load``), and an undefined one is an error.
+
+A shared deployment can pin where recipes may write: with ``MMDATA_OUTPUT_ROOT`` set (one
+or more paths or URI prefixes, separated by commas), an ``output`` or ``catalog``
+that resolves outside all of them (``..``, symlinks followed) is a problem of the recipe.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ from mmdata.stage import Resources, Source, Stage
 TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows", "imports"}
 REQUIRED_KEYS = ("name", "source", "output", "catalog")
 ON_ERROR = ("raise", "record")
+OUTPUT_ROOT_ENV = "MMDATA_OUTPUT_ROOT"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_SHARD_ROWS = 1000
@@ -148,17 +154,48 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
         problems += check_columns(source, stages)  # type: ignore[arg-type]
     if problems:
         raise RecipeError(where, problems)
+    output = resolve_path(str(data["output"]), base_dir)
+    catalog = resolve_path(str(data["catalog"]), base_dir)
+    problems += _outside_roots({"output": output, "catalog": catalog})
+    if problems:
+        raise RecipeError(where, problems)
     return Recipe(
         name=data["name"],
         source=source,
         stages=stages,  # type: ignore[arg-type]
-        output=resolve_path(str(data["output"]), base_dir),
-        catalog=resolve_path(str(data["catalog"]), base_dir),
+        output=output,
+        catalog=catalog,
         on_error=data.get("on_error", "record"),
         shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
         imports=list(imports),
         text=text,
     )
+
+
+def _outside_roots(targets: dict[str, str]) -> list[str]:
+    """A problem for each target outside every root of MMDATA_OUTPUT_ROOT (none when
+    it is unset). Local roots are resolved like targets; URIs are compared after
+    normalising ``..``, so ``s3://b/team/../other`` is outside ``s3://b/team``."""
+    roots = [r for r in os.environ.get(OUTPUT_ROOT_ENV, "").split(",") if r.strip()]
+    if not roots:
+        return []
+    roots = [_normal(resolve_path(r.strip(), None)) for r in roots]
+    return [
+        f"{key} {value!r} is outside the allowed output roots {roots} ({OUTPUT_ROOT_ENV})"
+        for key, value in targets.items()
+        if not any(_within(_normal(value), root) for root in roots)
+    ]
+
+
+def _normal(location: str) -> str:
+    if "://" not in location:
+        return location  # resolve_path made it absolute, with symlinks and '..' resolved
+    scheme, _, rest = location.partition("://")
+    return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+
+
+def _within(location: str, root: str) -> bool:
+    return location == root or location.startswith(root.rstrip("/") + "/")
 
 
 def expand(text: str, variables: dict[str, str], problems: list[str]) -> str:

@@ -81,6 +81,31 @@ def test_names_cannot_traverse_paths(demo_data, tmp_path):
     assert any("name '../evil'" in p for p in problems)
 
 
+def test_outputs_outside_the_allowed_root_are_refused(demo_data, tmp_path, monkeypatch):
+    root = tmp_path / "allowed"
+    (root / "inside").mkdir(parents=True)
+    (root / "escape").symlink_to(tmp_path)  # a symlink out of the root
+    monkeypatch.setenv("MMDATA_OUTPUT_ROOT", f"{root},s3://bucket/team")
+    ok = demo_recipe(demo_data, root / "inside")
+    assert recipes.load(write_recipe(tmp_path / "ok.yaml", ok)).output == str(
+        root / "inside" / "corpus"
+    )
+    remote = demo_recipe(demo_data, root, output="s3://bucket/team/corpus")
+    assert recipes.load(write_recipe(tmp_path / "s3.yaml", remote)).output.startswith("s3://")
+    for key, value in [
+        ("output", str(root / ".." / "corpus")),
+        ("output", "../../../../etc/mmdata"),
+        ("catalog", str(root / "escape" / "catalog.duckdb")),
+        ("output", "s3://bucket/team/../other/corpus"),
+        ("output", "s3://bucket/teammate/corpus"),
+        ("output", "/tmp"),
+    ]:
+        bad = demo_recipe(demo_data, root / "inside", **{key: value})
+        problems = _problems(tmp_path, bad)
+        assert len(problems) == 1 and problems[0].startswith(f"{key} "), (value, problems)
+        assert "outside the allowed output roots" in problems[0]
+
+
 def test_undefined_variable_and_bad_yaml(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -133,9 +133,7 @@ def test_ray_and_local_give_the_same_catalog(demo_data, tmp_path, ray_session):
 
 
 @pytest.mark.ray
-def test_ray_with_small_batches_reassembles_shards(
-    demo_data, tmp_path, ray_session, monkeypatch
-):
+def test_ray_with_small_batches_reassembles_shards(demo_data, tmp_path, ray_session, monkeypatch):
     stages = demo_recipe(demo_data, tmp_path)["stages"]
     stages[0]["read_images"]["resources"] = {"batch_size": 5}
     local_recipe, _ = _run(demo_data, tmp_path / "a", stages=stages)
@@ -332,7 +330,6 @@ def test_a_ray_worker_killed_while_writing_parts_loses_nothing(demo_data, tmp_pa
     assert "4 written now, 0 already done" in first.stdout
     assert_every_row_once(catalog)
     assert check(catalog).problems == []
-
 
 
 def _without_root_overrides() -> None:

@@ -109,9 +109,7 @@ def test_a_dns_name_that_resolves_to_loopback_is_refused(server, resolver, addre
     assert refused.value.reason == "blocked_address" and "loopback" in str(refused.value)
 
 
-def test_a_name_with_a_loopback_and_a_private_address_is_refused_on_every_one(
-    server, resolver
-):
+def test_a_name_with_a_loopback_and_a_private_address_is_refused_on_every_one(server, resolver):
     resolver["both.evil.test"] = ["10.0.0.7", "127.0.0.1", "169.254.169.254"]
     before = server.hits("/gen/1.jpg")
     with pytest.raises(DownloadError) as refused:

@@ -1,11 +1,16 @@
 """Hostile recipes, fuzzed (hypothesis): the demo recipe with any value replaced by a
 wrong type, a huge number, NaN, a path with `..` or NUL, a deep structure, or an unknown
 key added. Loading either gives a recipe or a RecipeError naming the recipe file and
-listing its problems; nothing else escapes."""
+listing its problems; nothing else escapes, and with MMDATA_OUTPUT_ROOT set nothing that
+loads writes outside it."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -43,6 +48,23 @@ def test_a_hostile_recipe_loads_or_fails_with_its_problems(
     file = folder / "recipe.yaml"
     file.write_text(yaml.safe_dump(spec, allow_unicode=True))
     try:
-        recipes.load(file)
+        with _output_root(folder):  # a deployment that pins outputs to the recipe folder
+            recipe = recipes.load(file)
     except recipes.RecipeError as exc:
         assert str(file) in str(exc) and exc.problems, str(exc)
+    else:  # whatever loads writes nowhere but under the root
+        for target in (recipe.output, recipe.catalog):
+            assert Path(target).resolve().is_relative_to(folder.resolve()), target
+
+
+@contextlib.contextmanager
+def _output_root(root: Path) -> Iterator[None]:
+    old = os.environ.get(recipes.OUTPUT_ROOT_ENV)
+    os.environ[recipes.OUTPUT_ROOT_ENV] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[recipes.OUTPUT_ROOT_ENV]
+        else:
+            os.environ[recipes.OUTPUT_ROOT_ENV] = old
