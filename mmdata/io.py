@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import time
@@ -17,6 +18,7 @@ from mmdata.errors import StorageError
 T = TypeVar("T")
 RETRY_ATTEMPTS = 4
 RETRY_BASE_S = 0.5
+PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,7 +89,8 @@ def sha256_hex(data: bytes) -> str:
 def with_retries(action: Callable[[], T], what: str) -> T:
     """Run an I/O action, retrying transient OSErrors with exponential backoff.
 
-    FileNotFoundError and PermissionError are not transient and fail at once.
+    A missing file, a permission refused, a full disk or quota and a read-only filesystem
+    are not transient and fail at once.
     """
     for attempt in range(RETRY_ATTEMPTS):
         try:
@@ -95,6 +98,8 @@ def with_retries(action: Callable[[], T], what: str) -> T:
         except (FileNotFoundError, PermissionError):
             raise
         except OSError as exc:
+            if exc.errno in PERMANENT_ERRNOS:
+                raise
             if attempt == RETRY_ATTEMPTS - 1:
                 error = StorageError(f"{what} failed after {RETRY_ATTEMPTS} attempts: {exc}")
                 error.errno = exc.errno
