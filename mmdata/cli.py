@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="recipe YAML")
     _add_execution_flags(run)
     run.add_argument("--catalog", help="catalog file (default: the recipe's)")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="for scripts: progress as JSON lines on stderr, the summary as JSON on stdout",
+    )
     run.set_defaults(handler=_cmd_run)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -85,6 +90,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="problems as JSON lines only")
     check.set_defaults(handler=_cmd_check)
+
+    report = sub.add_parser(
+        "report",
+        help="one self-contained HTML file: funnel, distributions, duplicates, samples "
+        "drawn with boxes and scene graphs, recipe and runs",
+    )
+    report.add_argument("corpus")
+    report.add_argument("-o", "--out", help="the HTML file (default: report-CORPUS.html)")
+    _add_catalog_flag(report)
+    report.add_argument("--samples", type=int, default=24, help="random samples drawn")
+    report.add_argument("--seed", type=int, default=0, help="which random samples")
+    report.set_defaults(handler=_cmd_report)
+
+    inspect = sub.add_parser("inspect", help="one sample in the terminal (--open: as a page)")
+    inspect.add_argument("image_id")
+    _add_catalog_flag(inspect)
+    inspect.add_argument("--corpus", help="when several corpora hold the image id")
+    inspect.add_argument(
+        "--open",
+        nargs="?",
+        const="",
+        metavar="HTML",
+        help="also write the sample's page (default: inspect-<id>.html) and open it",
+    )
+    inspect.set_defaults(handler=_cmd_inspect)
 
     demo = sub.add_parser("demo", help="build the demo corpus end to end, offline")
     demo.add_argument("--out", default="mmdata-demo", help="folder for everything it writes")
@@ -114,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     export.set_defaults(handler=_cmd_export)
 
     # commands that live outside mmdata's core (mmdata.train) come through entry points,
@@ -155,11 +186,12 @@ def _add_execution_flags(parser: argparse.ArgumentParser, default: str = "ray") 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mmdata import recipe as recipes
     from mmdata.run import run_recipe
-    from mmdata.summary import summarize
+    from mmdata.summary import summarize, summary_dict
 
     recipe = recipes.load(args.recipe)
-    result = run_recipe(recipe, args.executor, args.address, args.catalog, progress=not args.quiet)
-    print(summarize(result))
+    progress = "json" if args.json else "quiet" if args.quiet else "bar"
+    result = run_recipe(recipe, args.executor, args.address, args.catalog, progress=progress)
+    print(json.dumps(summary_dict(result), default=str) if args.json else summarize(result))
     return 0
 
 
@@ -215,6 +247,31 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mmdata.report import build_report
+
+    out = args.out or f"report-{args.corpus}.html"
+    path = build_report(args.catalog, args.corpus, out, samples=args.samples, seed=args.seed)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import re
+    import webbrowser
+
+    from mmdata.report.inspect import inspect
+
+    page = None
+    if args.open is not None:
+        page = args.open or "inspect-" + re.sub(r"[^\w.-]+", "_", args.image_id) + ".html"
+    written = inspect(args.catalog, args.image_id, args.corpus, page)
+    if written is not None:
+        print(f"wrote {written}")
+        webbrowser.open(written.resolve().as_uri())  # quietly nothing on a headless host
+    return 0
+
+
 def _cmd_sql(args: argparse.Namespace) -> int:
     from mmdata.catalog import Catalog
     from mmdata.tables import format_rows
@@ -242,12 +299,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
             count = export_hf(args.catalog, args.corpus, args.out)
             print(f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})")
         else:
-            count = export_webdataset(args.catalog, args.corpus, args.out)
+            count = export_webdataset(args.catalog, args.corpus, args.out, not args.quiet)
             print(f"{count} samples written to {args.out} (webdataset tars)")
         return 0
     from mmdata.regions.export import export_regions
 
-    count = export_regions(args.catalog, args.out, args.format, args.corpus, args.extractor)
+    count = export_regions(
+        args.catalog, args.out, args.format, args.corpus, args.extractor, not args.quiet
+    )
     print(f"{count} images written to {args.out} ({args.format})")
     return 0
 

@@ -1,34 +1,82 @@
-"""A progress bar for long work (tqdm on a terminal, periodic log lines otherwise)."""
+"""Progress of long work: a tqdm bar on stderr for people, JSON lines on stderr for scripts,
+or nothing. Counts units (shards, files) and rows, with their rate and an ETA."""
 
 from __future__ import annotations
 
-import logging
+import json
 import sys
 import time
 from types import TracebackType
+from typing import Any, Literal
 
 from tqdm import tqdm
 
-log = logging.getLogger(__name__)
+Mode = Literal["bar", "json", "quiet"]
+JSON_EVERY_S = 1.0  # at most one JSON line a second, plus the last one
+
+
+def mode_of(progress: bool | str) -> Mode:
+    """``True``/``False`` (the library's flag) or a mode name -> a mode."""
+    if progress is True:
+        return "bar"
+    if progress is False:
+        return "quiet"
+    if progress not in ("bar", "json", "quiet"):
+        raise ValueError(f"progress must be bar, json or quiet, got {progress!r}")
+    return progress  # type: ignore[return-value]
 
 
 class Progress:
-    """Counts units (shards) and rows; shows rate and ETA."""
+    """``update`` after each unit; the bar or the JSON lines show units done of total,
+    rows, rows/s and the ETA (from the rate of units so far)."""
 
-    def __init__(self, total: int, unit: str, enabled: bool = True, desc: str = "") -> None:
-        self.rows = 0
+    def __init__(
+        self, total: int | None, unit: str, mode: bool | str = "bar", desc: str = ""
+    ) -> None:
+        """``total`` None: not known in advance (a rate, no ETA)."""
+        self.total, self.unit, self.desc = total, unit, desc
+        self.mode = mode_of(mode)
+        self.done = self.rows = 0
         self.started = time.perf_counter()
+        self._last_json = 0.0
         self._bar = tqdm(
             total=total,
             unit=unit,
             desc=desc,
             file=sys.stderr,
-            disable=not enabled,
+            disable=self.mode != "bar",
             dynamic_ncols=True,
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """Where the work stands now."""
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        left = None if self.total is None else self.total - self.done
+        return {
+            "event": "progress",
+            "task": self.desc,
+            "unit": self.unit,
+            "done": self.done,
+            "total": self.total,
+            "rows": self.rows,
+            "rows_per_s": round(self.rows / elapsed, 1),
+            "elapsed_s": round(elapsed, 2),
+            "eta_s": round(elapsed / self.done * left, 1)
+            if self.done and left is not None
+            else None,
+        }
+
     def update(self, units: int, rows: int = 0) -> None:
+        self.done += units
         self.rows += rows
+        if self.mode == "json":
+            now = time.perf_counter()
+            last = self.total is not None and self.done >= self.total
+            if now - self._last_json >= JSON_EVERY_S or last:
+                self._last_json = now
+                sys.stderr.write(json.dumps(self.snapshot()) + "\n")
+                sys.stderr.flush()
+            return
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         self._bar.set_postfix(
             rows=self.rows, rows_per_s=f"{self.rows / elapsed:.0f}", refresh=False

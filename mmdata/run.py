@@ -36,9 +36,10 @@ def run_recipe(
     executor: str = "local",
     address: str | None = None,
     catalog_path: str | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> RunResult:
     """Run ``recipe`` to completion, doing only the shards the catalog does not list.
+    ``progress``: True or "bar", "json" (JSON lines on stderr), False or "quiet".
 
     Each finished shard is committed on its own, so a crash loses at most the shards in
     flight; their staged parts are removed by the next run. One run per local output at
@@ -49,7 +50,11 @@ def run_recipe(
 
 
 def _run_locked(
-    recipe: Recipe, executor: str, address: str | None, catalog_path: str | None, progress: bool
+    recipe: Recipe,
+    executor: str,
+    address: str | None,
+    catalog_path: str | None,
+    progress: bool | str,
 ) -> RunResult:
     started = time.perf_counter()
     catalog = Catalog(catalog_path or recipe.catalog)
@@ -95,13 +100,11 @@ def _execute(
     address: str | None,
     catalog: Catalog,
     run_id: int,
-    progress: bool,
+    progress: bool | str,
 ) -> int:
     assembler = ShardAssembler(recipe.output)
     written = 0
-    with Progress(
-        total=len(plan.partitions), unit="shard", enabled=progress, desc=recipe.name
-    ) as bar:
+    with Progress(len(plan.partitions), "shard", progress, desc=recipe.name) as bar:
         for part in make_executor(executor, address).run(plan):
             shard = assembler.add(part)
             if shard is None:

@@ -1,38 +1,73 @@
-"""The end-of-run summary: rows in/out per step, drops by reason, shards, seconds."""
+"""The end-of-run summary: rows in/out per step, drops by reason, shards, seconds; as a
+dict (`mmdata run --json`) or as text."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 from mmdata.catalog import Catalog
 from mmdata.run import RunResult
 from mmdata.tables import format_rows
 
 
-def summarize(result: RunResult) -> str:
-    """A plain-text report of the corpus after ``result`` (all shards, not this run's)."""
+def summary_dict(result: RunResult) -> dict[str, Any]:
+    """The corpus after ``result`` (all its shards, not only this run's) as plain data."""
     catalog = Catalog(result.catalog)
-    _, steps = catalog.query(
+    columns, steps = catalog.query(
         "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
-        "WHERE corpus = ? ORDER BY step_index",
+        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index",
         [result.corpus],
     )
     _, drops = catalog.query(
-        "SELECT step_index, unit, reason, rows FROM drops_summary WHERE corpus = ?", [result.corpus]
+        "SELECT step_index, unit, reason, rows FROM drops_summary "
+        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index, unit, rows DESC, reason",
+        [result.corpus],
     )
-    by_step: dict[int, list[str]] = {}
-    for step, unit, reason, rows in drops:
-        suffix = "" if unit == "image" else f" {unit}s"
-        by_step.setdefault(step, []).append(f"{reason}={rows}{suffix}")
-    table = [
-        (step, stage, rows_in, rows_out, ", ".join(by_step.get(step, [])) or "-", round(seconds, 3))
-        for step, stage, rows_in, rows_out, seconds in steps
-    ]
-    _, totals = catalog.query(
+    _, files = catalog.query(
         "SELECT kind, count(*), sum(rows), sum(bytes) FROM shards WHERE corpus = ? "
         "GROUP BY kind ORDER BY kind",
         [result.corpus],
     )
+    return {
+        "event": "summary",
+        **dataclasses.asdict(result),
+        "steps": [
+            {
+                **dict(zip(columns, step)),
+                "drops": [
+                    {"unit": unit, "reason": reason, "rows": rows}
+                    for index, unit, reason, rows in drops
+                    if index == step[0]
+                ],
+            }
+            for step in steps
+        ],
+        "files": {kind: {"files": n, "rows": rows, "bytes": size} for kind, n, rows, size in files},
+    }
+
+
+def summarize(result: RunResult) -> str:
+    """The same as text: a header, one table row per step, the files."""
+    summary = summary_dict(result)
+    table = [
+        (
+            s["step_index"],
+            s["stage"],
+            s["rows_in"],
+            s["rows_out"],
+            ", ".join(
+                f"{d['reason']}={d['rows']}" + ("" if d["unit"] == "image" else f" {d['unit']}s")
+                for d in s["drops"]
+            )
+            or "-",
+            round(s["seconds"], 3),
+        )
+        for s in summary["steps"]
+    ]
     files = ", ".join(
-        f"{kind}: {n} files, {rows} rows, {size / 1e6:.2f} MB" for kind, n, rows, size in totals
+        f"{kind}: {f['files']} files, {f['rows']} rows, {f['bytes'] / 1e6:.2f} MB"
+        for kind, f in summary["files"].items()
     )
     header = (
         f"corpus {result.corpus}: {result.shards_total} shards "

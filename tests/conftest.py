@@ -31,6 +31,17 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
+def demo_out(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
+    """`mmdata demo` as the README runs it (Ray executor), once per session; its training
+    run is cut to 8 steps here (tests/train/test_loop.py runs the whole proof)."""
+    from mmdata.cli import main
+
+    out = tmp_path_factory.mktemp("cli") / "mmdata-demo"
+    assert main(["demo", "--out", str(out), "-q", "--train-steps", "8"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The demo's generated COCO-format corpus (64 images, 6 broken on purpose)."""
     return demo.generate(tmp_path_factory.mktemp("demo") / "data", num_images=64)

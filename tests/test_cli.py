@@ -6,15 +6,6 @@ from mmdata.cli import main
 from tests.conftest import demo_recipe, write_recipe
 
 
-@pytest.fixture(scope="module")
-def demo_out(tmp_path_factory, ray_session):
-    """`mmdata demo` as the README runs it (Ray executor), once for this module; its
-    training run is cut to 8 steps here (tests/train/test_loop.py runs the whole proof)."""
-    out = tmp_path_factory.mktemp("cli") / "mmdata-demo"
-    assert main(["demo", "--out", str(out), "-q", "--train-steps", "8"]) == 0
-    return out
-
-
 @pytest.mark.ray
 def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
     assert (demo_out / "catalog.duckdb").exists()

@@ -24,6 +24,7 @@ import numpy as np
 from mmdata.catalog import Catalog, sql_literal
 from mmdata.errors import MmdataError
 from mmdata.io import written_whole
+from mmdata.progress import Progress
 from mmdata.regions.rows import class_probs_of, features_of
 
 FORMATS = ("lxmert-tsv", "uniter-npz")
@@ -124,8 +125,10 @@ def export_regions(
     fmt: str,
     corpus: str | None = None,
     extractor: str | None = None,
+    progress: bool | str = False,
 ) -> int:
     """Write every image's regions to ``out`` in ``fmt``; returns the number of images.
+    ``progress``: as for ``run_recipe`` (a count of images and their rate).
 
     ``lxmert-tsv`` writes the file ``out``; ``uniter-npz`` writes one file per image into
     the folder ``out``. A partial file is never left under the final name.
@@ -136,14 +139,21 @@ def export_regions(
     count = 0
     if fmt == "lxmert-tsv":
         out.parent.mkdir(parents=True, exist_ok=True)
-        with written_whole(out) as partial, partial.open("w", encoding="utf-8", newline="\n") as fh:
+        with (
+            Progress(None, "image", progress, desc=fmt) as bar,
+            written_whole(out) as partial,
+            partial.open("w", encoding="utf-8", newline="\n") as fh,
+        ):
             for image_id, regions in region_rows(catalog, corpus, extractor):
                 fh.write(lxmert_line(image_id, regions) + "\n")
                 count += 1
+                bar.update(1)
         return count
     out.mkdir(parents=True, exist_ok=True)
-    for image_id, regions in region_rows(catalog, corpus, extractor):
-        with written_whole(out / npz_name(image_id)) as partial, partial.open("wb") as fh:
-            np.savez_compressed(fh, **uniter_arrays(image_id, regions))
-        count += 1
+    with Progress(None, "image", progress, desc=fmt) as bar:
+        for image_id, regions in region_rows(catalog, corpus, extractor):
+            with written_whole(out / npz_name(image_id)) as partial, partial.open("wb") as fh:
+                np.savez_compressed(fh, **uniter_arrays(image_id, regions))
+            count += 1
+            bar.update(1)
     return count

@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from mmdata.io import written_whole
+from mmdata.progress import Progress
 from mmdata.regions.rows import features_of
-from mmdata.stream.shards import StreamError, resolve_shards
+from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 EXPORT_FORMATS = ("webdataset", "hf")
 
@@ -128,21 +129,34 @@ def _members(row: dict[str, Any]) -> list[tuple[str, bytes]]:
     return members
 
 
-def export_webdataset(catalog: str, corpus: str, out: str | Path) -> int:
-    """One ``{corpus}-{index:05d}.tar`` per shard in ``out``; returns the number of samples."""
+def export_webdataset(
+    catalog: str, corpus: str, out: str | Path, progress: bool | str = False
+) -> int:
+    """One ``{corpus}-{index:05d}.tar`` per shard in ``out``; returns the number of samples.
+    ``progress``: as for ``run_recipe`` (shards done of all, samples, rate, ETA)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
-    for shard in resolve_shards(catalog, corpus):
-        try:
-            parquet = pq.ParquetFile(shard.path)
-        except (OSError, ValueError) as exc:
-            raise StreamError(f"{shard.path}: cannot read shard: {exc}") from None
-        target = out / f"{corpus}-{shard.index:05d}.tar"
-        with written_whole(target) as partial, tarfile.open(partial, "w") as tar:
-            for batch in parquet.iter_batches(batch_size=64):
-                for row in batch.to_pylist():
-                    for name, data in _members(row):
-                        _add(tar, name, data)
-                    count += 1
+    shards = resolve_shards(catalog, corpus)
+    with Progress(len(shards), "shard", progress, desc="webdataset") as bar:
+        for shard in shards:
+            before = count
+            count += _write_tar(shard, out / f"{corpus}-{shard.index:05d}.tar")
+            bar.update(1, rows=count - before)
+    return count
+
+
+def _write_tar(shard: ShardInfo, target: Path) -> int:
+    """One shard's samples as one tar; returns how many."""
+    try:
+        parquet = pq.ParquetFile(shard.path)
+    except (OSError, ValueError) as exc:
+        raise StreamError(f"{shard.path}: cannot read shard: {exc}") from None
+    count = 0
+    with written_whole(target) as partial, tarfile.open(partial, "w") as tar:
+        for batch in parquet.iter_batches(batch_size=64):
+            for row in batch.to_pylist():
+                for name, data in _members(row):
+                    _add(tar, name, data)
+                count += 1
     return count
