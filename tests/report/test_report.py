@@ -4,8 +4,8 @@ the numbers the catalog holds; the HTML self-contained and rendered by headless 
 from __future__ import annotations
 
 import re
-from html import unescape
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 
 import numpy as np
