@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -182,3 +183,32 @@ def test_demo_fills_the_region_views_and_exports(demo_out, capsys, tmp_path):
     npz = ["export", "--format", "uniter-npz", "--out", str(tmp_path / "npz"), "--corpus", "demo"]
     assert main([*npz, "--catalog", catalog]) == 2  # a user error, named
     assert "soft_labels: true" in capsys.readouterr().err
+
+
+def test_run_progress_for_people_and_for_scripts(demo_data, tmp_path, capsys):
+    path = write_recipe(tmp_path / "r.yaml", demo_recipe(demo_data, tmp_path))
+    assert main(["run", str(path), "--executor", "local", "--json"]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.err.strip().splitlines()]
+    assert events and all(e["event"] == "progress" and e["unit"] == "shard" for e in events)
+    last = events[-1]
+    assert (last["done"], last["total"], last["rows"], last["eta_s"]) == (4, 4, 64, 0.0)
+    assert last["rows_per_s"] > 0
+    summary = json.loads(captured.out)  # stdout is one JSON document
+    assert summary["event"] == "summary" and summary["shards_written"] == 4
+    assert [s["stage"] for s in summary["steps"]] == [
+        "coco", "read_images", "image_size_filter", "caption_filter"
+    ]  # fmt: skip
+    assert summary["steps"][0]["rows_in"] == 64
+    assert {"unit": "image", "reason": "too_small", "rows": 1} in summary["steps"][2]["drops"]
+    assert summary["files"]["data"]["files"] == 4
+
+    (tmp_path / "catalog.duckdb").unlink()
+    shutil.rmtree(tmp_path / "corpus")
+    assert main(["run", str(path), "--executor", "local"]) == 0  # people: a bar, a table
+    captured = capsys.readouterr()
+    assert "4/4" in captured.err and "rows=64" in captured.err  # tqdm's bar and rows
+    assert "corpus demo: 4 shards (4 written now, 0 already done)" in captured.out
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "(0 written now, 4 already done)" in captured.out
