@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_cmd_validate)
 
     stages = sub.add_parser("stages", help="list registered sources and stages")
+    stages.add_argument(
+        "--imports",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="also import these modules first (a recipe's imports: your own stages)",
+    )
     stages.set_defaults(handler=_cmd_stages)
 
     sql = sub.add_parser("sql", help="query a catalog (read-only)")
@@ -213,9 +220,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_stages(args: argparse.Namespace) -> int:
     from mmdata.args import arg_specs
-    from mmdata.registry import SOURCES, STAGES, load_builtin
+    from mmdata.registry import SOURCES, STAGES, import_modules, load_builtin
 
     load_builtin()
+    import_modules(args.imports)
     for title, registry in (("sources", SOURCES), ("stages", STAGES)):
         print(f"{title}:")
         for name in registry.names():

@@ -382,3 +382,21 @@ def test_permission_denied_while_placing_shards_fails_clearly_and_the_next_run_c
     assert "(4 written now, 0 already done)" in resumed.stdout
     assert_every_row_once(catalog)
     assert check(catalog).problems == []
+
+
+
+def test_an_unreachable_ray_cluster_is_one_clear_line(monkeypatch):
+    # Ray itself takes minutes to give up on an address (its GCS client retries), so its
+    # refusal is simulated here; what is tested is that it reaches the user as one line
+    import ray
+
+    from mmdata.executors import ray as ray_executor
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ray_executor.ClusterError) as info:
+        ray_executor.init_ray("10.1.2.3:6379")
+    assert str(info.value).startswith("cannot reach the Ray cluster at 10.1.2.3:6379: Failed")

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from mmdata import faults
+from mmdata.errors import MmdataError
 from mmdata.executors.base import RunPlan, has_prepare, read_partition, run_prepare, run_stage
 from mmdata.recipe import Recipe
 from mmdata.registry import STAGES
@@ -32,6 +33,10 @@ _STAGES: dict[tuple[str, int], Stage] = {}
 _PREPARERS: dict[tuple[str, int], Stage] = {}  # built without setup(): no model
 
 
+class ClusterError(MmdataError):
+    """The Ray cluster named by --address or RAY_ADDRESS cannot be reached."""
+
+
 def init_ray(address: str | None = None) -> None:
     """Connect to ``address`` (or RAY_ADDRESS), or start an embedded local Ray."""
     import ray
@@ -40,10 +45,16 @@ def init_ray(address: str | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = faults.worker_env()  # crash tests reach into the workers
-    ray.init(
-        address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
-        runtime_env={"env_vars": env} if env else None,
-    )  # fmt: skip
+    try:
+        ray.init(
+            address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+            runtime_env={"env_vars": env} if env else None,
+        )  # fmt: skip
+    except ConnectionError as exc:
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {exc} (is `ray start --head` running "
+            "there, and is its GCS port open to this machine?)"
+        ) from None
 
 
 def _source(recipe: Recipe) -> Source:
