@@ -384,7 +384,6 @@ def test_permission_denied_while_placing_shards_fails_clearly_and_the_next_run_c
     assert check(catalog).problems == []
 
 
-
 def test_an_unreachable_ray_cluster_is_one_clear_line(monkeypatch):
     # Ray itself takes minutes to give up on an address (its GCS client retries), so its
     # refusal is simulated here; what is tested is that it reaches the user as one line
