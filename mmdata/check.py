@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from mmdata import io
 from mmdata.catalog import Catalog
+from mmdata.progress import Progress
 
 UNFINISHED_SUFFIXES = (".tmp", ".partial")
 
@@ -35,22 +36,31 @@ class Report:
     problems: list[Problem]
 
 
-def check(catalog: Catalog, corpus: str | None = None, hashes: bool = True) -> Report:
+def check(
+    catalog: Catalog,
+    corpus: str | None = None,
+    hashes: bool = True,
+    progress: bool | str = False,
+) -> Report:
     """Check the shards ``catalog`` lists (of ``corpus``, or of every corpus) against
     the files in their outputs. ``hashes=False`` skips reading whole files for sha256
-    (sizes and parquet footers are still checked)."""
+    (sizes and parquet footers are still checked). ``progress``: as for ``run_recipe``,
+    over the listed files and their rows."""
     where, params = ("WHERE name = ?", [corpus]) if corpus else ("", [])
     _, corpora = catalog.query(f"SELECT name, output FROM corpora {where} ORDER BY name", params)
     _, listed = catalog.query("SELECT corpus, path, rows, bytes, sha256 FROM shards ORDER BY path")
     every_listed = {path for _, path, *_ in listed}
     problems: list[Problem] = []
     shards = 0
-    for name, _output in corpora:
-        for _, path, rows, size, sha in (r for r in listed if r[0] == name):
+    names = {name for name, _ in corpora}
+    mine = [r for r in listed if r[0] in names]
+    with Progress(len(mine), "file", progress, desc="check") as bar:
+        for name, path, rows, size, sha in mine:
             shards += 1
             problem = _check_shard(path, rows, size, sha, hashes)
             if problem:
                 problems.append(Problem(name, path, *problem))
+            bar.update(1, rows=rows)
     files = 0
     for name, output in corpora:
         for path in _files_under(output):

@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-hash", action="store_true", help="skip sha256 (sizes, footers and rows only)"
     )
     check.add_argument("--json", action="store_true", help="problems as JSON lines only")
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     check.set_defaults(handler=_cmd_check)
 
     report = sub.add_parser(
@@ -243,7 +244,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mmdata.check import check
     from mmdata.tables import format_rows
 
-    report = check(Catalog(args.catalog), args.corpus, hashes=not args.no_hash)
+    progress = "quiet" if args.quiet or args.json else "bar"
+    report = check(Catalog(args.catalog), args.corpus, hashes=not args.no_hash, progress=progress)
     if args.json:
         rows = [(p.corpus, p.kind, p.path, p.detail) for p in report.problems]
         print(format_rows(["corpus", "problem", "path", "detail"], rows, "json"))
@@ -382,7 +384,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f'\n-- {title}\n$ mmdata sql "{query}" --catalog {catalog.path}')
         print(format_rows(*catalog.query(query)))
     if args.train_steps != 0:
-        _demo_train(out, str(catalog.path), args.train_steps)
+        _demo_train(out, str(catalog.path), args.train_steps, args.quiet)
     print(
         f"\nrecipes: {out / 'demo.yaml'}, {out / 'demo_web.yaml'} (run `mmdata demo` again: "
         "it finds every shard done and adds nothing)"
@@ -390,7 +392,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_train(out: Path, catalog: str, steps: int | None) -> None:
+def _demo_train(out: Path, catalog: str, steps: int | None, quiet: bool) -> None:
     """The trainer's proof that it learns: corpus demo_oracle (the demo's scenes with
     oracle gold-box features, as a trained detector would give) added to the catalog, and
     recipes/train_oracle.yaml trained on it through the `train` command that mmdata.train
@@ -404,6 +406,7 @@ def _demo_train(out: Path, catalog: str, steps: int | None) -> None:
     config = demo_recipe_path("train_oracle")
     argv = ["train", str(config), "--catalog", catalog, "--corpus", demo_oracle.CORPUS]
     argv += ["--out", str(out / "train"), *(["--steps", str(steps)] if steps else [])]
+    argv += ["-q"] if quiet else []
     print(
         f"\n-- train: the demo's detector weights are random, so its regions carry almost no "
         f"signal; the trainer's proof runs on corpus {demo_oracle.CORPUS} instead (the same "

@@ -31,16 +31,24 @@ class Progress:
     rows, rows/s and the ETA (from the rate of units so far)."""
 
     def __init__(
-        self, total: int | None, unit: str, mode: bool | str = "bar", desc: str = ""
+        self,
+        total: int | None,
+        unit: str,
+        mode: bool | str = "bar",
+        desc: str = "",
+        start: int = 0,
     ) -> None:
-        """``total`` None: not known in advance (a rate, no ETA)."""
+        """``total`` None: not known in advance (a rate, no ETA). ``start``: units already
+        done before this process (a resumed run); the rate and ETA count only new ones."""
         self.total, self.unit, self.desc = total, unit, desc
         self.mode = mode_of(mode)
-        self.done = self.rows = 0
+        self.start = self.done = start
+        self.rows = 0
         self.started = time.perf_counter()
         self._last_json = 0.0
         self._bar = tqdm(
             total=total,
+            initial=start,
             unit=unit,
             desc=desc,
             file=sys.stderr,
@@ -52,6 +60,7 @@ class Progress:
         """Where the work stands now."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         left = None if self.total is None else self.total - self.done
+        new = self.done - self.start
         return {
             "event": "progress",
             "task": self.desc,
@@ -61,9 +70,7 @@ class Progress:
             "rows": self.rows,
             "rows_per_s": round(self.rows / elapsed, 1),
             "elapsed_s": round(elapsed, 2),
-            "eta_s": round(elapsed / self.done * left, 1)
-            if self.done and left is not None
-            else None,
+            "eta_s": round(elapsed / new * left, 1) if new and left is not None else None,
         }
 
     def update(self, units: int, rows: int = 0) -> None:
@@ -83,10 +90,13 @@ class Progress:
         )
         self._bar.update(units)
 
+    def close(self) -> None:
+        self._bar.close()
+
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._bar.close()
+        self.close()

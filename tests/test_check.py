@@ -25,7 +25,14 @@ def test_a_clean_corpus_passes(tmp_path, capsys):
     (tmp_path / "corpus" / "tokenizer").mkdir()
     (tmp_path / "corpus" / "tokenizer" / "vocab.txt").write_text("[PAD]\n")  # the user's
     assert main(["check", "--catalog", catalog]) == 0
-    assert "4 listed shard files and 5 files checked: ok" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "4 listed shard files and 5 files checked: ok" in captured.out
+    assert "4/4" in captured.err and "rows=200" in captured.err  # the progress bar
+    assert main(["check", "--catalog", catalog, "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    check(Catalog(catalog), progress="json")
+    last = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (last["unit"], last["done"], last["total"], last["rows"]) == ("file", 4, 4, 200)
 
 
 def test_every_kind_of_damage_is_reported_by_path(tmp_path, capsys):

@@ -134,15 +134,7 @@ def gather(catalog: Catalog, corpus: str, sample_count: int = 24, seed: int = 0)
     )
     facts.counts = _counts(catalog, corpus)
     facts.clusters = _clusters(catalog, corpus)
-    facts.samples = samples(
-        catalog,
-        corpus,
-        "true ORDER BY hash(image_id || ?) LIMIT ?",
-        [
-            str(seed),
-            sample_count,
-        ],
-    )
+    facts.samples = _random_samples(catalog, corpus, sample_count, seed)
     texts = [
         r[0]
         for r in catalog.query(
@@ -153,6 +145,23 @@ def gather(catalog: Catalog, corpus: str, sample_count: int = 24, seed: int = 0)
     ]
     facts.languages, facts.languages_sampled = _languages(texts), len(texts)
     return facts
+
+
+def _random_samples(catalog: Catalog, corpus: str, count: int, seed: int) -> list[Sample]:
+    """``count`` rows in an order set by ``seed``. The ids are drawn first, reading one
+    column, so the wide columns (image bytes, features) are read only for the rows drawn."""
+    ids = [
+        r[0]
+        for r in catalog.query(
+            "SELECT image_id FROM images WHERE corpus = ? ORDER BY hash(image_id || ?) LIMIT ?",
+            [corpus, str(seed), count],
+        )[1]
+    ]
+    if not ids:
+        return []
+    drawn = samples(catalog, corpus, f"image_id IN ({', '.join('?' for _ in ids)})", ids)
+    order = {image_id: i for i, image_id in enumerate(ids)}
+    return sorted(drawn, key=lambda sample: order[sample.image_id])
 
 
 def _totals(catalog: Catalog, corpus: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from mmdata.catalog import Catalog
 from mmdata.devices import resolve_device
 from mmdata.io import written_whole
+from mmdata.progress import Progress
 from mmdata.stream import ShardStream
 from mmdata.train.balance import normalise_gradients
 from mmdata.train.config import ConfigError, TrainConfig
@@ -209,10 +210,17 @@ def batches(stream: ShardStream, tok: Tokenizer, config: TrainConfig) -> DataLoa
     )  # fmt: skip
 
 
-def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    catalog: str,
+    corpus: str,
+    out: str | Path,
+    progress: bool | str = False,
+) -> dict[str, Any]:
     """Train (or resume from the last checkpoint in ``out``), evaluate, and return the
     summary (also written to ``out``/summary.json): ITM accuracy, recall@K, eval pairs,
-    steps and each objective's final loss."""
+    steps and each objective's final loss. ``progress`` (rank 0): as for ``run_recipe``,
+    in steps and samples."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, local_rank = _distributed()
@@ -239,6 +247,9 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
         _truncate_metrics(out / "metrics.jsonl", step)
         log.info("resumed from %s at step %d", resume, step)
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
+    bar = Progress(
+        config.optim.steps, "step", progress if rank == 0 else False, desc="train", start=step
+    )
     run.model.train()
     try:
         while step < config.optim.steps:
@@ -254,6 +265,7 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
                     continue
                 run.optimizer_step()
                 step += 1
+                bar.update(1, rows=per_rank * world * config.optim.grad_accum)
                 if metrics is not None:
                     row = {"step": step, "task": task, "lr": run.scheduler.get_last_lr()[0]}
                     row.update({f"loss_{k}": v for k, v in values.items()})
@@ -269,6 +281,7 @@ def train(config: TrainConfig, catalog: str, corpus: str, out: str | Path) -> di
                 stream.set_epoch(stream.epoch + 1)
                 consumed = 0
     finally:
+        bar.close()
         if metrics is not None:
             metrics.close()
     summary: dict[str, Any] = {"steps": step}

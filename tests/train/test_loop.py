@@ -40,11 +40,17 @@ def oracle(tmp_path_factory) -> Path:
     return Path(demo_oracle.build(folder / "catalog.duckdb", folder / "corpus", images=240))
 
 
+PROGRESS: list[dict] = []  # the progress events of the last _run with --json
+
+
 def _run(capsys, config: Path, catalog: Path, out: Path, *extra: str) -> dict:
     assert main(["train", str(config), "--catalog", str(catalog), "--corpus", "demo_oracle",
                  "--out", str(out), *extra]) == 0  # fmt: skip
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert json.loads((out / "summary.json").read_text()) == summary
+    if "--json" in extra:
+        PROGRESS[:] = [json.loads(line) for line in captured.err.splitlines() if line[:1] == "{"]
     return summary
 
 
@@ -96,9 +102,12 @@ def test_a_rerun_resumes_exactly(oracle, tmp_path, capsys, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(capsys, config, oracle, split, "--steps", "60")
     monkeypatch.setattr(loop, "_save", save)
-    # the same command again: resumes at 30
-    summary = _run(capsys, config, oracle, split, "--steps", "60")
+    # the same command again: resumes at 30 (with progress for scripts: JSON on stderr)
+    summary = _run(capsys, config, oracle, split, "--steps", "60", "--json")
     assert summary["steps"] == 60
+    assert PROGRESS and all(p["unit"] == "step" and p["total"] == 60 for p in PROGRESS)
+    assert 30 < PROGRESS[0]["done"] and PROGRESS[-1]["done"] == 60
+    assert PROGRESS[-1]["eta_s"] == 0.0 and PROGRESS[-1]["rows"] == 30 * 24  # 30 steps of 24
     a = (whole / "metrics.jsonl").read_text().splitlines()
     b = (split / "metrics.jsonl").read_text().splitlines()
     assert len(a) == len(b) == 60
