@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export.add_argument(
+        "--json",
+        action="store_true",
+        help="for scripts: progress as JSON lines on stderr, the summary as JSON on stdout",
+    )
     export.set_defaults(handler=_cmd_export)
 
     # commands that live outside mmdata's core (mmdata.train) come through entry points,
@@ -299,6 +304,7 @@ def positive_int(text: str) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    progress = "json" if args.json else "quiet" if args.quiet else "bar"
     if args.format in ("webdataset", "hf"):
         from mmdata.stream.interop import export_hf, export_webdataset
         from mmdata.stream.shards import StreamError
@@ -306,18 +312,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if not args.corpus:
             raise StreamError(f"--format {args.format} needs --corpus")
         if args.format == "hf":
-            count = export_hf(args.catalog, args.corpus, args.out)
-            print(f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})")
+            count, unit = export_hf(args.catalog, args.corpus, args.out), "shards"
+            said = f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})"
         else:
-            count = export_webdataset(args.catalog, args.corpus, args.out, not args.quiet)
-            print(f"{count} samples written to {args.out} (webdataset tars)")
-        return 0
-    from mmdata.regions.export import export_regions
+            count = export_webdataset(args.catalog, args.corpus, args.out, progress)
+            unit, said = "samples", f"{count} samples written to {args.out} (webdataset tars)"
+    else:
+        from mmdata.regions.export import export_regions
 
-    count = export_regions(
-        args.catalog, args.out, args.format, args.corpus, args.extractor, not args.quiet
-    )
-    print(f"{count} images written to {args.out} ({args.format})")
+        count = export_regions(
+            args.catalog, args.out, args.format, args.corpus, args.extractor, progress
+        )
+        unit, said = "images", f"{count} images written to {args.out} ({args.format})"
+    if args.json:
+        summary = {"event": "summary", "format": args.format, "out": str(args.out), unit: count}
+        print(json.dumps(summary))
+    else:
+        print(said)
     return 0
 
 

@@ -46,6 +46,7 @@ class Progress:
         self.rows = 0
         self.started = time.perf_counter()
         self._last_json = 0.0
+        self._json_done: int | None = None  # units done at the last JSON line
         self._bar = tqdm(
             total=total,
             initial=start,
@@ -81,8 +82,7 @@ class Progress:
             last = self.total is not None and self.done >= self.total
             if now - self._last_json >= JSON_EVERY_S or last:
                 self._last_json = now
-                sys.stderr.write(json.dumps(self.snapshot()) + "\n")
-                sys.stderr.flush()
+                self._write_json()
             return
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         self._bar.set_postfix(
@@ -90,7 +90,15 @@ class Progress:
         )
         self._bar.update(units)
 
+    def _write_json(self) -> None:
+        self._json_done = self.done
+        sys.stderr.write(json.dumps(self.snapshot()) + "\n")
+        sys.stderr.flush()
+
     def close(self) -> None:
+        """End the bar; in JSON mode, make sure the last line is the final state."""
+        if self.mode == "json" and self._json_done != self.done:
+            self._write_json()
         self._bar.close()
 
     def __enter__(self) -> Progress:

@@ -178,8 +178,15 @@ def test_demo_fills_the_region_views_and_exports(demo_out, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["n"] == row["images"] * 10
     out = tmp_path / "demo.tsv"
     tsv = ["export", "--format", "lxmert-tsv", "--out", str(out), "--corpus", "demo"]
-    assert main([*tsv, "--catalog", catalog]) == 0
+    capsys.readouterr()
+    assert main([*tsv, "--catalog", catalog, "--json"]) == 0
     assert len(out.read_text().splitlines()) == row["images"]
+    captured = capsys.readouterr()  # progress for scripts: JSON lines, then one summary
+    assert json.loads(captured.out) == {
+        "event": "summary", "format": "lxmert-tsv", "out": str(out), "images": row["images"]
+    }  # fmt: skip
+    last = json.loads(captured.err.strip().splitlines()[-1])
+    assert (last["unit"], last["done"], last["total"]) == ("image", row["images"], None)
     npz = ["export", "--format", "uniter-npz", "--out", str(tmp_path / "npz"), "--corpus", "demo"]
     assert main([*npz, "--catalog", catalog]) == 2  # a user error, named
     assert "soft_labels: true" in capsys.readouterr().err
