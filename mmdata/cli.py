@@ -394,6 +394,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for title, query in DEMO_QUERIES:
         print(f'\n-- {title}\n$ mmdata sql "{query}" --catalog {catalog.path}')
         print(format_rows(*catalog.query(query)))
+    from mmdata.report import build_report
+
+    reports = [
+        build_report(catalog.path, corpus, out / f"report-{corpus}.html")
+        for corpus in (result.corpus, web.corpus)
+    ]
+    print(f"\nreports (open in a browser): {', '.join(str(r) for r in reports)}")
     if args.train_steps != 0:
         _demo_train(out, str(catalog.path), args.train_steps, args.quiet)
     print(

@@ -13,6 +13,8 @@ def test_demo_writes_shards_catalog_and_its_recipe(demo_out, capsys):
     assert sorted(p.name for p in (demo_out / "corpus" / "data").iterdir()) == [
         f"shard-{i:05d}.parquet" for i in range(4)
     ]
+    for corpus in ("demo", "demo_web"):  # the demo ends with a report of each corpus
+        assert "<h2>Filter funnel</h2>" in (demo_out / f"report-{corpus}.html").read_text()
     recipe = (demo_out / "demo.yaml").read_text()
     assert "${" not in recipe and f"output: {demo_out}/corpus" in recipe
     capsys.readouterr()
