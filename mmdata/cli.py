@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
@@ -36,14 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-#: Errors of the disk or the filesystem, not of mmdata: disk full, quota, read-only.
-DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
 def _is_user_error(exc: Exception) -> bool:
     from mmdata.errors import MmdataError
+    from mmdata.io import PERMANENT_ERRNOS
 
-    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+    if isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS:
         return True  # the message names the file; a traceback adds nothing
     return isinstance(exc, MmdataError | FileNotFoundError | PermissionError)
 
@@ -59,12 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a recipe (only what is not done yet)")
     run.add_argument("recipe", help="recipe YAML")
     _add_execution_flags(run)
+    add_progress_flags(run)
     run.add_argument("--catalog", help="catalog file (default: the recipe's)")
-    run.add_argument(
-        "--json",
-        action="store_true",
-        help="for scripts: progress as JSON lines on stderr, the summary as JSON on stdout",
-    )
     run.set_defaults(handler=_cmd_run)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -96,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-hash", action="store_true", help="skip sha256 (sizes, footers and rows only)"
     )
     check.add_argument("--json", action="store_true", help="problems as JSON lines only")
-    check.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_progress_flags(check, json=False)
     check.set_defaults(handler=_cmd_check)
 
     report = sub.add_parser(
@@ -134,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "1600, about 90 s); 0 skips training",
     )
     _add_execution_flags(demo, default="ray")
+    add_progress_flags(demo, json=False)
     demo.set_defaults(handler=_cmd_demo)
 
     export = sub.add_parser(
@@ -152,12 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
-    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    export.add_argument(
-        "--json",
-        action="store_true",
-        help="for scripts: progress as JSON lines on stderr, the summary as JSON on stdout",
-    )
+    add_progress_flags(export)
     export.set_defaults(handler=_cmd_export)
 
     # commands that live outside mmdata's core (mmdata.train) come through entry points,
@@ -193,7 +181,23 @@ def _add_execution_flags(parser: argparse.ArgumentParser, default: str = "ray") 
         default=None,
         help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)",
     )
+
+
+def add_progress_flags(parser: argparse.ArgumentParser, json: bool = True) -> None:
+    """``-q`` for no progress bar and, with ``json``, ``--json`` for scripts (read back
+    by ``progress_mode``); shared by every long command, mmdata.train's included."""
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    if json:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="for scripts: progress as JSON lines on stderr, the summary as JSON on stdout",
+        )
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """The mmdata.progress mode the flags of ``add_progress_flags`` ask for."""
+    return "json" if getattr(args, "json", False) else "quiet" if args.quiet else "bar"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -202,8 +206,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from mmdata.summary import summarize, summary_dict
 
     recipe = recipes.load(args.recipe)
-    progress = "json" if args.json else "quiet" if args.quiet else "bar"
-    result = run_recipe(recipe, args.executor, args.address, args.catalog, progress=progress)
+    result = run_recipe(
+        recipe, args.executor, args.address, args.catalog, progress=progress_mode(args)
+    )
     print(json.dumps(summary_dict(result), default=str) if args.json else summarize(result))
     return 0
 
@@ -304,7 +309,7 @@ def positive_int(text: str) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    progress = "json" if args.json else "quiet" if args.quiet else "bar"
+    progress = progress_mode(args)
     if args.format in ("webdataset", "hf"):
         from mmdata.stream.interop import export_hf, export_webdataset
         from mmdata.stream.shards import StreamError
@@ -452,7 +457,7 @@ def _run_demo_recipe(name: str, out: Path, args: argparse.Namespace):  # noqa: A
         raise recipes.RecipeError(str(demo_recipe_path(name)), problems)
     (out / f"{name}.yaml").write_text(expanded, encoding="utf-8")
     recipe = recipes.load(out / f"{name}.yaml")
-    return run_recipe(recipe, args.executor, args.address, progress=not args.quiet)
+    return run_recipe(recipe, args.executor, args.address, progress=progress_mode(args))
 
 
 def demo_recipe_path(name: str = "demo") -> Path:

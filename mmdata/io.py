@@ -18,7 +18,9 @@ from mmdata.errors import StorageError
 T = TypeVar("T")
 RETRY_ATTEMPTS = 4
 RETRY_BASE_S = 0.5
-PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+#: Errors of the disk or filesystem that waiting does not cure: a full disk or quota, a
+#: read-only filesystem, a permission refused. Not retried; the CLI prints them as a line.
+PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmdata.cli import positive_int
+from mmdata.cli import add_progress_flags, positive_int, progress_mode
 
 
 def add_commands(sub: Any) -> None:
@@ -26,10 +26,7 @@ def add_commands(sub: Any) -> None:
     train.add_argument(
         "--steps", type=positive_int, help="train this many steps (overrides optim.steps)"
     )
-    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    train.add_argument(
-        "--json", action="store_true", help="progress as JSON lines on stderr (for scripts)"
-    )
+    add_progress_flags(train)
     train.set_defaults(handler=_cmd_train)
 
     tokenizer = sub.add_parser(
@@ -51,8 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.steps is not None:
         config.optim.steps = args.steps
-    progress = "json" if args.json else "quiet" if args.quiet else "bar"
-    summary = train(config, args.catalog, args.corpus, args.out, progress)
+    summary = train(config, args.catalog, args.corpus, args.out, progress_mode(args))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary: rank 0's
         print(json.dumps(summary))  # the last stdout line: scripts read it
     return 0
