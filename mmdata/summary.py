@@ -4,26 +4,44 @@ dict (`mmdata run --json`) or as text."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdata.catalog import Catalog
-from mmdata.run import RunResult
 from mmdata.tables import format_rows
+
+if TYPE_CHECKING:
+    from mmdata.run import RunResult
+
+
+def step_stats(catalog: Catalog, corpus: str) -> list[dict[str, Any]]:
+    """Each step of ``corpus`` (the source is step -1): rows in and out, seconds, and its
+    drops as ``{unit, reason, rows}`` (by unit, then most rows first)."""
+    columns, steps = catalog.query(
+        "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
+        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index",
+        [corpus],
+    )
+    _, drops = catalog.query(
+        "SELECT step_index, unit, reason, rows FROM drops_summary "
+        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index, unit, rows DESC, reason",
+        [corpus],
+    )
+    return [
+        {
+            **dict(zip(columns, step)),
+            "drops": [
+                {"unit": unit, "reason": reason, "rows": rows}
+                for index, unit, reason, rows in drops
+                if index == step[0]
+            ],
+        }
+        for step in steps
+    ]
 
 
 def summary_dict(result: RunResult) -> dict[str, Any]:
     """The corpus after ``result`` (all its shards, not only this run's) as plain data."""
     catalog = Catalog(result.catalog)
-    columns, steps = catalog.query(
-        "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index",
-        [result.corpus],
-    )
-    _, drops = catalog.query(
-        "SELECT step_index, unit, reason, rows FROM drops_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index, unit, rows DESC, reason",
-        [result.corpus],
-    )
     _, files = catalog.query(
         "SELECT kind, count(*), sum(rows), sum(bytes) FROM shards WHERE corpus = ? "
         "GROUP BY kind ORDER BY kind",
@@ -32,17 +50,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
     return {
         "event": "summary",
         **dataclasses.asdict(result),
-        "steps": [
-            {
-                **dict(zip(columns, step)),
-                "drops": [
-                    {"unit": unit, "reason": reason, "rows": rows}
-                    for index, unit, reason, rows in drops
-                    if index == step[0]
-                ],
-            }
-            for step in steps
-        ],
+        "steps": step_stats(catalog, result.corpus),
         "files": {kind: {"files": n, "rows": rows, "bytes": size} for kind, n, rows, size in files},
     }
 

@@ -91,9 +91,9 @@ def boxed_jpeg(
     return out.getvalue(), ""
 
 
-def caption_html(text: str, graph: dict | None) -> str:
-    """The caption with the words of each object, attribute and predicate marked, as the
-    spans in its scene graph say (so a wrong span shows as a wrong mark)."""
+def span_marks(graph: dict | None) -> list[tuple[int, int, str]]:
+    """``(start, end, kind)`` of each span a scene graph stores, kind ``obj``, ``attr`` or
+    ``rel``: each object then its attributes, then the relations."""
     marks: list[tuple[int, int, str]] = []
     for obj in (graph or {}).get("objects") or []:
         if obj.get("span"):
@@ -104,6 +104,13 @@ def caption_html(text: str, graph: dict | None) -> str:
     for relation in (graph or {}).get("relations") or []:
         if relation.get("span"):
             marks.append((relation["span"]["start"], relation["span"]["end"], "rel"))
+    return marks
+
+
+def caption_html(text: str, graph: dict | None) -> str:
+    """The caption with the words of each object, attribute and predicate marked, as the
+    spans in its scene graph say (so a wrong span shows as a wrong mark)."""
+    marks = span_marks(graph)
     # inner marks (an attribute inside its object's phrase) nest inside outer ones
     opens: dict[int, list[tuple[int, str]]] = {}
     closes: dict[int, int] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmdata.catalog import Catalog, CatalogError
+from mmdata.summary import step_stats
 
 #: Reject reasons of the dedup stages, and how their details name the copy that was kept.
 DEDUP_REASONS = ("duplicate_image", "near_duplicate", "duplicate_url")
@@ -185,22 +186,14 @@ def _totals(catalog: Catalog, corpus: str) -> dict[str, Any]:
 
 
 def _funnel(catalog: Catalog, corpus: str) -> list[dict]:
-    steps = _dicts(
-        catalog,
-        "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index",
-        [corpus],
-    )
-    drops = catalog.query(
-        "SELECT step_index, unit, reason, rows FROM drops_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index, rows DESC",
-        [corpus],
-    )[1]
+    """The steps of ``mmdata.summary.step_stats``, drops as ``{label: rows}``, most first."""
+    steps = step_stats(catalog, corpus)
     for step in steps:
         step["drops"] = {
-            (reason if unit == "image" else f"{reason} ({unit}s)"): int(rows)
-            for index, unit, reason, rows in drops
-            if index == step["step_index"]
+            (d["reason"] if d["unit"] == "image" else f"{d['reason']} ({d['unit']}s)"): int(
+                d["rows"]
+            )
+            for d in sorted(step["drops"], key=lambda d: -d["rows"])
         }
     return steps
 

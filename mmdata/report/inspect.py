@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmdata.catalog import Catalog, CatalogError
+from mmdata.report.draw import span_marks
 from mmdata.report.gather import Sample, samples
 
 STYLES = {"obj": "bold blue", "attr": "bold yellow", "rel": "bold magenta"}
@@ -49,15 +50,8 @@ def _marked(text: str, graph: dict | None) -> Text:
     """The caption with scene-graph spans styled (relations over objects over attributes
     where they overlap: the narrower, later style wins in rich)."""
     out = Text(text)
-    for obj in (graph or {}).get("objects") or []:
-        if obj.get("span"):
-            out.stylize(STYLES["obj"], obj["span"]["start"], obj["span"]["end"])
-        for attribute in obj.get("attributes") or []:
-            if attribute.get("span"):
-                out.stylize(STYLES["attr"], attribute["span"]["start"], attribute["span"]["end"])
-    for relation in (graph or {}).get("relations") or []:
-        if relation.get("span"):
-            out.stylize(STYLES["rel"], relation["span"]["start"], relation["span"]["end"])
+    for start, end, kind in span_marks(graph):
+        out.stylize(STYLES[kind], start, end)
     return out
 
 
