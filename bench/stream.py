@@ -25,7 +25,6 @@ tree (main process + workers, sampled every 50 ms).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -51,7 +50,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     from mmdata.catalog import Catalog
     from mmdata.regions.rows import region_row
     from mmdata.schema import IMAGE_SCHEMA, conform
-    from mmdata.sink import write_listed_shard
+    from mmdata.sink import write_listed_corpus
 
     catalog = folder / "catalog.duckdb"
     marker = folder / "done.json"
@@ -62,15 +61,11 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     for old in [*folder.glob("*"), *folder.glob("data/*")]:
         if old.is_file():
             old.unlink()
-    cat = Catalog(catalog)
-    text = json.dumps(spec)
-    run_id, _ = cat.begin_run(
-        "bench", text, hashlib.sha256(text.encode()).hexdigest(), str(folder), "bench"
-    )
     rng = np.random.default_rng(0)
     per_shard = 1000
-    finished = []
-    for index, first in enumerate(range(0, images, per_shard)):
+
+    def shard(index: int) -> pa.Table:  # called in index order: one rng stream
+        first = index * per_shard
         rows = []
         for i in range(first, min(first + per_shard, images)):
             xy = rng.uniform(0, 300, (boxes, 2)).astype(np.float32)
@@ -102,10 +97,10 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
                     ),
                 }
             )
-        table = conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
-        finished.append(write_listed_shard(str(folder), index, table))
-    cat.commit_shards("bench", run_id, finished)
-    cat.end_run(run_id, "finished")
+        return conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
+
+    shards = -(-images // per_shard)
+    write_listed_corpus(Catalog(catalog), "bench", str(folder), spec, shards, shard, "bench")
     marker.write_text(json.dumps(spec))
     return catalog
 

@@ -11,8 +11,6 @@ run would be, and a re-run writes only the shards that are not listed yet.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from mmdata import demo
 from mmdata.catalog import Catalog
 from mmdata.regions.rows import region_row
 from mmdata.schema import IMAGE_SCHEMA, conform
-from mmdata.sink import write_listed_shard
+from mmdata.sink import write_listed_corpus
 
 CORPUS = "demo_oracle"
 DIM = 64  # feature size
@@ -85,17 +83,14 @@ def build(catalog: str | Path, output: str | Path, images: int = 240, seed: int 
     rows = [_image(i, rng, np_rng, basis) for i in range(images)]
     cat = Catalog(catalog)
     spec: dict[str, Any] = {"corpus": CORPUS, "images": images, "seed": seed, "dim": DIM}
-    text = json.dumps(spec, sort_keys=True)
-    output = Path(output)
-    run_id, done = cat.begin_run(
-        CORPUS, text, hashlib.sha256(text.encode()).hexdigest(), str(output), "local"
+    write_listed_corpus(
+        cat,
+        CORPUS,
+        str(output),
+        spec,
+        shards=-(-images // PER_SHARD),
+        table_of=lambda i: conform(
+            pa.Table.from_pylist(rows[i * PER_SHARD : (i + 1) * PER_SHARD], schema=IMAGE_SCHEMA)
+        ),
     )
-    finished = []
-    for index, first in enumerate(range(0, images, PER_SHARD)):
-        if index in done:
-            continue
-        table = conform(pa.Table.from_pylist(rows[first : first + PER_SHARD], schema=IMAGE_SCHEMA))
-        finished.append(write_listed_shard(str(output), index, table))
-    cat.commit_shards(CORPUS, run_id, finished)
-    cat.end_run(run_id, "finished")
     return str(cat.path)

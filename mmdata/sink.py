@@ -10,10 +10,13 @@ staging is visible to readers: a shard exists once the catalog lists it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +26,9 @@ from mmdata import faults, io
 from mmdata.batch import ok_mask, public
 from mmdata.executors.base import seconds_column
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_OK, validate, with_version
+
+if TYPE_CHECKING:
+    from mmdata.catalog import Catalog
 
 SOURCE_INDEX = -1
 
@@ -263,6 +269,31 @@ def write_listed_shard(output: str, index: int, table: pa.Table) -> FinishedShar
     path = shard_path(output, index)
     meta = _write_whole(path, table, IMAGE_SCHEMA)
     return FinishedShard(index, table.num_rows, [{"kind": "data", "path": path, **meta}], [])
+
+
+def write_listed_corpus(
+    catalog: Catalog,
+    corpus: str,
+    output: str,
+    spec: dict[str, Any],
+    shards: int,
+    table_of: Callable[[int], pa.Table],
+    executor: str = "local",
+) -> None:
+    """A corpus made outside a recipe run, in ``catalog``: ``spec`` (JSON) stands in for
+    the recipe text and its hash; data shard ``i`` is ``table_of(i)``, made and written
+    only for the shards the catalog does not list yet, then all listed in one commit."""
+    text = json.dumps(spec, sort_keys=True)
+    run_id, done = catalog.begin_run(
+        corpus, text, hashlib.sha256(text.encode()).hexdigest(), output, executor
+    )
+    finished = [
+        write_listed_shard(output, index, table_of(index))
+        for index in range(shards)
+        if index not in done
+    ]
+    catalog.commit_shards(corpus, run_id, finished)
+    catalog.end_run(run_id, "finished")
 
 
 def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Schema) -> dict:

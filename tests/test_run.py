@@ -342,13 +342,16 @@ def _without_root_overrides() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+UNPRIVILEGED = _without_root_overrides if os.geteuid() == 0 else None  # as any user is
+
+
 def _run_unprivileged(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mmdata.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        preexec_fn=_without_root_overrides if os.geteuid() == 0 else None,
+        preexec_fn=UNPRIVILEGED,
     )
 
 
@@ -361,7 +364,7 @@ def test_permission_denied_while_placing_shards_fails_clearly_and_the_next_run_c
     probe = subprocess.run(
         [sys.executable, "-c", f"open({str(shut / 'probe')!r}, 'w')"],
         capture_output=True,
-        preexec_fn=_without_root_overrides if os.geteuid() == 0 else None,
+        preexec_fn=UNPRIVILEGED,
     )
     if probe.returncode == 0:
         pytest.skip("this process may write into a 0555 folder (root that cannot drop caps)")

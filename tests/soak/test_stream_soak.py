@@ -4,7 +4,6 @@ measured at the end of each epoch: it must stay flat, not grow with samples read
 from __future__ import annotations
 
 import gc
-import hashlib
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from mmdata.catalog import Catalog
 from mmdata.schema import IMAGE_SCHEMA, conform
-from mmdata.sink import write_listed_shard
+from mmdata.sink import write_listed_corpus
 from mmdata.stream import ShardStream
 from tests.soak.memory import rss_mb
 
@@ -48,16 +47,15 @@ def _shard(first: int, count: int) -> pa.Table:
 @pytest.fixture(scope="module")
 def million(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("soak")
-    catalog = Catalog(folder / "catalog.duckdb")
-    run_id, _ = catalog.begin_run(
-        "soak", "soak", hashlib.sha256(b"soak").hexdigest(), str(folder), "soak"
+    write_listed_corpus(
+        Catalog(folder / "catalog.duckdb"),
+        "soak",
+        str(folder),
+        {"images": IMAGES, "captions_per_image": CAPTIONS_PER_IMAGE},
+        IMAGES // IMAGES_PER_SHARD,
+        lambda index: _shard(index * IMAGES_PER_SHARD, IMAGES_PER_SHARD),
+        "soak",
     )
-    shards = [
-        write_listed_shard(str(folder), index, _shard(first, IMAGES_PER_SHARD))
-        for index, first in enumerate(range(0, IMAGES, IMAGES_PER_SHARD))
-    ]
-    catalog.commit_shards("soak", run_id, shards)
-    catalog.end_run(run_id, "finished")
     return str(folder / "catalog.duckdb")
 
 
