@@ -3,27 +3,37 @@
 DuckDB allows one read-write process per file, so every write opens, runs one
 transaction, and closes; queries open read-only. Waiting for the lock is retried with
 backoff. Values always go in as parameters; the only SQL built from strings is the view
-definitions, whose file lists are quoted with ``sql_literal``.
+definitions, whose patterns and paths are quoted with ``sql_literal``.
+
+Costs stay flat as a corpus grows (issue 18, docs/scale.md): a commit inserts its shards'
+rows and statistics and leaves the views alone, because each corpus' part of the
+``images``/``rejects`` views is one glob over its shard folder joined to the listed paths
+(unlisted files in the folder are never seen); counts come from ``corpus_stats`` and a
+lookup by image id opens only the shards whose recorded id range holds it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.resources
 import logging
+import os
+import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
+from mmdata import io
 from mmdata.errors import MmdataError
 from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
-from mmdata.sink import FinishedShard
+from mmdata.sink import FinishedShard, file_stats
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 120.0
@@ -48,6 +58,10 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+#: catalog files this process has brought to the newest migration (a write skips the check)
+_MIGRATED: set[tuple[str, int]] = set()
+
+
 class Catalog:
     """A catalog file. Cheap to construct: nothing is opened until used."""
 
@@ -61,7 +75,10 @@ class Catalog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = self._connect(read_only=False)
         try:
-            _migrate(con)
+            identity = (self.path, os.stat(self.path).st_ino)
+            if identity not in _MIGRATED:
+                _migrate(con)
+                _MIGRATED.add(identity)
             con.execute("BEGIN TRANSACTION")
             yield con
             con.execute("COMMIT")
@@ -79,6 +96,7 @@ class Catalog:
             raise CatalogError(f"{self.path}: no catalog here (run a recipe first)")
         con = self._connect(read_only=True)
         try:
+            _attach_store_shards(con)
             yield con
         finally:
             con.close()
@@ -140,14 +158,16 @@ class Catalog:
 
     def commit_shards(self, corpus: str, run_id: int, shards: list[FinishedShard]) -> None:
         """List finished shards and their stats, in one transaction."""
+        if not shards:
+            return
         with self.write() as con:
-            for shard in shards:
-                _insert_shard(con, corpus, run_id, shard)
+            _insert_shards(con, corpus, run_id, shards)
             con.execute(
                 "UPDATE runs SET shards_written = shards_written + ? WHERE run_id = ?",
                 [len(shards), run_id],
             )
-            refresh_views(con)
+            if _note_view_sources(con, corpus, [f["path"] for s in shards for f in s.files]):
+                refresh_views(con)
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
         with self.write() as con:
@@ -156,7 +176,49 @@ class Catalog:
                 "error = ? WHERE run_id = ?",
                 [status, error, run_id],
             )
-            refresh_views(con)
+
+    def shards_holding(
+        self, image_ids: Iterable[str], corpus: str | None = None
+    ) -> dict[str, list[str]]:
+        """Data shard paths, by corpus, whose recorded image-id range holds one of
+        ``image_ids`` (shards without statistics always qualify): what a lookup opens."""
+        ids = sorted(set(image_ids))
+        if not ids:
+            return {}
+        with self.read() as con:
+            con.execute("CREATE TEMP TABLE _wanted (image_id VARCHAR)")
+            con.executemany("INSERT INTO _wanted VALUES (?)", [[i] for i in ids])
+            rows = con.execute(
+                "SELECT DISTINCT s.corpus, s.path, s.shard_index FROM shards s, _wanted w "
+                "WHERE s.layer = 'base' AND s.kind = 'data' AND (? IS NULL OR s.corpus = ?) "
+                "AND (s.min_image_id IS NULL OR w.image_id BETWEEN s.min_image_id "
+                "AND s.max_image_id) ORDER BY s.corpus, s.shard_index",
+                [corpus, corpus],
+            ).fetchall()
+        found: dict[str, list[str]] = {}
+        for name, path, _ in rows:
+            found.setdefault(name, []).append(path)
+        return found
+
+    def images_holding(self, image_ids: Iterable[str], corpus: str | None = None) -> str:
+        """A SQL table expression with the ``images`` view's columns over only the shards
+        that may hold ``image_ids`` (``SELECT ... FROM {this} WHERE image_id = ?``)."""
+        shards = self.shards_holding(image_ids, corpus)
+        selects = [
+            f"SELECT {sql_literal(name)} AS corpus, * FROM read_parquet("
+            f"[{', '.join(sql_literal(p) for p in paths)}])"
+            for name, paths in shards.items()
+            if all(_is_local(p) for p in paths)
+        ]
+        stored = [name for name, paths in shards.items() if not all(_is_local(p) for p in paths)]
+        if stored:  # the store's shards are read through pyarrow, registered per connection
+            selects.append(
+                "SELECT * FROM images WHERE corpus IN ("
+                + ", ".join(sql_literal(n) for n in stored)
+                + ")"
+            )
+        body = " UNION ALL ".join(selects) or "SELECT * FROM images WHERE false"
+        return f"({body})"
 
     def query(self, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Run ``sql`` read-only; returns (column names, rows)."""
@@ -170,54 +232,118 @@ class Catalog:
         return columns, rows
 
 
-def _insert_shard(
-    con: duckdb.DuckDBPyConnection, corpus: str, run_id: int, shard: FinishedShard
+def _insert_shards(
+    con: duckdb.DuckDBPyConnection, corpus: str, run_id: int, shards: list[FinishedShard]
 ) -> None:
-    # A crash between rename and commit can leave stats of an uncommitted attempt;
-    # the shard rows are the marker, so replace whatever an earlier attempt left.
+    """List ``shards`` (replacing an earlier listing of the same indices, as a retry
+    does) with a constant number of statements: the rows go in as Arrow tables."""
+    indices = pa.table({"shard_index": pa.array([s.index for s in shards], pa.int32())})
+    con.register("_committed", indices)
     for table in ("shards", "stage_stats", "stage_drops"):
         con.execute(
-            f"DELETE FROM {table} WHERE corpus = ? AND layer = 'base' AND shard_index = ?",
-            [corpus, shard.index],
+            f"DELETE FROM {table} WHERE corpus = ? AND layer = 'base' "
+            "AND shard_index IN (SELECT shard_index FROM _committed)",
+            [corpus],
         )
-    for f in shard.files:
-        con.execute(
-            "INSERT INTO shards (corpus, kind, shard_index, path, rows, bytes, sha256, "
-            "input_rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                corpus,
-                f["kind"],
-                shard.index,
-                f["path"],
-                f["rows"],
-                f["bytes"],
-                f["sha256"],
-                shard.input_rows,
-                run_id,
-            ],
-        )
-    for s in shard.stats:
-        con.execute(
-            "INSERT INTO stage_stats (corpus, shard_index, step_index, stage, rows_in, "
-            "rows_out, seconds, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                corpus,
-                shard.index,
-                s["index"],
-                s["name"],
-                s["rows_in"],
-                s["rows_out"],
-                s["seconds"],
-                run_id,
-            ],
-        )
-        for unit, drops in s["drops"].items():
-            for reason, rows in drops.items():
-                con.execute(
-                    "INSERT INTO stage_drops (corpus, shard_index, step_index, stage, "
-                    "unit, reason, rows, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [corpus, shard.index, s["index"], s["name"], unit, reason, rows, run_id],
-                )
+    con.unregister("_committed")
+    files = [
+        {
+            "corpus": corpus,
+            "kind": f["kind"],
+            "shard_index": s.index,
+            "path": f["path"],
+            "rows": f["rows"],
+            "bytes": f["bytes"],
+            "sha256": f["sha256"],
+            "input_rows": s.input_rows,
+            "run_id": run_id,
+            "captions": f.get("captions"),
+            "min_image_id": f.get("min_image_id"),
+            "max_image_id": f.get("max_image_id"),
+        }
+        for s in shards
+        for f in s.files
+    ]
+    stats = [
+        {
+            "corpus": corpus,
+            "shard_index": s.index,
+            "step_index": step["index"],
+            "stage": step["name"],
+            "rows_in": step["rows_in"],
+            "rows_out": step["rows_out"],
+            "seconds": float(step["seconds"]),
+            "run_id": run_id,
+        }
+        for s in shards
+        for step in s.stats
+    ]
+    drops = [
+        {
+            "corpus": corpus,
+            "shard_index": s.index,
+            "step_index": step["index"],
+            "stage": step["name"],
+            "unit": unit,
+            "reason": reason,
+            "rows": rows,
+            "run_id": run_id,
+        }
+        for s in shards
+        for step in s.stats
+        for unit, reasons in step["drops"].items()
+        for reason, rows in reasons.items()
+    ]
+    for table, rows in (("shards", files), ("stage_stats", stats), ("stage_drops", drops)):
+        if rows:
+            con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW_SCHEMAS[table]))
+            columns = ", ".join(_ROW_SCHEMAS[table].names)
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _rows")
+            con.unregister("_rows")
+
+
+_ROW_SCHEMAS = {
+    "shards": pa.schema(
+        [
+            ("corpus", pa.string()),
+            ("kind", pa.string()),
+            ("shard_index", pa.int32()),
+            ("path", pa.string()),
+            ("rows", pa.int64()),
+            ("bytes", pa.int64()),
+            ("sha256", pa.string()),
+            ("input_rows", pa.int64()),
+            ("run_id", pa.int32()),
+            ("captions", pa.int64()),
+            ("min_image_id", pa.string()),
+            ("max_image_id", pa.string()),
+        ]
+    ),
+    "stage_stats": pa.schema(
+        [
+            ("corpus", pa.string()),
+            ("shard_index", pa.int32()),
+            ("step_index", pa.int32()),
+            ("stage", pa.string()),
+            ("rows_in", pa.int64()),
+            ("rows_out", pa.int64()),
+            ("seconds", pa.float64()),
+            ("run_id", pa.int32()),
+        ]
+    ),
+    "stage_drops": pa.schema(
+        [
+            ("corpus", pa.string()),
+            ("shard_index", pa.int32()),
+            ("step_index", pa.int32()),
+            ("stage", pa.string()),
+            ("unit", pa.string()),
+            ("reason", pa.string()),
+            ("rows", pa.int64()),
+            ("run_id", pa.int32()),
+        ]
+    ),
+}
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -226,16 +352,19 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         "applied_at TIMESTAMP DEFAULT current_timestamp)"
     )
     applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    for version, sql in migrations():
-        if version in applied:
-            continue
-        con.execute("BEGIN TRANSACTION")
+    pending = [(version, sql) for version, sql in migrations() if version not in applied]
+    if not pending:
+        return
+    con.execute("BEGIN TRANSACTION")
+    for version, sql in pending:
         con.execute(sql)
         if version == 1:
             _create_empty_tables(con)
+        if version == 2:
+            _backfill_stats(con)
         con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
-        con.execute("COMMIT")
-        refresh_views(con)
+    refresh_views(con)
+    con.execute("COMMIT")
 
 
 def _create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -245,69 +374,179 @@ def _create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
 
 
-def _union_view(con: duckdb.DuckDBPyConnection, view: str, kind: str, empty: str) -> None:
-    files = con.execute(
-        "SELECT corpus, path FROM shards WHERE layer = 'base' AND kind = ? "
-        "ORDER BY corpus, shard_index",
+GLOB_CHARS = set("*?[]{}")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def view_source(path: str) -> tuple[str, str]:
+    """(mode, pattern) by which the views reach a listed file (see 002_shard_stats.sql)."""
+    folder, name = posixpath.split(path)
+    if not _is_local(path):
+        return "store", folder
+    if name.startswith("shard-") and name.endswith(".parquet") and not GLOB_CHARS & set(folder):
+        return "glob", posixpath.join(folder, "shard-*.parquet")
+    return "list", folder
+
+
+def _note_view_sources(con: duckdb.DuckDBPyConnection, corpus: str, paths: list[str]) -> bool:
+    """Record how the views reach ``paths``; True when the views must be rebuilt (a new
+    folder, or a folder whose paths the views write out)."""
+    known = {
+        (kind, mode, pattern)
+        for kind, mode, pattern in con.execute(
+            "SELECT kind, mode, pattern FROM view_sources WHERE corpus = ?", [corpus]
+        ).fetchall()
+    }
+    rebuild = False
+    for path in paths:
+        kind = "rejects" if posixpath.basename(posixpath.dirname(path)) == "rejects" else "data"
+        mode, pattern = view_source(path)
+        if (kind, mode, pattern) not in known:
+            con.execute(
+                "INSERT OR IGNORE INTO view_sources VALUES (?, ?, ?, ?)",
+                [corpus, kind, mode, pattern],
+            )
+            known.add((kind, mode, pattern))
+            rebuild = True
+        rebuild = rebuild or mode == "list"
+    return rebuild
+
+
+def _corpus_selects(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
+    """One SELECT per corpus with local shards of ``kind``: a glob over its folders whose
+    matches are kept only when listed (``filename`` is dropped), or the written-out list."""
+    if not _has_view_sources(con):  # only while migrating from before migration 2
+        return []
+    sources = con.execute(
+        "SELECT corpus, mode, pattern FROM view_sources WHERE kind = ? AND mode != 'store' "
+        "ORDER BY corpus, pattern",
         [kind],
     ).fetchall()
-    by_corpus: dict[str, list[str]] = {}
-    for corpus, path in files:
-        by_corpus.setdefault(corpus, []).append(path)
-    for corpus in [c for c, paths in by_corpus.items() if not _sql_can_read(paths)]:
-        # the shards stay listed (ShardStream reads them through pyarrow); only SQL over
-        # them waits for DuckDB's httpfs extension
-        first = by_corpus.pop(corpus)[0]
-        if (corpus, view) in _WARNED:
-            continue
-        _WARNED.add((corpus, view))
-        log.warning(
-            "corpus %r: its shards are on an object store (%s) and DuckDB's httpfs "
-            "extension cannot be loaded here, so the %s view leaves them out; install it "
-            "(INSTALL httpfs) and re-run to query them with SQL",
-            corpus,
-            first,
-            view,
+    by_corpus: dict[str, list[tuple[str, str]]] = {}
+    for corpus, mode, pattern in sources:
+        by_corpus.setdefault(corpus, []).append((mode, pattern))
+    selects = []
+    for corpus, found in by_corpus.items():
+        listed = (
+            f"SELECT path FROM shards WHERE corpus = {sql_literal(corpus)} "
+            f"AND layer = 'base' AND kind = {sql_literal(kind)}"
         )
-    selects = [
-        f"SELECT {sql_literal(c)} AS corpus, * FROM read_parquet("
-        f"[{', '.join(sql_literal(p) for p in paths)}])"
-        for c, paths in by_corpus.items()
-    ]
-    body = " UNION ALL ".join(selects) or f"SELECT NULL::VARCHAR AS corpus, * FROM {empty}"
-    con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        if all(mode == "glob" for mode, _ in found):
+            globs = ", ".join(sql_literal(p) for _, p in found)
+            selects.append(
+                f"SELECT {sql_literal(corpus)} AS corpus, * EXCLUDE (filename) FROM "
+                f"read_parquet([{globs}], filename = true) WHERE filename IN ({listed})"
+            )
+            continue
+        paths = [
+            r[0]
+            for r in con.execute(listed + " ORDER BY shard_index").fetchall()
+            if _is_local(r[0])
+        ]
+        if paths:
+            selects.append(
+                f"SELECT {sql_literal(corpus)} AS corpus, * FROM read_parquet("
+                f"[{', '.join(sql_literal(p) for p in paths)}])"
+            )
+    return selects
 
 
-_WARNED: set[tuple[str, str]] = set()
+def _union_view(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    kind: str,
+    empty: str,
+    extra: list[str] = (),  # type: ignore[assignment]
+    temp: bool = False,
+) -> None:
+    body = " UNION ALL ".join([*_corpus_selects(con, kind), *extra])
+    body = body or f"SELECT NULL::VARCHAR AS corpus, * FROM {empty}"
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {view} AS {body}")
 
 
-def _sql_can_read(paths: list[str]) -> bool:
-    """Whether DuckDB can read these shard paths: local ones always, URIs through the
-    httpfs extension (which may be missing offline)."""
-    if not any("://" in p and not p.startswith("file://") for p in paths):
-        return True
-    return _httpfs_loads()
+def _attach_store_shards(con: duckdb.DuckDBPyConnection) -> None:
+    """Make object-store shards queryable on this (read-only) connection: DuckDB 2.x has
+    no httpfs offline, so each corpus' listed files become a pyarrow dataset registered
+    on the connection, and temporary images/rejects views (and the views derived from
+    them) union them with the local shards. The file's own views cover local shards."""
+    stored = (
+        con.execute(
+            "SELECT s.corpus, s.kind, list(s.path ORDER BY s.shard_index) FROM shards s "
+            "WHERE s.layer = 'base' AND (s.corpus, s.kind) IN "
+            "(SELECT corpus, kind FROM view_sources WHERE mode = 'store') "
+            "AND s.path LIKE '%://%' GROUP BY s.corpus, s.kind ORDER BY s.corpus, s.kind"
+        ).fetchall()
+        if _has_view_sources(con)
+        else []
+    )
+    if not stored:
+        return
+    extra: dict[str, list[str]] = {"data": [], "rejects": []}
+    for number, (corpus, kind, paths) in enumerate(stored):
+        schema = IMAGE_SCHEMA if kind == "data" else REJECT_SCHEMA
+        filesystem = io.resolve(paths[0])[0]
+        dataset = pads.dataset(
+            [io.resolve(p)[1] for p in paths],
+            schema=schema,
+            format="parquet",
+            filesystem=filesystem,
+        )
+        name = f"_store_{kind}_{number}"
+        con.register(name, dataset)
+        extra[kind].append(f"SELECT {sql_literal(corpus)} AS corpus, * FROM {name}")
+    _union_view(con, "images", "data", "_empty_images", extra["data"], temp=True)
+    _union_view(con, "rejects", "rejects", "_empty_rejects", extra["rejects"], temp=True)
+    for statement in _derived_views():
+        con.execute(statement.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW"))
 
 
-@functools.lru_cache(maxsize=1)
-def _httpfs_loads() -> bool:
-    # probed on a scratch connection: a failed LOAD would abort the commit's transaction
-    try:
-        duckdb.connect().execute("LOAD httpfs")
-        return True
-    except duckdb.Error:
-        return False
+def _has_view_sources(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'view_sources' "
+            "AND database_name = current_database()"
+        ).fetchall()[0][0]
+    )
+
+
+def _derived_views() -> list[str]:
+    text = importlib.resources.files("catalog").joinpath("views.sql").read_text("utf-8")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [statement for statement in code.split(";") if statement.strip()]
+
+
+def _backfill_stats(con: duckdb.DuckDBPyConnection) -> None:
+    """Statistics of shards listed before migration 2, read from their files once."""
+    listed = con.execute("SELECT path, kind FROM shards WHERE layer = 'base'").fetchall()
+    for path, kind in listed:
+        try:
+            fs, inner = io.resolve(path)
+            columns = ["image_id", "captions"] if kind == "data" else ["image_id"]
+            stats = file_stats(pq.read_table(inner, columns=columns, filesystem=fs))
+        except (OSError, pa.ArrowException) as exc:
+            log.warning("%s: cannot read it to record its statistics: %s", path, exc)
+            continue
+        con.execute(
+            "UPDATE shards SET captions = ?, min_image_id = ?, max_image_id = ? WHERE path = ?",
+            [stats["captions"], stats["min_image_id"], stats["max_image_id"], path],
+        )
+    for (corpus,) in con.execute("SELECT DISTINCT corpus FROM shards").fetchall():
+        paths = [
+            r[0]
+            for r in con.execute("SELECT path FROM shards WHERE corpus = ?", [corpus]).fetchall()
+        ]
+        _note_view_sources(con, corpus, paths)
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Rebuild the views over the committed shards (called inside the commit)."""
+    """Rebuild the views (inside a migration, or a commit that adds a shard folder)."""
     _union_view(con, "images", "data", "_empty_images")
     _union_view(con, "rejects", "rejects", "_empty_rejects")
-    text = importlib.resources.files("catalog").joinpath("views.sql").read_text("utf-8")
-    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    for statement in code.split(";"):
-        if statement.strip():
-            con.execute(statement)
+    for statement in _derived_views():
+        con.execute(statement)
 
 
 def where_mask(table: pa.Table, where: str, source: str = "") -> np.ndarray:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
-from mmdata import faults, io
+from mmdata import io
 from mmdata.catalog import Catalog
+from mmdata.committer import ShardCommitter
 from mmdata.executors import make_executor
 from mmdata.executors.base import RunPlan
 from mmdata.progress import Progress
@@ -29,6 +31,9 @@ class RunResult:
     shards_skipped: int
     shards_written: int
     seconds: float
+    #: seconds the committer spent in catalog transactions, and how many it ran
+    commit_seconds: float = 0.0
+    commits: int = 0
 
 
 def run_recipe(
@@ -77,7 +82,7 @@ def _run_locked(
             shard_path(recipe.output, p.index) for p in partitions if p.index in done
         )
         plan = RunPlan(recipe, pending, staging, done_shards)
-        written = _execute(recipe, plan, executor, address, catalog, run_id, progress)
+        committer = _execute(recipe, plan, executor, address, catalog, run_id, progress)
     except BaseException as exc:
         catalog.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
@@ -88,8 +93,10 @@ def _run_locked(
         catalog.path,
         len(partitions),
         len(partitions) - len(pending),
-        written,
+        committer.committed,
         time.perf_counter() - started,
+        committer.busy_s,
+        committer.commits,
     )
 
 
@@ -101,20 +108,31 @@ def _execute(
     catalog: Catalog,
     run_id: int,
     progress: bool | str,
-) -> int:
+) -> ShardCommitter:
+    """Assemble parts as they arrive; finished shards go to the committer's thread, so
+    this loop never waits on the catalog. Shards finished before a failure are still
+    listed (they are whole) before the failure is raised."""
     assembler = ShardAssembler(recipe.output)
-    written = 0
     with Progress(len(plan.partitions), "shard", progress, desc=recipe.name) as bar:
-        for part in make_executor(executor, address).run(plan):
-            shard = assembler.add(part)
-            if shard is None:
-                continue
-            faults.point("before_commit")
-            catalog.commit_shards(recipe.name, run_id, [shard])
-            faults.point("after_commit")
-            written += 1
-            bar.update(1, rows=shard.input_rows)
+        committer = ShardCommitter(
+            catalog,
+            recipe.name,
+            run_id,
+            on_commit=lambda shards: bar.update(
+                len(shards), rows=sum(s.input_rows for s in shards)
+            ),
+        )
+        try:
+            for part in make_executor(executor, address).run(plan):
+                shard = assembler.add(part)
+                if shard is not None:
+                    committer.submit(shard)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                committer.close()
+            raise
+        committer.close()
     if assembler.pending():
         raise RuntimeError(f"shards {assembler.pending()} did not receive all their rows")
     io.delete_dir(plan.staging)
-    return written
+    return committer

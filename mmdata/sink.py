@@ -114,7 +114,25 @@ def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str])
 def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> dict:
     data = encode_parquet(table, schema)
     io.write_bytes(path, data)
-    return {"rows": table.num_rows, "bytes": len(data), "sha256": io.sha256_hex(data)}
+    return {
+        "rows": table.num_rows,
+        "bytes": len(data),
+        "sha256": io.sha256_hex(data),
+        **file_stats(table),
+    }
+
+
+def file_stats(table: pa.Table) -> dict[str, Any]:
+    """The statistics a shard file is listed with: captions, min/max image id."""
+    stats: dict[str, Any] = {"captions": None, "min_image_id": None, "max_image_id": None}
+    if "captions" in table.column_names:
+        lengths = pc.list_value_length(table.column("captions"))
+        stats["captions"] = int(pc.sum(lengths).as_py() or 0)
+    if "image_id" in table.column_names and table.num_rows:
+        bounds = pc.min_max(table.column("image_id"))
+        stats["min_image_id"] = bounds["min"].as_py()
+        stats["max_image_id"] = bounds["max"].as_py()
+    return stats
 
 
 def reject_rows(rows: pa.Table, step_names: list[str]) -> tuple[pa.Table, list[int]]:

@@ -81,7 +81,12 @@ def test_crash_then_resume_keeps_dedup_across_committed_shards(server, tmp_path)
     run_recipe(reference, "local", progress=False)
     path = write_recipe(crash_dir / "web.yaml", web_recipe(server, crash_dir))
     crashed = _cli(
-        "run", str(path), "--executor", "local", "-q", env_extra={"MMDATA_FAULT": "after_commit:2"}
+        "run",
+        str(path),
+        "--executor",
+        "local",
+        "-q",
+        env_extra={"MMDATA_FAULT": "after_commit:2", "MMDATA_COMMIT_MAX_SHARDS": "1"},
     )
     assert crashed.returncode == -9, crashed.stderr
     resumed = _cli("run", str(path), "--executor", "local", "-q")

@@ -1,16 +1,22 @@
 """Shards on an object store: a recipe writes to S3 (moto's server on 127.0.0.1) and
-ShardStream reads them back through pyarrow's S3 filesystem; the store going away in the
-middle of a run fails it clearly, and the next run completes."""
+ShardStream reads them back through pyarrow's S3 filesystem; SQL sees them through the
+catalog's connections; the store going away in the middle of a run fails it clearly, and
+the next run completes; of two writers of one S3 output, one holds the run lease."""
 
 from __future__ import annotations
 
 import functools
+import json
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import pyarrow.fs as pafs
 import pytest
 
-from mmdata import demo, io
+from mmdata import demo, io, runlock
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
 from mmdata.check import check
@@ -105,6 +111,33 @@ def test_a_corpus_on_s3_is_written_listed_and_streamed(s3_bucket, tmp_path):
     )
     assert sorted(got) == sorted(s["caption_id"] for s in want) and len(got) == len(set(got))
 
+    # SQL over the S3 shards, beside the local corpus, through the catalog's connections
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    per_corpus = "SELECT corpus, count(*), count(DISTINCT image_id) FROM {} GROUP BY ALL ORDER BY 1"
+    (local_n, remote_n) = catalog.query(per_corpus.format("images"))[1]
+    assert local_n[0] == "local" and remote_n[0] == "remote"
+    assert local_n[1:] == remote_n[1:] and remote_n[1] == remote_n[2] > 0
+    captions = "SELECT image_id, caption_id, text FROM captions WHERE corpus = ? ORDER BY 1, 2"
+    assert catalog.query(captions, ["remote"])[1] == catalog.query(captions, ["local"])[1]
+    stats = "SELECT images FROM corpus_stats WHERE corpus = 'remote'"
+    assert catalog.query(stats)[1] == [(remote_n[1],)]
+    wanted = catalog.query("SELECT min(image_id) FROM images WHERE corpus = 'remote'")[1][0][0]
+    source = catalog.images_holding([wanted], "remote")
+    assert catalog.query(f"SELECT corpus, image_id FROM {source} WHERE image_id = ?", [wanted])[
+        1
+    ] == [("remote", wanted)]
+    assert (
+        main(
+            [
+                "sql",
+                "SELECT count(*) AS n FROM captions WHERE corpus = 'remote'",
+                "--catalog",
+                str(tmp_path / "catalog.duckdb"),
+            ]
+        )
+        == 0
+    )
+
 
 def _one_sdk_attempt(server: S3Server, monkeypatch) -> None:
     """The AWS SDK's own retries take 12 s per call against a closed port; with one SDK
@@ -130,6 +163,7 @@ def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
         write_bytes(uri, data)
 
     monkeypatch.setattr(io, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(runlock, "LEASE_TTL_S", 1.0)
     _one_sdk_attempt(s3_server, monkeypatch)
     monkeypatch.setattr(io, "write_bytes", store_goes_away)
     assert main(["run", str(path), "--executor", "local", "-q"]) != 0
@@ -143,6 +177,7 @@ def test_the_store_going_away_mid_run_fails_clearly_and_the_next_run_completes(
 
     s3_server.start()  # the store is back, on the same endpoint
     monkeypatch.setattr(io, "write_bytes", write_bytes)
+    time.sleep(runlock.LEASE_TTL_S)  # the failed run could not delete its lease: it lapses
     assert main(["run", str(path), "--executor", "local", "-q"]) == 0
     assert "(2 written now, 1 already done)" in capsys.readouterr().out
     # (SQL over the rows themselves needs DuckDB's httpfs, which is offline here)
@@ -171,3 +206,92 @@ def test_a_store_that_blinks_is_retried_and_the_run_completes(s3_server, tmp_pat
     catalog = Catalog(tmp_path / "catalog.duckdb")
     assert catalog.query("SELECT status FROM runs")[1] == [("finished",)]
     assert check(catalog).problems == []
+
+
+def _hold_lease(output: str, seconds: float) -> subprocess.Popen:
+    """Another process that holds the run lease of ``output`` for ``seconds``."""
+    script = textwrap.dedent(f"""
+        import time
+        from mmdata.runlock import corpus_lock
+        with corpus_lock({output!r}, "remote"):
+            print("held", flush=True)
+            time.sleep({seconds})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_two_writers_of_one_s3_output_one_holds_the_lease(s3_server, tmp_path, capsys):
+    path = write_recipe(tmp_path / "r.yaml", _spec(tmp_path, "s3://bucket/corpus"))
+    holder = _hold_lease("s3://bucket/corpus", 60)
+    try:
+        assert main(["run", str(path), "--executor", "local", "-q"]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is running a recipe into s3://bucket/corpus" in err
+        assert f"pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed without releasing: its lease lapses, then a run takes it over
+    import boto3
+
+    lease = json.loads(
+        boto3.client("s3").get_object(Bucket="bucket", Key="corpus/.mmdata-run.lock")["Body"].read()
+    )
+    assert lease["expires"] > time.time()  # still held: a run now would be refused
+    assert main(["run", str(path), "--executor", "local", "-q"]) != 0
+    capsys.readouterr()
+    boto3.client("s3").put_object(  # as if its TTL had passed
+        Bucket="bucket",
+        Key="corpus/.mmdata-run.lock",
+        Body=json.dumps({"holder": lease["holder"], "expires": time.time() - 1}).encode(),
+    )
+    assert main(["run", str(path), "--executor", "local", "-q"]) == 0
+    assert "(3 written now, 0 already done)" in capsys.readouterr().out
+    objects = boto3.client("s3").list_objects_v2(Bucket="bucket", Prefix="corpus/.mmdata")
+    assert objects.get("KeyCount", 0) == 0  # the run released its lease
+
+
+def test_of_two_takers_of_a_lapsed_lease_exactly_one_wins(s3_server, monkeypatch):
+    import boto3
+
+    boto3.client("s3").put_object(
+        Bucket="bucket",
+        Key="c/.mmdata-run.lock",
+        Body=json.dumps({"holder": "crashed", "expires": time.time() - 5}).encode(),
+    )
+    barrier = threading.Barrier(2)
+    original = runlock._s3_client
+    outcomes: list[str] = []
+
+    def racing_client():  # both takers read the lapsed lease before either writes
+        client = original()
+        get = client.get_object
+
+        def get_then_wait(**kwargs):
+            got = get(**kwargs)
+            barrier.wait(10)
+            return got
+
+        client.get_object = get_then_wait
+        return client
+
+    monkeypatch.setattr(runlock, "_s3_client", racing_client)
+    held = threading.Event()
+
+    def taker() -> None:
+        try:
+            with runlock.corpus_lock("s3://bucket/c", "c"):
+                outcomes.append("held")
+                held.wait(10)
+        except runlock.CorpusBusyError:
+            outcomes.append("busy")
+            held.set()
+
+    threads = [threading.Thread(target=taker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["busy", "held"]
