@@ -1,4 +1,4 @@
-"""``mmdata`` command line: run, validate, stages, sql, demo."""
+"""``mmdata`` command line: run, validate, stages, sql, check, retry, report, demo, ..."""
 
 from __future__ import annotations
 
@@ -90,6 +90,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="problems as JSON lines only")
     add_progress_flags(check, json=False)
     check.set_defaults(handler=_cmd_check)
+
+    retry = sub.add_parser(
+        "retry",
+        help="re-attempt the rows of a corpus rejected for transient reasons (timeouts, "
+        "429, 5xx, connection errors); what now succeeds moves from rejects to images",
+    )
+    retry.add_argument("corpus")
+    retry.add_argument(
+        "--reasons",
+        default="timeout,http_429,http_5xx,connection_error",
+        help="comma-separated reject reasons to retry; http_5xx is any 5xx status "
+        "(default: %(default)s)",
+    )
+    _add_catalog_flag(retry)
+    retry.add_argument(
+        "--recipe",
+        help="the corpus's recipe file, when the text stored in the catalog does not rebuild "
+        "it here (relative paths, ${VARIABLES}); it must be the same recipe",
+    )
+    add_progress_flags(retry)
+    retry.set_defaults(handler=_cmd_retry)
 
     report = sub.add_parser(
         "report",
@@ -265,6 +286,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
     verdict = f"{len(report.problems)} problem(s)" if report.problems else "ok"
     print(f"{report.shards} listed shard files and {report.files} files checked: {verdict}")
     return 1 if report.problems else 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from mmdata.retry import retry_corpus, retry_dict, summarize_retry
+
+    result = retry_corpus(
+        args.catalog,
+        args.corpus,
+        args.reasons.split(","),
+        recipe_path=args.recipe,
+        progress=progress_mode(args),
+    )
+    print(json.dumps(retry_dict(result)) if args.json else summarize_retry(result))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

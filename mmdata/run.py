@@ -15,7 +15,7 @@ from mmdata.executors.base import RunPlan
 from mmdata.progress import Progress
 from mmdata.recipe import Recipe
 from mmdata.runlock import corpus_lock
-from mmdata.sink import ShardAssembler, shard_path, staging_dir
+from mmdata.sink import ShardAssembler, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ def _run_locked(
             len(partitions) - len(pending),
             len(pending),
         )
-        done_shards = tuple(
-            shard_path(recipe.output, p.index) for p in partitions if p.index in done
-        )
+        done_shards = listed_data_shards(catalog, recipe.name)
         plan = RunPlan(recipe, pending, staging, done_shards)
         committer = _execute(recipe, plan, executor, address, catalog, run_id, progress)
     except BaseException as exc:
@@ -98,6 +96,17 @@ def _run_locked(
         committer.busy_s,
         committer.commits,
     )
+
+
+def listed_data_shards(catalog: Catalog, corpus: str) -> tuple[str, ...]:
+    """The corpus's committed data shards as the catalog lists them, by shard index
+    (``mmdata retry`` gives a rewritten shard a new name)."""
+    _, rows = catalog.query(
+        "SELECT path FROM shards WHERE corpus = ? AND layer = 'base' AND kind = 'data' "
+        "ORDER BY shard_index",
+        [corpus],
+    )
+    return tuple(path for (path,) in rows)
 
 
 def _execute(

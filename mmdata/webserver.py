@@ -65,7 +65,8 @@ def bomb_png(width_px: int = 40_000, height_px: int = 40_000) -> bytes:
 
 
 class FaultHandler(BaseHTTPRequestHandler):
-    """Serves FAULTS plus ``/gen/<n>.jpg`` (a distinct image per n) and robots.txt."""
+    """Serves FAULTS plus ``/gen/<n>.jpg`` (a distinct image per n), ``/fail-twice/<n>.jpg``
+    (503 twice, then that image) and robots.txt."""
 
     server: FaultServer
     protocol_version = "HTTP/1.1"
@@ -124,6 +125,15 @@ class FaultHandler(BaseHTTPRequestHandler):
             self._send(429, b"slow down", "text/plain", {"Retry-After": "0"})
         else:
             self._send(200, encoded_image("JPEG"), "image/jpeg")
+
+    def _fail_twice(self) -> None:
+        """``/fail-twice/<n>.jpg``: 503 the first two times each path is asked for, then
+        the image of ``/gen/<n>.jpg`` (``mmdata retry``'s tests: a URL that recovers)."""
+        if self.server.hits(self.path) <= 2:
+            self._send(503, b"try again later", "text/plain")
+        else:
+            name = self.path.rsplit("/", 1)[-1].partition("?")[0]
+            self._send(200, self.server.generated(int(name.split(".")[0])), "image/jpeg")
 
     def _slow(self) -> None:
         time.sleep(self.server.slow_s)

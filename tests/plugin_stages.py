@@ -59,3 +59,20 @@ class Blocklist(Filter):
         return {
             "blocklisted": pa.array([i in self.ids for i in table.column("image_id").to_pylist()])
         }
+
+
+@STAGES.register("test_note_items")
+class NoteItems(Stage):
+    """Records one dropped item (kind ``note``) per row and keeps the row: item rejects
+    on rows that a later stage may reject (mmdata retry's stats)."""
+
+    def process(self, table: pa.Table) -> pa.Table:
+        from mmdata.batch import ITEM_REJECT, item_reject, set_columns
+
+        notes = [
+            (earlier or []) + [item_reject("note", f"{image_id}#note", "noted", "a test note")]
+            for image_id, earlier in zip(
+                table.column("image_id").to_pylist(), table.column("_item_rejects").to_pylist()
+            )
+        ]
+        return set_columns(table, {"_item_rejects": pa.array(notes, pa.list_(ITEM_REJECT))})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urlsplit
 
+from mmdata.download.dns import DEFAULT_TTL_S, Resolver
 from mmdata.download.guard import BlockedAddress, NetworkPolicy
 from mmdata.download.http import BlockedScheme, RedirectLoop, build_opener, check_scheme
 
@@ -53,6 +54,7 @@ class FetchOptions:
     user_agent_token: str = "mmdata"
     opt_out_directives: frozenset[str] = frozenset()
     per_host_connections: int = 8
+    dns_ttl_s: float = DEFAULT_TTL_S
 
     @property
     def user_agent(self) -> str:
@@ -81,11 +83,19 @@ class HostLimiter:
 
 
 class Fetcher:
-    """Fetches bodies through the guarded opener; thread-safe, one per stage worker."""
+    """Fetches bodies through the guarded opener; thread-safe, one per stage worker.
 
-    def __init__(self, options: FetchOptions, policy: NetworkPolicy) -> None:
+    Its ``resolver`` caches each host's addresses for ``options.dns_ttl_s`` (one lookup
+    per host per worker, robots.txt and redirects included); the guard still checks
+    every address it connects to.
+    """
+
+    def __init__(
+        self, options: FetchOptions, policy: NetworkPolicy, resolver: Resolver | None = None
+    ) -> None:
         self.options = options
-        self.opener = build_opener(policy)
+        self.resolver = Resolver(options.dns_ttl_s) if resolver is None else resolver
+        self.opener = build_opener(policy, self.resolver)
         self.hosts = HostLimiter(options.per_host_connections)
 
     def get(self, url: str) -> bytes:

@@ -5,7 +5,9 @@ A URL list scraped from the web can name ``http://169.254.169.254/`` (cloud meta
 the host name is not enough (DNS can say anything, and say it differently the second
 time), so the guard resolves the name itself, checks every address, connects only to an
 address it checked, and checks the peer address of the connected socket once more.
-Redirects open a new connection, so they pass through the same check.
+Redirects open a new connection, so they pass through the same check. Names may be
+resolved through a ``dns.Resolver`` (one lookup per host per TTL): the cache holds
+answers, never verdicts, so every address of a cached answer is checked here each time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from mmdata.download.dns import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -76,14 +80,21 @@ def guarded_connection(
     timeout: float | None,
     policy: NetworkPolicy,
     source_address: tuple[str, int] | None = None,
+    resolver: Resolver | None = None,
 ) -> socket.socket:
     """A TCP connection to ``host:port`` through an address the policy allows.
+
+    ``resolver`` answers the name (from its cache while fresh); without one the system
+    resolver is asked. Either way every address is checked before connecting.
 
     Raises:
         BlockedAddress: every address of ``host`` is refused, or the connected peer is.
         OSError: resolution or connection failed for every allowed address.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if resolver is None:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    else:
+        infos = resolver.getaddrinfo(host, port, socket.SOCK_STREAM)
     refused, last_error = [], None
     for family, kind, proto, _, sockaddr in infos:
         problem = policy.problem(sockaddr[0])

@@ -5,7 +5,9 @@ address connected to or the target of a redirect. This builds the same client fr
 urllib's own handlers, swapping in connection classes that connect through
 ``guarded_connection`` and a redirect handler that refuses non-http(s) targets and
 names redirect loops. Proxies from the environment are ignored: through a proxy the
-guard would only ever see the proxy's address.
+guard would only ever see the proxy's address. Every connection of one opener resolves
+names through its ``dns.Resolver`` (one lookup per host per TTL, addresses still checked
+by the guard on every connection).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from mmdata.download.dns import Resolver
 from mmdata.download.guard import NetworkPolicy, guarded_connection
 
 WEB_SCHEMES = ("http", "https")
@@ -40,48 +43,54 @@ def check_scheme(url: str) -> None:
 class GuardedHTTPConnection(http.client.HTTPConnection):
     """HTTPConnection whose socket comes from the network guard."""
 
-    def __init__(self, *args: Any, policy: NetworkPolicy, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, policy: NetworkPolicy, resolver: Resolver | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.policy = policy
+        self.policy, self.resolver = policy, resolver
 
     def connect(self) -> None:
         self.sock = guarded_connection(
-            self.host, self.port, self.timeout, self.policy, self.source_address
+            self.host, self.port, self.timeout, self.policy, self.source_address, self.resolver
         )
 
 
 class GuardedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPSConnection whose TCP socket comes from the guard, then TLS with SNI."""
 
-    def __init__(self, *args: Any, policy: NetworkPolicy, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, policy: NetworkPolicy, resolver: Resolver | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.policy = policy
+        self.policy, self.resolver = policy, resolver
 
     def connect(self) -> None:
         sock = guarded_connection(
-            self.host, self.port, self.timeout, self.policy, self.source_address
+            self.host, self.port, self.timeout, self.policy, self.source_address, self.resolver
         )
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 class GuardedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, policy: NetworkPolicy) -> None:
+    def __init__(self, policy: NetworkPolicy, resolver: Resolver | None = None) -> None:
         super().__init__()
-        self.policy = policy
+        self.policy, self.resolver = policy, resolver
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(partial(GuardedHTTPConnection, policy=self.policy), req)
+        connection = partial(GuardedHTTPConnection, policy=self.policy, resolver=self.resolver)
+        return self.do_open(connection, req)
 
 
 class GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, policy: NetworkPolicy, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, policy: NetworkPolicy, context: ssl.SSLContext, resolver: Resolver | None = None
+    ) -> None:
         super().__init__(context=context)
-        self.policy = policy
+        self.policy, self.resolver = policy, resolver
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(
-            partial(GuardedHTTPSConnection, policy=self.policy), req, context=self._context
-        )
+        connection = partial(GuardedHTTPSConnection, policy=self.policy, resolver=self.resolver)
+        return self.do_open(connection, req, context=self._context)
 
 
 class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -102,11 +111,14 @@ class GuardedRedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def build_opener(policy: NetworkPolicy) -> urllib.request.OpenerDirector:
-    """An opener for http(s) only, with guarded connections and redirects, no proxies."""
+def build_opener(
+    policy: NetworkPolicy, resolver: Resolver | None = None
+) -> urllib.request.OpenerDirector:
+    """An opener for http(s) only, with guarded connections and redirects, no proxies;
+    names resolved through ``resolver`` (None: the system resolver, every time)."""
     return urllib.request.build_opener(
         urllib.request.ProxyHandler({}),
-        GuardedHTTPHandler(policy),
-        GuardedHTTPSHandler(policy, ssl.create_default_context()),
+        GuardedHTTPHandler(policy, resolver),
+        GuardedHTTPSHandler(policy, ssl.create_default_context(), resolver),
         GuardedRedirectHandler(),
     )

@@ -15,6 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from mmdata.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.download.dns import DEFAULT_TTL_S
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
 from mmdata.download.guard import NetworkPolicy
 from mmdata.download.http import BlockedScheme, check_scheme
@@ -65,6 +66,7 @@ class Download(Stage):
         skip_reencode: bool = True,
         keep_bytes: bool = True,
         user_agent_token: str = "mmdata",
+        dns_ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
         """Args:
         timeout_s: socket timeout per connect or read, seconds (img2dataset's ``timeout``).
@@ -92,6 +94,9 @@ class Download(Stage):
         keep_bytes: store the encoded image in ``image_bytes``.
         user_agent_token: product token in the User-Agent, matched by robots.txt and
             X-Robots-Tag rules.
+        dns_ttl_s: seconds a host's resolved addresses are reused by a worker (one lookup
+            per host, not per URL; failed lookups are kept at most 30 s); 0 resolves for
+            every connection. The guard checks every address each time either way.
         """
         _check_positive(
             timeout_s=timeout_s,
@@ -102,8 +107,8 @@ class Download(Stage):
             total_timeout_s=total_timeout_s,
             max_pixels=max_pixels,
         )
-        if retries < 0 or backoff_s < 0 or max_backoff_s < 0:
-            raise ValueError("retries, backoff_s and max_backoff_s must be >= 0")
+        if retries < 0 or backoff_s < 0 or max_backoff_s < 0 or dns_ttl_s < 0:
+            raise ValueError("retries, backoff_s, max_backoff_s and dns_ttl_s must be >= 0")
         if not user_agent_token.strip() or any(c in user_agent_token for c in " ;()/"):
             raise ValueError(f"user_agent_token must be one word, got {user_agent_token!r}")
         directives = DEFAULT_OPT_OUT if opt_out_directives is None else opt_out_directives
@@ -118,6 +123,7 @@ class Download(Stage):
             user_agent_token=user_agent_token.strip().lower(),
             opt_out_directives=frozenset(d.strip().lower() for d in directives),
             per_host_connections=per_host_connections,
+            dns_ttl_s=dns_ttl_s,
         )
         # Built here so a bad resize/encode combination fails at recipe validation.
         self.encoder = ImageEncoder(
@@ -180,6 +186,8 @@ class Download(Stage):
             return exc.reason, f"{url}: {exc}"
 
     def process(self, table: pa.Table) -> pa.Table:
+        if self._fetcher is None:  # here, not in each fetch thread: one fetcher, one cache
+            self.setup()
         urls = table.column("url").to_pylist()
         # Threads fetch and check; this thread resizes each body as it arrives, in
         # order. img2dataset does the same, and must: its resizer silences OpenCV by

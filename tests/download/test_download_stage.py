@@ -153,6 +153,7 @@ def test_user_agent_names_mmdata():
         ({"encode_format": "gif"}, "encode"),
         ({"allowed_networks": ["not-a-net"]}, "allowed_networks"),
         ({"user_agent_token": "two words"}, "user_agent_token"),
+        ({"dns_ttl_s": -1}, "dns_ttl_s"),
     ],
 )
 def test_bad_arguments_name_the_key(args, message):

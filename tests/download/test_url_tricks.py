@@ -128,5 +128,10 @@ def test_a_redirect_to_a_name_that_resolves_to_loopback_is_refused(server, resol
     with pytest.raises(DownloadError) as refused:
         fetcher.get(f"http://127.0.0.1:{server.server_port}/redirect/named")
     assert refused.value.reason == "blocked_address" and "rebind.test" in str(refused.value)
-    resolver["rebind.test"] = ["127.0.0.1"]  # the same hop, to an allowed address: fetched
+    resolver["rebind.test"] = ["127.0.0.1"]  # the answer changes to an allowed address:
+    # this worker keeps the refused answer for dns_ttl_s (checked, and refused, again) ...
+    with pytest.raises(DownloadError, match="127.0.0.2 is loopback"):
+        fetcher.get(f"http://127.0.0.1:{server.server_port}/redirect/named")
+    # ... and a worker that resolves afresh fetches the same hop
+    fetcher = Fetcher(FetchOptions(timeout_s=3.0, retries=0), policy)
     assert fetcher.get(f"http://127.0.0.1:{server.server_port}/redirect/named")[:2] == b"\xff\xd8"
