@@ -81,11 +81,14 @@ _SAMPLE_COLUMNS = """
 """
 
 
-def samples(catalog: Catalog, corpus: str, where: str, params: list[Any]) -> list[Sample]:
-    """Rows of ``corpus`` matching ``where`` (an SQL condition with ``?`` placeholders)."""
+def samples(
+    catalog: Catalog, corpus: str, where: str, params: list[Any], source: str = "images"
+) -> list[Sample]:
+    """Rows of ``corpus`` matching ``where`` (an SQL condition with ``?`` placeholders), from
+    ``source`` (the images view, or ``Catalog.images_holding``'s shards)."""
     rows = _dicts(
         catalog,
-        f"SELECT {_SAMPLE_COLUMNS} FROM images WHERE corpus = ? AND {where}",
+        f"SELECT {_SAMPLE_COLUMNS} FROM {source} WHERE corpus = ? AND {where}",
         [corpus, *params],
     )
     return [
@@ -160,15 +163,22 @@ def _random_samples(catalog: Catalog, corpus: str, count: int, seed: int) -> lis
     ]
     if not ids:
         return []
-    drawn = samples(catalog, corpus, f"image_id IN ({', '.join('?' for _ in ids)})", ids)
+    where = f"image_id IN ({', '.join('?' for _ in ids)})"
+    drawn = samples(catalog, corpus, where, ids, catalog.images_holding(ids, corpus))
     order = {image_id: i for i, image_id in enumerate(ids)}
     return sorted(drawn, key=lambda sample: order[sample.image_id])
 
 
 def _totals(catalog: Catalog, corpus: str) -> dict[str, Any]:
-    _, [(images, captions)] = catalog.query(
-        "SELECT count(*), coalesce(sum(len(captions)), 0) FROM images WHERE corpus = ?", [corpus]
+    _, [(images, captions, unknown)] = catalog.query(  # the statistics: no shard is opened
+        "SELECT images, captions, shards_without_stats FROM corpus_stats WHERE corpus = ?",
+        [corpus],
     )
+    if unknown:  # shards whose files were unreadable when the statistics were backfilled
+        _, [(images, captions)] = catalog.query(
+            "SELECT count(*), coalesce(sum(len(captions)), 0) FROM images WHERE corpus = ?",
+            [corpus],
+        )
     _, [(rejected,)] = catalog.query(
         "SELECT count(*) FROM rejects WHERE corpus = ? AND item_kind IS NULL", [corpus]
     )

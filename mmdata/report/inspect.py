@@ -24,7 +24,10 @@ def find_sample(catalog: Catalog, image_id: str, corpus: str | None) -> tuple[st
     """
     params: list = [image_id] + ([corpus] if corpus else [])
     where = "image_id = ?" + (" AND corpus = ?" if corpus else "")
-    corpora = [r[0] for r in catalog.query(f"SELECT corpus FROM images WHERE {where}", params)[1]]
+    holding = catalog.images_holding([image_id], corpus)  # only shards whose id range fits
+    corpora = [
+        r[0] for r in catalog.query(f"SELECT corpus FROM {holding} WHERE {where}", params)[1]
+    ]
     if not corpora:
         rejected = catalog.query(
             "SELECT corpus, stage, reason, detail FROM rejects WHERE image_id = ? "
@@ -43,7 +46,7 @@ def find_sample(catalog: Catalog, image_id: str, corpus: str | None) -> tuple[st
         raise CatalogError(
             f"{image_id} is in corpora {sorted(set(corpora))}: pick one with --corpus"
         )
-    return corpora[0], samples(catalog, corpora[0], "image_id = ?", [image_id])[0]
+    return corpora[0], samples(catalog, corpora[0], "image_id = ?", [image_id], holding)[0]
 
 
 def _marked(text: str, graph: dict | None) -> Text:
