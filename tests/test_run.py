@@ -179,6 +179,31 @@ def test_stateful_stage_runs_in_an_actor_pool(demo_data, tmp_path, ray_session):
         ]
 
 
+def test_custom_resources_reach_ray_for_tasks_and_actor_pools(demo_data, tmp_path):
+    from mmdata.executors.ray import StageActor, _stage_map_args, stage_batch
+
+    ids = tmp_path / "blocked.txt"
+    ids.write_text("coco:2\n")
+    pinned = {"custom": {"nodeB": 1}}
+    stages = [
+        {"image_size_filter": {"min_side_px": 64, "resources": pinned}},
+        {"test_blocklist": {"ids_file": str(ids), "resources": pinned}},
+        {"caption_filter": {}},
+    ]
+    path = write_recipe(
+        tmp_path / "r.yaml",
+        demo_recipe(demo_data, tmp_path, stages=stages, imports=["tests.plugin_stages"]),
+    )
+    recipe = recipes.load(path)
+    task, actors, plain = (_stage_map_args(recipe, i, ()) for i in range(3))
+    assert (task["fn"], task["resources"]) == (stage_batch, {"nodeB": 1})
+    assert (actors["fn"], actors["resources"]) == (StageActor, {"nodeB": 1})
+    assert "resources" not in plain
+    # the local executor ignores them: the run is the same as without
+    result = run_recipe(recipe, "local", progress=False)
+    assert result.shards_written == 4
+
+
 def test_file_uri_output(demo_data, tmp_path):
     recipe, _ = _run(demo_data, tmp_path, output=f"file://{tmp_path}/corpus")
     assert recipe.output == f"{tmp_path}/corpus"

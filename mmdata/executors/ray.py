@@ -186,7 +186,8 @@ class RayExecutor:
         )
         for index in range(len(recipe.stages)):
             if has_prepare(STAGES.get(recipe.stages[index].name)):
-                # decode/resize as CPU tasks ahead of the stage's (GPU) actors
+                # decode/resize as CPU tasks ahead of the stage's (GPU) actors; not pinned
+                # by resources.custom, which asks for what the model needs
                 ds = ds.map_batches(
                     prepare_batch,
                     batch_size=recipe.stages[index].resources.batch_size,
@@ -219,6 +220,8 @@ def _stage_map_args(recipe: Recipe, index: int, done_shards: tuple[str, ...]) ->
     }
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus
+    if res.custom:  # only nodes started with these resources run the stage
+        args["resources"] = dict(res.custom)
     if stage_cls.stateful or stage_cls.run_wide or res.num_gpus:
         size = 1 if stage_cls.run_wide else res.concurrency
         strategy = (
