@@ -86,9 +86,9 @@ class Recipe:
     def content_hash(self) -> str:
         """Hash of what decides the corpus' rows; a changed recipe is a new corpus."""
         canonical = {
-            "source": dataclasses.asdict(self.source),
+            "source": _hashed(self.source),
             "output": self.output,
-            "stages": [dataclasses.asdict(s) for s in self.stages],
+            "stages": [_hashed(s) for s in self.stages],
             "on_error": self.on_error,
             "shard_rows": self.shard_rows,
         }
@@ -111,6 +111,15 @@ class Recipe:
         load_builtin()
         spec = self.stages[index]
         return STAGES.get(spec.name)(**spec.args)
+
+
+def _hashed(step: StepSpec) -> dict[str, Any]:
+    """A step as the content hash sees it: without ``custom`` resources when there are
+    none, so recipes hashed before that key existed keep their hash."""
+    spec = dataclasses.asdict(step)
+    if not spec["resources"]["custom"]:
+        del spec["resources"]["custom"]
+    return spec
 
 
 def load(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
@@ -282,6 +291,10 @@ def _resources(value: Any, cls: type, where: str, problems: list[str]) -> Resour
     if not isinstance(value, dict) or set(value) - valid:
         problems.append(f"{where}: resources must be a mapping with keys {sorted(valid)}")
         return default
+    if "custom" in value:
+        custom = {} if value["custom"] is None else value["custom"]
+        problems += _custom_problems(custom, where)
+        value = {**value, "custom": dict(custom) if isinstance(custom, dict) else custom}
     resources = dataclasses.replace(default, **value)
     if getattr(cls, "run_wide", False) and resources.concurrency not in (None, 1):
         problems.append(
@@ -289,6 +302,33 @@ def _resources(value: Any, cls: type, where: str, problems: list[str]) -> Resour
             f"concurrency must be 1, got {resources.concurrency}"
         )
     return resources
+
+
+#: Ray's own resources, which have their own keys (``resources=`` refuses CPU and GPU).
+RAY_BUILTIN_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": None,
+                         "object_store_memory": None}  # fmt: skip
+
+
+def _custom_problems(custom: Any, where: str) -> list[str]:
+    """``resources.custom`` must map resource names to positive numbers."""
+    if not isinstance(custom, dict):
+        return [f"{where}: resources.custom must be a mapping of Ray resource names to "
+                f"positive numbers ({{nodeB: 1}}), got {custom!r}"]  # fmt: skip
+    problems = []
+    for name, amount in custom.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}: resources.custom: {name!r} is not a resource name")
+        elif name in RAY_BUILTIN_RESOURCES:
+            key = RAY_BUILTIN_RESOURCES[name]
+            problems.append(
+                f"{where}: resources.custom: {name!r} is Ray's own resource"
+                + (f"; use resources.{key}" if key else ", not a custom one")
+            )
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            problems.append(f"{where}: resources.custom.{name}: {amount!r} is not a number")
+        elif not 0 < amount < float("inf"):
+            problems.append(f"{where}: resources.custom.{name} must be positive, got {amount!r}")
+    return problems
 
 
 def check_columns(source: StepSpec, stages: list[StepSpec]) -> list[str]:

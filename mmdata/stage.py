@@ -32,12 +32,16 @@ class Resources:
         num_gpus: GPUs per task or actor; a stage with GPUs runs as an actor pool.
         batch_size: rows per ``process`` call; None means one whole partition.
         concurrency: size of the actor pool for stateful stages (None: autoscale).
+        custom: Ray custom resources per task or actor (``{"nodeB": 1}``): the stage runs
+            only on nodes started with them (``ray start --resources``). The local
+            executor ignores them.
     """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int | None = None
     concurrency: int | None = None
+    custom: Mapping[str, float] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -76,3 +79,33 @@ class NoteItems(Stage):
             )
         ]
         return set_columns(table, {"_item_rejects": pa.array(notes, pa.list_(ITEM_REJECT))})
+
+
+@STAGES.register("test_where")
+class Where(Stage):
+    """Records where each batch ran (Ray node id, pid, image ids) in ``log_dir``, one JSON
+    line when a batch begins and one when it ends, with an optional sleep between: the
+    cluster test asks where a pinned stage ran, and kills a node in the middle of a batch.
+    (A test stage may ask Ray where it is; mmdata's own stages never import Ray.)"""
+
+    def __init__(self, *, log_dir: str, seconds: float = 0.0) -> None:
+        self.log_dir, self.seconds = log_dir, seconds
+
+    def process(self, table: pa.Table) -> pa.Table:
+        record = {"node": _ray_node_id(), "pid": os.getpid(), "time": time.time()}
+        record["ids"] = table.column("image_id").to_pylist()
+        path = Path(self.log_dir) / f"where-{os.getpid()}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as log:
+            log.write(json.dumps({**record, "event": "begin"}) + "\n")
+        time.sleep(self.seconds)
+        with path.open("a") as log:
+            log.write(json.dumps({**record, "event": "end", "time": time.time()}) + "\n")
+        return table
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this process runs on; None outside Ray (the local executor)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

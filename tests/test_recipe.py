@@ -127,3 +127,69 @@ def test_content_hash_follows_what_decides_the_rows(demo_data, tmp_path):
         write_recipe(tmp_path / "c.yaml", demo_recipe(demo_data, tmp_path, shard_rows=8))
     )
     assert a.content_hash == b.content_hash != c.content_hash
+
+
+def test_custom_ray_resources_of_a_stage(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path)
+    recipe["stages"][1]["image_size_filter"]["resources"] = {
+        "custom": {"nodeB": 1, "accelerator_x": 0.25},
+        "batch_size": 8,
+    }
+    loaded = recipes.load(write_recipe(tmp_path / "pinned.yaml", recipe))
+    res = loaded.stages[1].resources
+    assert res.custom == {"nodeB": 1, "accelerator_x": 0.25}
+    assert (res.batch_size, res.num_cpus) == (8, 1.0)  # the other keys keep working
+    assert loaded.stages[0].resources.custom == {}
+    recipe["stages"][1]["image_size_filter"]["resources"] = {"custom": None}  # none
+    cleared = recipes.load(write_recipe(tmp_path / "cleared.yaml", recipe))
+    assert cleared.stages[1].resources.custom == {}
+    plain = recipes.load(write_recipe(tmp_path / "plain.yaml", demo_recipe(demo_data, tmp_path)))
+    assert plain.content_hash == cleared.content_hash != loaded.content_hash
+
+
+def test_custom_resources_must_map_names_to_positive_numbers(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path)
+    stages = recipe["stages"]
+    stages[0]["read_images"]["resources"] = {"custom": ["nodeB"]}
+    stages[1]["image_size_filter"]["resources"] = {
+        "custom": {"nodeB": 0, "gpu_node": -1, "tpu": "one", "flag": True, "CPU": 1, "memory": 5}
+    }
+    stages[2]["caption_filter"]["resources"] = {"custom": {"nodeB": float("nan")}}
+    problems = _problems(tmp_path, recipe)
+    text = "\n".join(problems)
+    assert "stages[0] read_images: resources.custom must be a mapping" in text
+    assert "resources.custom.nodeB must be positive, got 0" in text
+    assert "resources.custom.gpu_node must be positive, got -1" in text
+    assert "resources.custom.tpu: 'one' is not a number" in text
+    assert "resources.custom.flag: True is not a number" in text
+    assert "'CPU' is Ray's own resource; use resources.num_cpus" in text
+    assert "'memory' is Ray's own resource, not a custom one" in text
+    assert "stages[2] caption_filter: resources.custom.nodeB must be positive, got nan" in text
+    assert len(problems) == 8, problems
+
+
+def test_the_hash_of_a_recipe_without_custom_resources_is_unchanged(demo_data, tmp_path):
+    # Catalogs store the content hash of the recipe that made each corpus: adding the
+    # `custom` key must not change the hash of recipes that do not use it.
+    import dataclasses
+    import hashlib
+    import json
+
+    recipe = recipes.load(write_recipe(tmp_path / "a.yaml", demo_recipe(demo_data, tmp_path)))
+    before_custom = ("num_cpus", "num_gpus", "batch_size", "concurrency")
+
+    def step(s: recipes.StepSpec) -> dict:
+        return {
+            **dataclasses.asdict(s),
+            "resources": {k: getattr(s.resources, k) for k in before_custom},
+        }
+
+    canonical = {
+        "source": step(recipe.source),
+        "output": recipe.output,
+        "stages": [step(s) for s in recipe.stages],
+        "on_error": recipe.on_error,
+        "shard_rows": recipe.shard_rows,
+    }
+    blob = json.dumps(canonical, sort_keys=True, default=str).encode()
+    assert recipe.content_hash == hashlib.sha256(blob).hexdigest()[:16]

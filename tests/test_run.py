@@ -7,8 +7,10 @@ import ctypes
 import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,31 @@ def test_stateful_stage_runs_in_an_actor_pool(demo_data, tmp_path, ray_session):
             ("coco:2", "test_blocklist", "blocklisted"),
             ("coco:33", "test_blocklist", "blocklisted"),
         ]
+
+
+def test_custom_resources_reach_ray_for_tasks_and_actor_pools(demo_data, tmp_path):
+    from mmdata.executors.ray import StageActor, _stage_map_args, stage_batch
+
+    ids = tmp_path / "blocked.txt"
+    ids.write_text("coco:2\n")
+    pinned = {"custom": {"nodeB": 1}}
+    stages = [
+        {"image_size_filter": {"min_side_px": 64, "resources": pinned}},
+        {"test_blocklist": {"ids_file": str(ids), "resources": pinned}},
+        {"caption_filter": {}},
+    ]
+    path = write_recipe(
+        tmp_path / "r.yaml",
+        demo_recipe(demo_data, tmp_path, stages=stages, imports=["tests.plugin_stages"]),
+    )
+    recipe = recipes.load(path)
+    task, actors, plain = (_stage_map_args(recipe, i, ()) for i in range(3))
+    assert (task["fn"], task["resources"]) == (stage_batch, {"nodeB": 1})
+    assert (actors["fn"], actors["resources"]) == (StageActor, {"nodeB": 1})
+    assert "resources" not in plain
+    # the local executor ignores them: the run is the same as without
+    result = run_recipe(recipe, "local", progress=False)
+    assert result.shards_written == 4
 
 
 def test_file_uri_output(demo_data, tmp_path):
@@ -409,8 +436,9 @@ def test_permission_denied_while_placing_shards_fails_clearly_and_the_next_run_c
 
 
 def test_an_unreachable_ray_cluster_is_one_clear_line(monkeypatch):
-    # Ray itself takes minutes to give up on an address (its GCS client retries), so its
-    # refusal is simulated here; what is tested is that it reaches the user as one line
+    # A GCS port that accepts connections but a Ray that refuses (as a wrong version
+    # would): Ray takes minutes to give up, so its refusal is simulated; what is tested is
+    # that it reaches the user as one line
     import ray
 
     from mmdata.executors import ray as ray_executor
@@ -420,6 +448,75 @@ def test_an_unreachable_ray_cluster_is_one_clear_line(monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
-    with pytest.raises(ray_executor.ClusterError) as info:
-        ray_executor.init_ray("10.1.2.3:6379")
-    assert str(info.value).startswith("cannot reach the Ray cluster at 10.1.2.3:6379: Failed")
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(ray_executor.ClusterError) as info:
+            ray_executor.init_ray(address)
+    assert str(info.value).startswith(f"cannot reach the Ray cluster at {address}: Failed")
+
+
+def _dead_port() -> int:
+    """A port that nothing listens on: bound once, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_address_where_nothing_listens_fails_within_seconds(monkeypatch):
+    import ray
+
+    from mmdata.executors import ray as ray_executor
+
+    def must_not_run(**kwargs):
+        raise AssertionError("ray.init retries a dead address for minutes; it must not run")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", must_not_run)
+    port = _dead_port()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        start = time.monotonic()
+        with pytest.raises(ray_executor.ClusterError) as info:
+            ray_executor.init_ray(address)
+        assert time.monotonic() - start < 5
+        assert str(info.value).startswith(
+            f"cannot reach the Ray cluster at {address}: Connection refused"
+        )
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # the variable is checked too
+    with pytest.raises(ray_executor.ClusterError, match="Connection refused"):
+        ray_executor.init_ray(None)
+
+
+@pytest.mark.parametrize(
+    ("address", "endpoint"),
+    [
+        ("10.1.2.3:6379", ("10.1.2.3", 6379)),
+        ("head.example:6380", ("head.example", 6380)),
+        ("[::1]:6379", ("::1", 6379)),
+        ("ray://10.1.2.3:10001", ("10.1.2.3", 10001)),
+        ("auto", None),  # Ray resolves these itself
+        ("local", None),
+        ("10.1.2.3", None),  # no port: left to Ray
+        ("10.1.2.3:99999", None),
+    ],
+)
+def test_gcs_endpoint_of_an_address(address, endpoint):
+    from mmdata.executors.ray import gcs_endpoint
+
+    assert gcs_endpoint(address) == endpoint
+
+
+def test_run_with_a_dead_address_is_one_line_within_seconds(demo_data, tmp_path):
+    path = write_recipe(tmp_path / "recipe.yaml", demo_recipe(demo_data, tmp_path))
+    address = f"127.0.0.1:{_dead_port()}"
+    start = time.monotonic()
+    failed = _cli("run", str(path), "--executor", "ray", "--address", address, "-q")
+    elapsed = time.monotonic() - start
+    assert failed.returncode != 0
+    (line,) = failed.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"mmdata run: error: cannot reach the Ray cluster at {address}: ")
+    assert "Connection refused" in line
+    # a CLI process (imports included) that gives up in seconds, not Ray's minutes
+    assert elapsed < 30, elapsed
+    runs = Catalog(tmp_path / "catalog.duckdb").query("SELECT status, error FROM runs")[1]
+    assert [status for status, _ in runs] == ["failed"]
+    assert address in runs[0][1]

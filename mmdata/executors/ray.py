@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,10 @@ from mmdata.sink import write_parts
 from mmdata.stage import Partition, Source, Stage
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait for the GCS port of a named cluster before giving up: Ray itself keeps
+#: retrying a dead address for minutes.
+CONNECT_TIMEOUT_S = 3.0
 
 # Per worker process: built once, reused by every task the process runs.
 _SOURCES: dict[str, Source] = {}
@@ -44,6 +49,8 @@ def init_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_reachable(address)
     env = faults.worker_env()  # crash tests reach into the workers
     try:
         ray.init(
@@ -54,6 +61,40 @@ def init_ray(address: str | None = None) -> None:
         raise ClusterError(
             f"cannot reach the Ray cluster at {address}: {exc} (is `ray start --head` running "
             "there, and is its GCS port open to this machine?)"
+        ) from None
+
+
+def gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a cluster address (``host:port``, ``[v6]:port``, ``ray://host:port``);
+    None for what Ray resolves itself (``auto``, ``local``) or an address without a port."""
+    rest = address.strip()
+    if rest.startswith("ray://"):
+        rest = rest[len("ray://") :]
+    elif "://" in rest or rest in ("auto", "local"):
+        return None
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (host, int(port)) if host else None
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds when nothing listens at ``address``'s port.
+
+    Raises:
+        ClusterError: one line naming the address, before Ray's minutes of retries.
+    """
+    endpoint = gcs_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as exc:
+        why = f"no answer in {timeout:g} s" if isinstance(exc, TimeoutError) else exc.strerror
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {why or exc} (is `ray start --head` "
+            "running there, and is its GCS port open to this machine?)"
         ) from None
 
 
@@ -145,7 +186,8 @@ class RayExecutor:
         )
         for index in range(len(recipe.stages)):
             if has_prepare(STAGES.get(recipe.stages[index].name)):
-                # decode/resize as CPU tasks ahead of the stage's (GPU) actors
+                # decode/resize as CPU tasks ahead of the stage's (GPU) actors; not pinned
+                # by resources.custom, which asks for what the model needs
                 ds = ds.map_batches(
                     prepare_batch,
                     batch_size=recipe.stages[index].resources.batch_size,
@@ -178,6 +220,8 @@ def _stage_map_args(recipe: Recipe, index: int, done_shards: tuple[str, ...]) ->
     }
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus
+    if res.custom:  # only nodes started with these resources run the stage
+        args["resources"] = dict(res.custom)
     if stage_cls.stateful or stage_cls.run_wide or res.num_gpus:
         size = 1 if stage_cls.run_wide else res.concurrency
         strategy = (
