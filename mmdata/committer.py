@@ -2,7 +2,8 @@
 
 One commit per shard made the driver wait on DuckDB for every shard (issue 18). Here the
 driver hands each finished shard to a thread that lists everything queued in one
-transaction, at most one transaction per ``interval_s`` (the first at once). Exactly-once
+transaction, at most one transaction per ``interval_s`` (the first at once) and at most
+``MAX_COMMIT_SHARE`` of the time in transactions. Exactly-once
 is unchanged: a shard is done when the catalog lists it, a crash loses only shards placed
 but not yet listed, and the next run redoes those (their files are overwritten).
 """
@@ -21,6 +22,10 @@ from mmdata.sink import FinishedShard
 #: At most one catalog transaction this often: short enough that a crash redoes little,
 #: long enough that a run of small shards spends a few percent of its time committing.
 COMMIT_INTERVAL_S = float(os.environ.get("MMDATA_COMMIT_INTERVAL_S", "0.5"))
+#: ... and never more than this share of the time in transactions: after a transaction
+#: of d seconds the next waits at least d / MAX_COMMIT_SHARE (a catalog on a slow disk
+#: commits less often, in bigger batches, instead of holding the GIL and the disk).
+MAX_COMMIT_SHARE = 0.03
 #: ... and at most this many shards in one (the crash tests set 1 or 2 to pin where a
 #: kill between transactions falls).
 COMMIT_MAX_SHARDS = int(os.environ.get("MMDATA_COMMIT_MAX_SHARDS", "10000"))
@@ -75,14 +80,14 @@ class ShardCommitter:
             raise self._error
 
     def _loop(self) -> None:
-        last = -float("inf")
+        last, gap = -float("inf"), self.interval_s
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
-                # wait out the interval unless closing; shards queue up meanwhile
-                while not self._closing and time.monotonic() - last < self.interval_s:
-                    self._cond.wait(self.interval_s - (time.monotonic() - last))
+                # wait out the gap unless closing; shards queue up meanwhile
+                while not self._closing and time.monotonic() - last < gap:
+                    self._cond.wait(gap - (time.monotonic() - last))
                 batch = self._queue[: self.max_shards]
                 self._queue = self._queue[self.max_shards :]
                 if not batch:
@@ -98,7 +103,9 @@ class ShardCommitter:
                     self._queue = []
                 return
             finally:
-                self.busy_s += time.monotonic() - last
+                took = time.monotonic() - last
+                self.busy_s += took
+                gap = max(self.interval_s, took / MAX_COMMIT_SHARE)
             self.committed += len(batch)
             self.commits += 1
             if self.on_commit is not None:
