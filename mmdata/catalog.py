@@ -472,18 +472,19 @@ def _attach_store_shards(con: duckdb.DuckDBPyConnection) -> None:
     no httpfs offline, so each corpus' listed files become a pyarrow dataset registered
     on the connection, and temporary images/rejects views (and the views derived from
     them) union them with the local shards. The file's own views cover local shards."""
-    stored = (
-        con.execute(
-            "SELECT s.corpus, s.kind, list(s.path ORDER BY s.shard_index) FROM shards s "
-            "WHERE s.layer = 'base' AND (s.corpus, s.kind) IN "
-            "(SELECT corpus, kind FROM view_sources WHERE mode = 'store') "
-            "AND s.path LIKE '%://%' GROUP BY s.corpus, s.kind ORDER BY s.corpus, s.kind"
-        ).fetchall()
-        if _has_view_sources(con)
-        else []
-    )
-    if not stored:
+    if (
+        not _has_view_sources(con)
+        or not con.execute(
+            "SELECT count(*) FROM view_sources WHERE mode = 'store'"  # a few rows: cheap
+        ).fetchall()[0][0]
+    ):
         return
+    stored = con.execute(
+        "SELECT s.corpus, s.kind, list(s.path ORDER BY s.shard_index) FROM shards s "
+        "WHERE s.layer = 'base' AND (s.corpus, s.kind) IN "
+        "(SELECT corpus, kind FROM view_sources WHERE mode = 'store') "
+        "AND s.path LIKE '%://%' GROUP BY s.corpus, s.kind ORDER BY s.corpus, s.kind"
+    ).fetchall()
     extra: dict[str, list[str]] = {"data": [], "rejects": []}
     for number, (corpus, kind, paths) in enumerate(stored):
         schema = IMAGE_SCHEMA if kind == "data" else REJECT_SCHEMA

@@ -26,6 +26,8 @@ COMMIT_INTERVAL_S = float(os.environ.get("MMDATA_COMMIT_INTERVAL_S", "0.5"))
 #: of d seconds the next waits at least d / MAX_COMMIT_SHARE (a catalog on a slow disk
 #: commits less often, in bigger batches, instead of holding the GIL and the disk).
 MAX_COMMIT_SHARE = 0.03
+#: ... but never wait longer than this: a crash redoes at most this much finished work.
+MAX_GAP_S = 5.0
 #: ... and at most this many shards in one (the crash tests set 1 or 2 to pin where a
 #: kill between transactions falls).
 COMMIT_MAX_SHARDS = int(os.environ.get("MMDATA_COMMIT_MAX_SHARDS", "10000"))
@@ -105,7 +107,7 @@ class ShardCommitter:
             finally:
                 took = time.monotonic() - last
                 self.busy_s += took
-                gap = max(self.interval_s, took / MAX_COMMIT_SHARE)
+                gap = min(max(self.interval_s, took / MAX_COMMIT_SHARE), MAX_GAP_S)
             self.committed += len(batch)
             self.commits += 1
             if self.on_commit is not None:
