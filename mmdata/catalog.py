@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import logging
-import os
 import posixpath
 import time
 from collections.abc import Iterable, Iterator
@@ -58,10 +57,6 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-#: catalog files this process has brought to the newest migration (a write skips the check)
-_MIGRATED: set[tuple[str, int]] = set()
-
-
 class Catalog:
     """A catalog file. Cheap to construct: nothing is opened until used."""
 
@@ -75,10 +70,8 @@ class Catalog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = self._connect(read_only=False)
         try:
-            identity = (self.path, os.stat(self.path).st_ino)
-            if identity not in _MIGRATED:
+            if not _is_current(con):
                 _migrate(con)
-                _MIGRATED.add(identity)
             con.execute("BEGIN TRANSACTION")
             yield con
             con.execute("COMMIT")
@@ -344,6 +337,15 @@ _ROW_SCHEMAS = {
         ]
     ),
 }
+
+
+def _is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every migration is applied: one cheap query instead of ``_migrate``'s."""
+    try:
+        applied = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0]
+    except duckdb.CatalogException:  # a new file
+        return False
+    return applied == migrations()[-1][0]
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

@@ -117,7 +117,6 @@ def test_a_catalog_listed_before_the_statistics_is_migrated_and_backfilled(tmp_p
                 [shard.index, f["path"], f["rows"], f["bytes"], f["sha256"], 3, run_id],
             )
     monkeypatch.undo()
-    catalog_module._MIGRATED.clear()
     con = duckdb.connect(str(tmp_path / "catalog.duckdb"), read_only=True)
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(1,)]
     con.close()
@@ -164,3 +163,11 @@ def test_the_committer_never_blocks_the_caller(tmp_path):
     assert time.perf_counter() - started < 1.0  # the transaction is still waiting
     gate.set()
     assert committer.close() == 5
+
+
+def test_a_catalog_deleted_and_made_again_in_one_process_is_migrated_again(tmp_path):
+    path = tmp_path / "catalog.duckdb"
+    for _ in range(3):  # a new file may reuse the old one's inode: no per-file memo
+        Catalog(path).begin_run("c", "t", "h", str(tmp_path / "out"), "local")
+        assert Catalog(path).query("SELECT count(*) FROM corpus_stats")[1] == [(1,)]
+        path.unlink()
