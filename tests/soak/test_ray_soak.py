@@ -1,6 +1,6 @@
 """Soak: a Ray recipe over 50,000 rows on the test machine's cores, with the memory of
-the driver and of every Ray worker sampled at each shard commit: it must not grow with
-the rows processed."""
+the driver and of every Ray worker sampled as each shard is finished: it must not grow
+with the rows processed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
 from mmdata.check import check
 from mmdata.run import run_recipe
+from mmdata.sink import ShardAssembler
 from tests.conftest import write_recipe
 from tests.soak.memory import ray_workers_mb, rss_mb
 
@@ -42,14 +43,15 @@ def test_a_ray_recipe_over_50k_rows_in_flat_memory(tmp_path, ray_session, monkey
         "shard_rows": SHARD_ROWS,
     }
     samples: list[tuple[float, float]] = []
-    commit = Catalog.commit_shards
+    placed = ShardAssembler.add
 
-    def measured(self, *args, **kwargs):
-        result = commit(self, *args, **kwargs)
-        samples.append((rss_mb(), ray_workers_mb()))
-        return result
+    def measured(self, part):  # sampled as each shard is finished on the driver
+        shard = placed(self, part)
+        if shard is not None:
+            samples.append((rss_mb(), ray_workers_mb()))
+        return shard
 
-    monkeypatch.setattr(Catalog, "commit_shards", measured)
+    monkeypatch.setattr(ShardAssembler, "add", measured)
     recipe = recipes.load(write_recipe(tmp_path / "r.yaml", spec))
     result = run_recipe(recipe, "ray", progress=False)
     assert result.shards_written == result.shards_total >= ROWS // SHARD_ROWS
