@@ -213,6 +213,31 @@ class Catalog:
         body = " UNION ALL ".join(selects) or "SELECT * FROM images WHERE false"
         return f"({body})"
 
+    def user_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """What ``mmdata sql`` runs: queries only (SELECT, EXPLAIN), on a connection that
+        can read the catalog and the folders of its listed shards and nothing else, with
+        its configuration locked. Anything else is refused as one CatalogError line."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise CatalogError(f"query failed: {exc}") from exc
+        for statement in statements:
+            kind = statement.type.name
+            if kind not in USER_STATEMENTS:
+                raise CatalogError(
+                    "mmdata sql is read-only: it runs queries "
+                    f"({', '.join(sorted(USER_STATEMENTS))}) and refused a {kind} statement"
+                )
+        with self.read() as con:
+            _confine(con)
+            try:
+                cursor = con.execute(sql)
+                rows = cursor.fetchall()
+            except duckdb.Error as exc:  # its first line; the rest points into the query
+                raise CatalogError(f"query failed: {str(exc).splitlines()[0]}") from exc
+            columns = [d[0] for d in cursor.description or []]
+        return columns, rows
+
     def query(self, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Run ``sql`` read-only; returns (column names, rows)."""
         with self.read() as con:
@@ -504,6 +529,28 @@ def _attach_store_shards(con: duckdb.DuckDBPyConnection) -> None:
     _union_view(con, "rejects", "rejects", "_empty_rejects", extra["rejects"], temp=True)
     for statement in _derived_views():
         con.execute(statement.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW"))
+
+
+#: statement types ``mmdata sql`` runs (COPY, ATTACH, INSTALL/LOAD, SET, CREATE... are not)
+USER_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+def _confine(con: duckdb.DuckDBPyConnection) -> None:
+    """Let ``con`` touch no file but the shard folders the views read (DuckDB's
+    ``allowed_directories`` with external access off), and lock its configuration."""
+    folders = (
+        [
+            (pattern if mode == "list" else posixpath.dirname(pattern)).rstrip("/") + "/"
+            for mode, pattern in con.execute(
+                "SELECT DISTINCT mode, pattern FROM view_sources WHERE mode != 'store'"
+            ).fetchall()
+        ]
+        if _has_view_sources(con)
+        else []
+    )
+    con.execute(f"SET allowed_directories = [{', '.join(sql_literal(f) for f in folders)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _has_view_sources(con: duckdb.DuckDBPyConnection) -> bool:

@@ -331,7 +331,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     from mmdata.catalog import Catalog
     from mmdata.tables import format_rows
 
-    columns, rows = Catalog(args.catalog).query(args.query)
+    columns, rows = Catalog(args.catalog).user_query(args.query)
     print(format_rows(columns, rows, args.format))
     return 0
 
