@@ -115,6 +115,22 @@ def written_whole(path: Path) -> Iterator[Path]:
     """A sibling ``.partial`` path to write ``path`` through, moved onto ``path`` only
     when the block ends without error: a crash never leaves half a file under the final
     name (local files; shards go through ``move``)."""
-    partial = path.with_name(path.name + ".partial")
-    yield partial
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     partial.replace(path)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_partials(folder: Path) -> list[Path]:
+    """Delete the ``.partial`` files a killed writer left in ``folder`` (a process killed
+    inside ``written_whole`` cannot clean up); returns what was removed."""
+    stale = sorted(folder.glob(f"*{PARTIAL_SUFFIX}")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

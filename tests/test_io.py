@@ -50,3 +50,29 @@ def test_an_error_that_outlives_the_retries_is_one_storage_error():
     assert isinstance(info.value, MmdataError) and isinstance(info.value, OSError)
     assert info.value.errno == errno.ECONNREFUSED
     assert str(info.value).startswith("write s3://b/x failed after 4 attempts: ")
+
+
+def test_a_failed_write_through_written_whole_leaves_no_partial_file(tmp_path):
+    from mmdata.io import written_whole
+
+    target = tmp_path / "out.tsv"
+    with pytest.raises(RuntimeError), written_whole(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("the export failed")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its .partial
+
+
+def test_an_export_removes_what_a_killed_export_left(tmp_path):
+    from mmdata.catalog import Catalog
+    from mmdata.sink import write_listed_shard
+    from mmdata.stream.interop import export_webdataset
+    from tests.test_catalog_scale import _table
+
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    run_id, _ = catalog.begin_run("c", "t", "h", str(tmp_path / "c"), "local")
+    catalog.commit_shards("c", run_id, [write_listed_shard(str(tmp_path / "c"), 0, _table(0))])
+    out = tmp_path / "wds"
+    out.mkdir()
+    (out / "c-00007.tar.partial").write_bytes(b"a killed export's half tar")
+    assert export_webdataset(catalog.path, "c", out) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["c-00000.tar"]

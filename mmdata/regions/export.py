@@ -23,7 +23,7 @@ import numpy as np
 
 from mmdata.catalog import Catalog, sql_literal
 from mmdata.errors import MmdataError
-from mmdata.io import written_whole
+from mmdata.io import remove_partials, written_whole
 from mmdata.progress import Progress
 from mmdata.regions.rows import class_probs_of, features_of
 
@@ -139,6 +139,7 @@ def export_regions(
     count = 0
     if fmt == "lxmert-tsv":
         out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(out.name + ".partial").unlink(missing_ok=True)  # a killed export's
         with (
             Progress(None, "image", progress, desc=fmt) as bar,
             written_whole(out) as partial,
@@ -147,13 +148,14 @@ def export_regions(
             for image_id, regions in region_rows(catalog, corpus, extractor):
                 fh.write(lxmert_line(image_id, regions) + "\n")
                 count += 1
-                bar.update(1)
+                bar.update(1, rows=1)
         return count
     out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)  # files a killed export was writing
     with Progress(None, "image", progress, desc=fmt) as bar:
         for image_id, regions in region_rows(catalog, corpus, extractor):
             with written_whole(out / npz_name(image_id)) as partial, partial.open("wb") as fh:
                 np.savez_compressed(fh, **uniter_arrays(image_id, regions))
             count += 1
-            bar.update(1)
+            bar.update(1, rows=1)
     return count

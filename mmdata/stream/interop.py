@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from mmdata.io import written_whole
+from mmdata.io import remove_partials, written_whole
 from mmdata.progress import Progress
 from mmdata.regions.rows import features_of
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
@@ -136,6 +136,7 @@ def export_webdataset(
     ``progress``: as for ``run_recipe`` (shards done of all, samples, rate, ETA)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)  # tars a killed export was writing
     count = 0
     shards = resolve_shards(catalog, corpus)
     with Progress(len(shards), "shard", progress, desc="webdataset") as bar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -101,7 +102,10 @@ def test_exports_in_lxmert_and_uniter_layouts(ray_catalog, tmp_path):
         assert item["objects_id"].tolist() == [i - 1 for i in ids]  # LXMERT: no background
         assert item["boxes"].shape == (n, 4) and item["attrs_conf"].dtype == np.float32
     folder = tmp_path / "npz"
+    folder.mkdir()
+    (folder / "coco_9.npz.partial").write_bytes(b"left by a killed export")
     assert export_regions(ray_catalog.path, folder, "uniter-npz") == 7
+    assert not list(folder.glob("*.partial"))
     dump = np.load(folder / "coco_1.npz")
     assert set(dump.files) == {"norm_bb", "features", "conf", "soft_labels"}
     n = dump["features"].shape[0]
@@ -171,3 +175,11 @@ def test_an_image_that_does_not_decode_is_an_error_row_naming_it(butd_weights):
     row = out.to_pylist()[0]
     assert row["status"] == STATUS_ERROR and row["reason"] == "image_decode_error"
     assert "t:0" in row["_detail"] and "/data/x.jpg" in row["_detail"]
+
+
+@pytest.mark.ray
+def test_region_exports_count_images_as_rows_in_their_progress(ray_catalog, tmp_path, capsys):
+    for fmt, out in (("lxmert-tsv", tmp_path / "f.tsv"), ("uniter-npz", tmp_path / "npz")):
+        assert export_regions(ray_catalog.path, out, fmt, progress="json") == 7
+        last = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert (last["done"], last["rows"]) == (7, 7), last
