@@ -27,7 +27,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from mmdata import io
 from mmdata.errors import MmdataError
@@ -70,8 +69,7 @@ class Catalog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = self._connect(read_only=False)
         try:
-            if not _is_current(con):
-                _migrate(con)
+            _migrate(con)
             con.execute("BEGIN TRANSACTION")
             yield con
             con.execute("COMMIT")
@@ -159,7 +157,8 @@ class Catalog:
                 "UPDATE runs SET shards_written = shards_written + ? WHERE run_id = ?",
                 [len(shards), run_id],
             )
-            if _note_view_sources(con, corpus, [f["path"] for s in shards for f in s.files]):
+            files = [(f["kind"], f["path"]) for s in shards for f in s.files]
+            if _note_view_sources(con, corpus, files):
                 refresh_views(con)
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -313,55 +312,11 @@ def _insert_shards(
         for reason, rows in reasons.items()
     ]
     for table, rows in (("shards", files), ("stage_stats", stats), ("stage_drops", drops)):
-        if rows:
-            con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW_SCHEMAS[table]))
-            columns = ", ".join(_ROW_SCHEMAS[table].names)
+        if rows:  # the table's own column types apply on insert
+            con.register("_rows", pa.Table.from_pylist(rows))
+            columns = ", ".join(rows[0])
             con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _rows")
             con.unregister("_rows")
-
-
-_ROW_SCHEMAS = {
-    "shards": pa.schema(
-        [
-            ("corpus", pa.string()),
-            ("kind", pa.string()),
-            ("shard_index", pa.int32()),
-            ("path", pa.string()),
-            ("rows", pa.int64()),
-            ("bytes", pa.int64()),
-            ("sha256", pa.string()),
-            ("input_rows", pa.int64()),
-            ("run_id", pa.int32()),
-            ("captions", pa.int64()),
-            ("min_image_id", pa.string()),
-            ("max_image_id", pa.string()),
-        ]
-    ),
-    "stage_stats": pa.schema(
-        [
-            ("corpus", pa.string()),
-            ("shard_index", pa.int32()),
-            ("step_index", pa.int32()),
-            ("stage", pa.string()),
-            ("rows_in", pa.int64()),
-            ("rows_out", pa.int64()),
-            ("seconds", pa.float64()),
-            ("run_id", pa.int32()),
-        ]
-    ),
-    "stage_drops": pa.schema(
-        [
-            ("corpus", pa.string()),
-            ("shard_index", pa.int32()),
-            ("step_index", pa.int32()),
-            ("stage", pa.string()),
-            ("unit", pa.string()),
-            ("reason", pa.string()),
-            ("rows", pa.int64()),
-            ("run_id", pa.int32()),
-        ]
-    ),
-}
 
 
 def _is_current(con: duckdb.DuckDBPyConnection) -> bool:
@@ -374,6 +329,8 @@ def _is_current(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    if _is_current(con):  # every write: one query
+        return
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
         "applied_at TIMESTAMP DEFAULT current_timestamp)"
@@ -418,9 +375,11 @@ def view_source(path: str) -> tuple[str, str]:
     return "list", folder
 
 
-def _note_view_sources(con: duckdb.DuckDBPyConnection, corpus: str, paths: list[str]) -> bool:
-    """Record how the views reach ``paths``; True when the views must be rebuilt (a new
-    folder, or a folder whose paths the views write out)."""
+def _note_view_sources(
+    con: duckdb.DuckDBPyConnection, corpus: str, files: list[tuple[str, str]]
+) -> bool:
+    """Record how the views reach ``files`` ((kind, path) pairs); True when the views must
+    be rebuilt (a new folder, or a folder whose paths the views write out)."""
     known = {
         (kind, mode, pattern)
         for kind, mode, pattern in con.execute(
@@ -428,8 +387,7 @@ def _note_view_sources(con: duckdb.DuckDBPyConnection, corpus: str, paths: list[
         ).fetchall()
     }
     rebuild = False
-    for path in paths:
-        kind = "rejects" if posixpath.basename(posixpath.dirname(path)) == "rejects" else "data"
+    for kind, path in files:
         mode, pattern = view_source(path)
         if (kind, mode, pattern) not in known:
             con.execute(
@@ -573,9 +531,8 @@ def _backfill_stats(con: duckdb.DuckDBPyConnection) -> None:
     listed = con.execute("SELECT path, kind FROM shards WHERE layer = 'base'").fetchall()
     for path, kind in listed:
         try:
-            fs, inner = io.resolve(path)
             columns = ["image_id", "captions"] if kind == "data" else ["image_id"]
-            stats = file_stats(pq.read_table(inner, columns=columns, filesystem=fs))
+            stats = file_stats(io.read_parquet(path, columns))
         except (OSError, pa.ArrowException) as exc:
             log.warning("%s: cannot read it to record its statistics: %s", path, exc)
             continue
@@ -584,11 +541,8 @@ def _backfill_stats(con: duckdb.DuckDBPyConnection) -> None:
             [stats["captions"], stats["min_image_id"], stats["max_image_id"], path],
         )
     for (corpus,) in con.execute("SELECT DISTINCT corpus FROM shards").fetchall():
-        paths = [
-            r[0]
-            for r in con.execute("SELECT path FROM shards WHERE corpus = ?", [corpus]).fetchall()
-        ]
-        _note_view_sources(con, corpus, paths)
+        files = con.execute("SELECT kind, path FROM shards WHERE corpus = ?", [corpus]).fetchall()
+        _note_view_sources(con, corpus, files)
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection) -> None:

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from mmdata.errors import StorageError
 
@@ -77,6 +79,22 @@ def move(src: str, dst: str) -> None:
     with_retries(rename, f"move {src} -> {dst}")
 
 
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file (local path or URI) as a table, optionally only ``columns``."""
+    fs, path = resolve(uri)
+    return pq.read_table(path, columns=columns, filesystem=fs)
+
+
+def delete_file(uri: str, missing_ok: bool = False) -> None:
+    """Remove one file (a missing one is an error unless ``missing_ok``)."""
+    fs, path = resolve(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+
+
 def delete_dir(uri: str) -> None:
     """Remove a folder and its contents if it exists."""
     fs, path = resolve(uri)
@@ -110,6 +128,9 @@ def with_retries(action: Callable[[], T], what: str) -> T:
     raise AssertionError("unreachable")
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
 @contextlib.contextmanager
 def written_whole(path: Path) -> Iterator[Path]:
     """A sibling ``.partial`` path to write ``path`` through, moved onto ``path`` only
@@ -122,9 +143,6 @@ def written_whole(path: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)  # a failed write leaves nothing behind
         raise
     partial.replace(path)
-
-
-PARTIAL_SUFFIX = ".partial"
 
 
 def remove_partials(folder: Path) -> list[Path]:

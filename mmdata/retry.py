@@ -50,14 +50,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from mmdata import faults, io
 from mmdata import recipe as recipes
 from mmdata.batch import ok_mask, public
 from mmdata.catalog import Catalog
 from mmdata.errors import MmdataError
-from mmdata.executors.base import has_prepare, read_partition, run_prepare, run_stage
+from mmdata.executors.base import read_partition
+from mmdata.executors.local import run_stages
 from mmdata.progress import Progress
 from mmdata.recipe import Recipe
 from mmdata.runlock import corpus_lock
@@ -65,6 +65,7 @@ from mmdata.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_OK, validate
 from mmdata.sink import (
     FinishedShard,
     _write_whole,
+    in_input_order,
     reject_rows,
     rejects_path,
     shard_path,
@@ -309,7 +310,7 @@ def _retry(
     faults.point("retry_committed")  # listed; the replaced files not yet deleted
     for index in sorted(wanted):
         for path in listing[index].files.values():
-            _delete(path)
+            io.delete_file(path, missing_ok=True)
 
 
 def _retry_shard(
@@ -334,7 +335,7 @@ def _retry_shard(
             "its input changed since the run"
         )
     chosen = work.filter(pc.is_in(work.column("image_id"), value_set=pa.array(gone_ids)))
-    rows = _run_stages(recipe, stages, chosen)
+    rows = run_stages(recipe, stages, chosen)
     rows = rows.take(pc.sort_indices(rows.column("_row")))
 
     kept = rows.filter(ok_mask(rows))
@@ -346,23 +347,21 @@ def _retry_shard(
     old_data_ids = old_data.column("image_id").to_pylist()
     if set(old_data_ids) & set(gone_ids):
         raise RetryError(f"shard {index}: an image is both kept and rejected; nothing changed")
-    data = _in_input_order(
+    data = in_input_order(
         [
             (old_data, _order(old_data_ids, position, index)),
-            (new_data, kept.column("_row").to_pylist()),
-        ],
-        IMAGE_SCHEMA,
+            (new_data.cast(IMAGE_SCHEMA), kept.column("_row").to_pylist()),
+        ]
     )
     old_rejects = _read(listed.files["rejects"]).cast(REJECT_SCHEMA)
     retried = pc.is_in(old_rejects.column("image_id"), value_set=pa.array(gone_ids))
     gone = old_rejects.filter(retried)  # every reject row of the retried images
     stay = old_rejects.filter(pc.invert(retried))
-    rejects = _in_input_order(
+    rejects = in_input_order(
         [
             (stay, _order(stay.column("image_id").to_pylist(), position, index)),
-            (new_rejects, new_reject_order),
-        ],
-        REJECT_SCHEMA,
+            (new_rejects.cast(REJECT_SCHEMA), new_reject_order),
+        ]
     )
     stats = _adjusted_stats(
         _old_stats(catalog, recipe.name, index),
@@ -415,28 +414,6 @@ def _order(image_ids: list[str], position: dict[str, int], index: int) -> list[i
             f"shard {index}: image id {exc.args[0]!r} of its files is no longer in the "
             "source's partition: its input changed since the run"
         ) from None
-
-
-def _run_stages(recipe: Recipe, stages: list[Stage], table: pa.Table) -> pa.Table:
-    """The recipe's stages over ``table``, batched as the local executor does."""
-    for index, (stage, spec) in enumerate(zip(stages, recipe.stages)):
-        size = spec.resources.batch_size or max(table.num_rows, 1)
-        pieces = [table.slice(start, size) for start in range(0, table.num_rows, size)] or [table]
-        done = []
-        for piece in pieces:
-            if has_prepare(type(stage)):
-                piece = run_prepare(stage, index, piece, recipe.on_error)
-            done.append(run_stage(stage, index, piece, recipe.on_error))
-        table = pa.concat_tables(done)
-    return table
-
-
-def _in_input_order(pieces: list[tuple[pa.Table, list[int]]], schema: pa.Schema) -> pa.Table:
-    """The pieces as one table ordered by input row; rows of one input row keep their
-    order (a stable sort; each input row's rows all come from one piece)."""
-    tables = [table.cast(schema) for table, _ in pieces]
-    order = pa.array([row for _, rows in pieces for row in rows], pa.int64())
-    return pa.concat_tables(tables).take(pc.sort_indices(order))
 
 
 def _old_stats(catalog: Catalog, corpus: str, index: int) -> list[dict[str, Any]]:
@@ -547,17 +524,7 @@ def _write(final: str, run_id: int, kind: str, table: pa.Table, schema: pa.Schem
 
 
 def _read(path: str, columns: list[str] | None = None) -> pa.Table:
-    filesystem, inner = io.resolve(path)
-    table = pq.read_table(inner, columns=columns, filesystem=filesystem)
-    return table.replace_schema_metadata(None)
-
-
-def _delete(path: str) -> None:
-    filesystem, inner = io.resolve(path)
-    try:
-        filesystem.delete_file(inner)
-    except FileNotFoundError:
-        pass
+    return io.read_parquet(path, columns).replace_schema_metadata(None)
 
 
 def _remove_leftovers(output: str, listing: dict[int, _Listed]) -> int:

@@ -320,16 +320,19 @@ def _place(parts: list[tuple[str, list[int], dict]], final: str, schema: pa.Sche
         path, _, meta = parts[0]
         io.move(path, final)
         return {"path": final, **meta}
-    tables = [
-        pq.read_table(io.resolve(path)[1], filesystem=io.resolve(path)[0]) for path, _, _ in parts
-    ]
-    order = pa.array([row for _, rows, _ in parts for row in rows], pa.int64())
-    merged = pa.concat_tables(tables).take(pc.sort_indices(order))
+    merged = in_input_order([(io.read_parquet(path), rows) for path, rows, _ in parts])
     meta = _write_whole(final, merged, schema)
     faults.point("parts_merged")  # merged file in place, its parts not yet deleted
     for path, _, _ in parts:
-        io.resolve(path)[0].delete_file(io.resolve(path)[1])
+        io.delete_file(path)
     return {"path": final, **meta}
+
+
+def in_input_order(pieces: list[tuple[pa.Table, list[int]]]) -> pa.Table:
+    """Tables of one shard, each with the input row of each of its rows, as one table in
+    input-row order (a stable sort: rows of one input row keep their order)."""
+    order = pa.array([row for _, rows in pieces for row in rows], pa.int64())
+    return pa.concat_tables([table for table, _ in pieces]).take(pc.sort_indices(order))
 
 
 def merge_stats(per_part: list[list[dict]]) -> list[dict]:

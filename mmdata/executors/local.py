@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from mmdata.executors.base import RunPlan, has_prepare, read_partition, run_prepare, run_stage
 from mmdata.sink import write_parts
 from mmdata.stage import Stage
+
+if TYPE_CHECKING:
+    from mmdata.recipe import Recipe
 
 
 class LocalExecutor:
@@ -24,10 +28,16 @@ class LocalExecutor:
             stage.setup()
             stage.resume(list(plan.done_shards))
         for partition in plan.partitions:
-            table = read_partition(source, partition, recipe.on_error)
-            for index, (stage, spec) in enumerate(zip(stages, recipe.stages)):
-                table = _batched(stage, index, table, recipe.on_error, spec.resources.batch_size)
+            table = run_stages(recipe, stages, read_partition(source, partition, recipe.on_error))
             yield from write_parts(table, plan.staging, recipe.step_names)
+
+
+def run_stages(recipe: Recipe, stages: list[Stage], table: pa.Table) -> pa.Table:
+    """The recipe's (set-up) ``stages`` over ``table`` in this process, each fed
+    ``batch_size`` rows at a time (the local executor; ``mmdata retry``)."""
+    for index, (stage, spec) in enumerate(zip(stages, recipe.stages)):
+        table = _batched(stage, index, table, recipe.on_error, spec.resources.batch_size)
+    return table
 
 
 def _batched(

@@ -23,7 +23,7 @@ import numpy as np
 
 from mmdata.catalog import Catalog, sql_literal
 from mmdata.errors import MmdataError
-from mmdata.io import remove_partials, written_whole
+from mmdata.io import PARTIAL_SUFFIX, remove_partials, written_whole
 from mmdata.progress import Progress
 from mmdata.regions.rows import class_probs_of, features_of
 
@@ -139,7 +139,7 @@ def export_regions(
     count = 0
     if fmt == "lxmert-tsv":
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_name(out.name + ".partial").unlink(missing_ok=True)  # a killed export's
+        out.with_name(out.name + PARTIAL_SUFFIX).unlink(missing_ok=True)  # a killed export's
         with (
             Progress(None, "image", progress, desc=fmt) as bar,
             written_whole(out) as partial,
