@@ -46,16 +46,22 @@ class ExportError(MmdataError, ValueError):
     """The corpus cannot be written in the asked layout (the message says why)."""
 
 
-def region_rows(
-    catalog: str | Path, corpus: str | None = None, extractor: str | None = None
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(image_id, regions)`` of every image with regions, in catalog order."""
+def _regions_filter(corpus: str | None, extractor: str | None) -> str:
+    """The SQL condition picking the images whose regions are exported."""
     where = ["regions IS NOT NULL"]
     if corpus:
         where.append(f"corpus = {sql_literal(corpus)}")
     if extractor:
         where.append(f"regions.extractor_id = {sql_literal(extractor)}")
-    sql = f"SELECT image_id, regions FROM images WHERE {' AND '.join(where)} ORDER BY image_id"
+    return " AND ".join(where)
+
+
+def region_rows(
+    catalog: str | Path, corpus: str | None = None, extractor: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(image_id, regions)`` of every image with regions, in catalog order."""
+    where = _regions_filter(corpus, extractor)
+    sql = f"SELECT image_id, regions FROM images WHERE {where} ORDER BY image_id"
     with Catalog(catalog).read() as con:
         reader = con.sql(sql).to_arrow_reader(256)
         for batch in reader:
@@ -150,6 +156,7 @@ def export_regions(
                 count += 1
                 bar.update(1, rows=1)
         return count
+    _check_soft_labels(catalog, corpus, extractor)
     out.mkdir(parents=True, exist_ok=True)
     remove_partials(out)  # files a killed export was writing
     with Progress(None, "image", progress, desc=fmt) as bar:
@@ -159,3 +166,20 @@ def export_regions(
             count += 1
             bar.update(1, rows=1)
     return count
+
+
+def _check_soft_labels(catalog: str | Path, corpus: str | None, extractor: str | None) -> None:
+    """Refuse, before writing anything, a corpus whose regions lack the class
+    distributions UNITER's ``soft_labels`` array needs (a regions stage option)."""
+    where = _regions_filter(corpus, extractor)
+    sql = (
+        "SELECT count(*) FILTER (WHERE regions.class_probs_f16 IS NULL), count(*) "
+        f"FROM images WHERE {where}"
+    )
+    _, [(missing, total)] = Catalog(catalog).query(sql)
+    if missing:
+        raise ExportError(
+            f"uniter-npz needs soft class labels and {missing} of {total} images with regions "
+            f"{'in ' + corpus + ' ' if corpus else ''}have none: add 'soft_labels: true' to the "
+            "recipe's regions stage and run it again"
+        )

@@ -13,7 +13,7 @@ data is read, so every worker of every rank derives the same plan on its own:
    to worker ``p % W``; when ``W`` divides ``streams`` that is the worker owning
    sub-stream ``p % streams``, so every worker count gives the same sequence, and each
    worker reads only its own sub-streams' shards. After a resume the DataLoader starts again at
-   worker 0; ShardStream._role says which worker continues which (batching loaders too).
+   worker 0; ShardStream._start says which worker continues which (batching loaders too).
 
 Balanced blocks differ by at most one sample, which keeps the round robin aligned to the
 end of the epoch.

@@ -7,12 +7,14 @@ samples being read (projected columns only); never the corpus or a whole shard.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data._utils.fetch import _IterableDatasetFetcher
 
 from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for
 from mmdata.stream.reader import ShardReader
@@ -57,10 +59,17 @@ class ShardStream(IterableDataset):
             an ``arrow`` method (like decode.region_tensors) decodes an image column a
             row group at a time from Arrow instead.
         streams: sub-streams per rank; a dataloader's worker count must divide it.
-        batch_size: the DataLoader's batch size when it batches (workers then hand out
-            whole batches in turn, which a resume must follow); None for
-            ``batch_size=None`` loaders and direct iteration. With it, the order depends
-            on the worker count, and a resume needs the count it was saved with.
+        batch_size: the DataLoader's batch size, to check it: a DataLoader that batches
+            takes whole batches from its workers in turn, so the order then depends on
+            the worker count and a resume must follow it. A torch DataLoader's batch size
+            is also read from its fetcher when the stream starts; the two must agree.
+
+    Resuming: behind ``torchdata.stateful_dataloader.StatefulDataLoader`` its
+    ``state_dict()`` / ``load_state_dict()`` resume exactly, any batch size and worker
+    count (the same when saving and loading): each worker reports and restores its own
+    position. Iterated directly, ``state_dict()`` counts what it yielded. Behind a plain
+    DataLoader, ``state_dict(num_samples=..., num_workers=...)`` with what the training
+    loop consumed.
     """
 
     def __init__(
@@ -116,19 +125,33 @@ class ShardStream(IterableDataset):
         self._resume = 0  # samples of this epoch consumed before the last load_state_dict
         self._resume_workers = 0  # the dataloader workers that consumed them
         self._yielded = 0  # samples yielded by this object since then (direct iteration)
+        # a dataloader worker's own place, restored from its state: (workers, role, done)
+        self._own: tuple[int, int, int] | None = None
+        # where this object's current iteration is: [workers, role, round-robin position]
+        self._cursor: list[int] | None = None
 
     # ---- epochs and resume -------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning (a new order)."""
-        self.epoch, self._resume, self._yielded = epoch, 0, 0
+        self.epoch, self._resume, self._yielded, self._own = epoch, 0, 0, None
 
     def state_dict(self, num_samples: int | None = None, num_workers: int = 0) -> dict[str, Any]:
-        """Where this rank is: ``num_samples`` consumed this epoch (default: the samples
-        this object yielded, right when iterating it directly; behind a DataLoader pass
-        the count the training loop consumed, and with ``batch_size`` its worker count)."""
-        consumed = self._resume + self._yielded if num_samples is None else num_samples
+        """Where this rank is.
+
+        In a dataloader worker (as StatefulDataLoader asks it): that worker's own place.
+        Elsewhere: ``num_samples`` consumed this epoch (default: the samples this object
+        yielded, right when iterating it directly; behind a plain DataLoader pass the
+        count the training loop consumed and the loader's ``num_workers``).
+        """
         state = {k: getattr(self, k) for k in STATE_KEYS}
+        info = get_worker_info()
+        if info is not None and num_samples is None:
+            place = self._cursor or self._start(info.id, info.num_workers, self.batch_size or 1)
+            workers, role, done = place
+            return {**state, "epoch": self.epoch, "worker": info.id, "num_workers": workers,
+                    "role": role, "done": done}  # fmt: skip
+        consumed = self._resume + self._yielded if num_samples is None else num_samples
         return {**state, "epoch": self.epoch, "consumed": consumed, "num_workers": num_workers}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -138,12 +161,26 @@ class ShardStream(IterableDataset):
             raise StreamError(
                 f"cannot resume: the state was saved with different {', '.join(differ)}"
             )
+        self.epoch, self._yielded, self._cursor = state["epoch"], 0, None
+        if "worker" in state:  # one dataloader worker's place (StatefulDataLoader)
+            info = get_worker_info()
+            here = (info.id, info.num_workers) if info else None
+            if here != (state["worker"], state["num_workers"]):
+                where = f"worker {here[0]} of {here[1]}" if here else "outside a worker"
+                raise StreamError(
+                    f"cannot resume: the state of dataloader worker {state['worker']} of "
+                    f"{state['num_workers']} was loaded {where}; resume through the same "
+                    "DataLoader settings (StatefulDataLoader.load_state_dict)"
+                )
+            self._resume, self._resume_workers = 0, 0
+            self._own = (state["num_workers"], state["role"], state["done"])
+            return
         if self.batch_size and state["consumed"] % self.batch_size:
             raise StreamError(
                 f"cannot resume after {state['consumed']} samples: not a whole number of "
                 f"batches of {self.batch_size}"
             )
-        self.epoch, self._resume, self._yielded = state["epoch"], state["consumed"], 0
+        self._resume, self._own = state["consumed"], None
         self._resume_workers = state.get("num_workers", 0)
 
     # ---- sizes -------------------------------------------------------------------------
@@ -200,9 +237,11 @@ class ShardStream(IterableDataset):
                 f"{workers} dataloader workers do not divide streams={self.streams}: "
                 "choose a worker count that divides it (or set streams)"
             )
+        role, done = self._start(worker, workers, self._loader_batch(_loader_batch_size()))[1:]
+        own = [s for s in range(self.streams) if s % workers == role]
+        self._cursor = [workers, role, done]
         plans, draws, stream_len = self._layout()
         name = next(iter(self.corpora))  # the corpus, when there is one
-        own, done = self._role(worker, workers)
         sources: dict[tuple[str, int], Iterator[dict]] = {}
         for i, s in enumerate(own):
             # own[i]'s share of the first ``done`` positions of the round robin below
@@ -226,28 +265,54 @@ class ShardStream(IterableDataset):
                 if draws is not None:
                     sample = {**sample, "corpus": key[0]}  # which corpus a mixed sample is
                 self._yielded += 1
+                self._cursor[2] = position
                 yield sample
 
-    def _role(self, worker: int, workers: int) -> tuple[list[int], int]:
-        """The sub-streams dataloader worker ``worker`` of ``workers`` reads, and how many
-        samples of their round robin were consumed before a resume.
+    def _loader_batch(self, found: int | None) -> int:
+        """Samples a DataLoader takes from a worker per turn: ``found`` (read from the
+        loader's fetcher) or, where that was not possible, ``batch_size`` (else 1)."""
+        if found is not None and self.batch_size and found != self.batch_size:
+            raise StreamError(
+                f"the DataLoader batches {found} samples but ShardStream was given "
+                f"batch_size={self.batch_size}: give them the same batch size"
+            )
+        return found or self.batch_size or 1
 
-        A DataLoader takes ``batch_size`` samples (1 when it does not batch) from each
-        worker in turn, and after a resume starts again at worker 0: so worker ``w``
-        continues the sequence of worker ``(w + k) % W`` of the saved run, ``k`` the
-        batches consumed. Without batching every worker count gives one order.
+    def _start(self, worker: int, workers: int, group: int) -> tuple[int, int, int]:
+        """(workers, role, done): the sub-streams dataloader worker ``worker`` of
+        ``workers`` reads are those of ``role`` (``s % workers == role``), and the first
+        ``done`` positions of their round robin were consumed before a resume.
+
+        A worker's own restored place (StatefulDataLoader) is used as it is. From a count
+        of samples: a DataLoader takes ``group`` samples (its batch size; 1 when it does
+        not batch) from each worker in turn and after a resume starts again at worker 0,
+        so worker ``w`` continues the sequence of worker ``(w + k) % W`` of the saved run,
+        ``k`` the batches consumed. Without batching every worker count gives one order.
         """
-        group = self.batch_size or 1
+        if self._own is not None:
+            if self._own[0] != workers:
+                raise StreamError(
+                    f"cannot resume: saved with {self._own[0]} dataloader worker(s), now "
+                    f"{workers}; use the same worker count"
+                )
+            return self._own
         if group > 1 and self._resume and max(self._resume_workers, 1) != workers:
             raise StreamError(
                 f"cannot resume: saved with {max(self._resume_workers, 1)} dataloader "
-                f"worker(s) and batch_size={group}, now {workers}; use the same worker count"
+                f"worker(s) and batch_size={group}, now {workers}; use the same worker count "
+                "(pass num_workers to state_dict), or resume through torchdata's "
+                "StatefulDataLoader"
+            )
+        if workers == 1:
+            return 1, 0, self._resume
+        if self._resume % group:
+            raise StreamError(
+                f"cannot resume after {self._resume} samples: not a whole number of "
+                f"batches of {group}"
             )
         batches = self._resume // group
         role = (worker + batches) % workers
-        own = [s for s in range(self.streams) if s % workers == role]
-        done = group * max(0, -(-(batches - role) // workers))
-        return own, done
+        return workers, role, group * max(0, -(-(batches - role) // workers))
 
     def _decoded(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``rows`` through the decode hooks. A value shared by several samples (an
@@ -298,6 +363,21 @@ class ShardStream(IterableDataset):
                 rows = self._decoded([r for i, r in zip(ids, rows) if i not in done])
                 store.update(zip([i for i in ids if i not in done], rows))
             yield store.pop(target)
+
+
+def _loader_batch_size() -> int | None:
+    """The batch size of the torch DataLoader fetcher that is starting this stream's
+    iterator (1 when it does not batch), None when no such fetcher is the caller. torch
+    tells a dataset nothing about batching, yet batching decides which worker hands out
+    which sample; so it is read from the fetcher's frame (torch's and torchdata's loaders
+    both fetch through ``_IterableDatasetFetcher.fetch``)."""
+    frame = sys._getframe(2)  # _loader_batch_size <- __iter__'s body <- its first next()
+    fetcher = frame.f_locals.get("self")
+    if not isinstance(fetcher, _IterableDatasetFetcher):
+        return None
+    if not fetcher.auto_collation:
+        return 1
+    return len(frame.f_locals.get("possibly_batched_index") or ()) or None
 
 
 def chunk_span(span: Span, rows_of: Any, groups: np.ndarray) -> Iterator[Span]:

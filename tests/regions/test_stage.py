@@ -14,7 +14,7 @@ import pytest
 from mmdata import demo
 from mmdata import recipe as recipes
 from mmdata.catalog import Catalog
-from mmdata.regions.export import LXMERT_FIELDS, export_regions
+from mmdata.regions.export import LXMERT_FIELDS, ExportError, export_regions
 from mmdata.run import run_recipe
 from mmdata.schema import STATUS_ERROR
 from mmdata.stages.regions import Regions
@@ -166,6 +166,14 @@ def test_given_boxes_are_the_gold_boxes(tmp_path, coco8, butd_weights):
         gold = [o["box_xywh_px"] for o in objects]
         expected = [[x, y, x + w, y + h] for x, y, w, h in gold]
         assert given and np.allclose(boxes, expected)
+    # without soft_labels: true, UNITER's layout is refused in one line, nothing written
+    folder = tmp_path / "npz"
+    with pytest.raises(ExportError) as refused:
+        export_regions(recipe.catalog, folder, "uniter-npz", corpus="regions_test")
+    message = str(refused.value)
+    assert "\n" not in message and "'soft_labels: true'" in message
+    assert f"{len(rows)} of {len(rows)} images with regions in regions_test" in message
+    assert not folder.exists() or not list(folder.iterdir())
 
 
 def test_an_image_that_does_not_decode_is_an_error_row_naming_it(butd_weights):
