@@ -352,7 +352,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if not args.corpus:
             raise StreamError(f"--format {args.format} needs --corpus")
         if args.format == "hf":
-            count, unit = export_hf(args.catalog, args.corpus, args.out), "shards"
+            count, unit = export_hf(args.catalog, args.corpus, args.out, progress), "shards"
             said = f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})"
         else:
             count = export_webdataset(args.catalog, args.corpus, args.out, progress)
