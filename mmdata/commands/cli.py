@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from mmdata.commands.flags import add_progress_flags, positive_int, progress_mode
+from mmdata.core.flags import add_progress_flags, positive_int, progress_mode
 
 EXIT_USAGE = 2
 DEFAULT_CATALOG_ENV = "MMDATA_CATALOG"

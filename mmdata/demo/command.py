@@ -8,7 +8,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from mmdata.commands.flags import progress_mode
+from mmdata.core.flags import progress_mode
 from mmdata.demo import data as demo
 from mmdata.demo import oracle as demo_oracle
 from mmdata.demo import web as demo_web

@@ -2,7 +2,7 @@
 
 - ``shard_files``: the data shards the catalog lists, in order (what any Parquet reader
   takes: ``datasets.load_dataset("parquet", data_files=...)``, ``ray.data.read_parquet``,
-  ``pyarrow.dataset``; Ray's loader is ``mmdata.engine.executors.ray_data.ray_dataset``).
+  ``pyarrow.dataset``; Ray's loader is ``mmdata.exports.ray_data.ray_dataset``).
 - ``hf_dataset``: ``datasets.load_dataset("parquet", ...)`` on those files, ``image_bytes``
   decoded to PIL images, region features left as float16 bytes (needs the ``datasets``
   package; mmdata does not depend on it).

@@ -173,7 +173,7 @@ def test_hf_dataset_loads_the_corpus_with_decoded_images(corpora, tmp_path):  # 
 
 @pytest.mark.ray
 def test_ray_dataset_reads_the_same_rows(corpora, ray_session):  # noqa: F811
-    from mmdata.engine.executors.ray_data import ray_dataset
+    from mmdata.exports.ray_data import ray_dataset
 
     ds = ray_dataset(str(corpora), "a", columns=["image_id"])
     ids = sorted(r["image_id"] for r in ds.take_all())

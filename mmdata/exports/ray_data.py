@@ -1,4 +1,5 @@
-"""A corpus as a Ray Dataset (here because only mmdata.engine.executors imports Ray)."""
+"""A corpus as a Ray Dataset: the one module outside mmdata.engine.executors that imports Ray
+(when called), as tests/test_layering.py allows."""
 
 from __future__ import annotations
 
