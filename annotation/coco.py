@@ -16,6 +16,7 @@ from typing import Any
 import ijson
 import pyarrow as pa
 
+from annotation.gcpause import without_gc
 from annotation.jsonfile import AnnotationError, iter_array, require_ids, require_keys
 from annotation.records import (
     box_problem,
@@ -26,13 +27,12 @@ from annotation.records import (
     text_or_none,
 )
 from annotation.spill import Spill, SpilledSource, read_spill
-from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT, item_reject
-from mmdata.gcpause import without_gc
-from mmdata.io import join
-from mmdata.registry import SOURCES
-from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR
-from mmdata.stage import Partition
+from mmdata.core.args import InputPath
+from mmdata.core.batch import ITEM_REJECT, item_reject
+from mmdata.core.io import join
+from mmdata.core.registry import SOURCES
+from mmdata.core.schema import IMAGE_SCHEMA, STATUS_ERROR
+from mmdata.core.stage import Partition
 
 
 @SOURCES.register("coco")

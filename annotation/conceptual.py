@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from annotation.webrows import WEB_WRITES, LineFileSource, error_row, web_row
-from mmdata.args import InputPath
-from mmdata.registry import SOURCES
+from mmdata.core.args import InputPath
+from mmdata.core.registry import SOURCES
 
 _PLAIN_COLUMNS = 2
 _LABELLED_COLUMNS = 5

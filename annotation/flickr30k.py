@@ -27,10 +27,10 @@ import pyarrow as pa
 
 from annotation.jsonfile import AnnotationError, iter_array
 from annotation.webrows import error_row, rows_table
-from mmdata.args import InputPath
-from mmdata.io import join
-from mmdata.registry import SOURCES
-from mmdata.stage import Partition, Source
+from mmdata.core.args import InputPath
+from mmdata.core.io import join
+from mmdata.core.registry import SOURCES
+from mmdata.core.stage import Partition, Source
 
 CSV_HEADER = "image_name|"
 

@@ -8,7 +8,7 @@ from typing import Any
 import ijson
 
 from annotation.records import is_id
-from mmdata.errors import InputFormatError
+from mmdata.core.errors import InputFormatError
 
 
 class AnnotationError(InputFormatError):

@@ -22,13 +22,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from annotation.gcpause import without_gc
 from annotation.jsonfile import AnnotationError, iter_array
 from annotation.spill import Spill, SpilledSource, read_spill
 from annotation.webrows import WEB_WRITES, rows_table, web_row
-from mmdata.args import InputPath
-from mmdata.gcpause import without_gc
-from mmdata.registry import SOURCES
-from mmdata.stage import Partition
+from mmdata.core.args import InputPath
+from mmdata.core.registry import SOURCES
+from mmdata.core.stage import Partition
 
 LISTS = ("image_urls", "user_ids", "captions")
 _MISSING = object()

@@ -20,9 +20,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+from annotation.gcpause import without_gc
 from annotation.jsonfile import AnnotationError, iter_array
-from mmdata.gcpause import without_gc
-from mmdata.stage import Partition, Source
+from mmdata.core.stage import Partition, Source
 
 log = logging.getLogger(__name__)
 

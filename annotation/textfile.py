@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mmdata.stage import Partition
+from mmdata.core.stage import Partition
 
 SAMPLE_BYTES = 1 << 20
 

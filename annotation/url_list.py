@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 
 from annotation.jsonfile import AnnotationError
 from annotation.webrows import WEB_WRITES, LineFileSource, error_row, rows_table, web_row
-from mmdata.args import InputPath
-from mmdata.registry import SOURCES
-from mmdata.stage import Partition
+from mmdata.core.args import InputPath
+from mmdata.core.registry import SOURCES
+from mmdata.core.stage import Partition
 
 Format = Literal["parquet", "csv", "tsv", "jsonl"]
 _EXTENSIONS: dict[str, Format] = {

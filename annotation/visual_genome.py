@@ -27,16 +27,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from annotation.gcpause import without_gc
 from annotation.jsonfile import AnnotationError, iter_array
 from annotation.records import box_problem, is_id, pixels_or_none, size_problem, text_or_none
 from annotation.spill import Spill, SpilledSource, iter_records, read_spill
-from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT, item_reject
-from mmdata.gcpause import without_gc
-from mmdata.io import join
-from mmdata.registry import SOURCES
-from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR
-from mmdata.stage import Partition
+from mmdata.core.args import InputPath
+from mmdata.core.batch import ITEM_REJECT, item_reject
+from mmdata.core.io import join
+from mmdata.core.registry import SOURCES
+from mmdata.core.schema import IMAGE_SCHEMA, STATUS_ERROR
+from mmdata.core.stage import Partition
 
 #: Recipe argument -> key of the per-image list in that file.
 LIST_KEYS = {

@@ -19,10 +19,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from annotation.gcpause import without_gc
 from annotation.textfile import byte_partitions
-from mmdata.gcpause import without_gc
-from mmdata.schema import IMAGE_SCHEMA, STATUS_ERROR, STATUS_REJECTED
-from mmdata.stage import Partition, Source
+from mmdata.core.schema import IMAGE_SCHEMA, STATUS_ERROR, STATUS_REJECTED
+from mmdata.core.stage import Partition, Source
 
 CHUNK_BYTES = 1 << 20
 WEB_WRITES: tuple[str, ...] = ("image_id", "source", "split", "url", "captions")

@@ -7,7 +7,7 @@ Writes (once, cached in --dir/pool) small data shards in mmdata's image schema (
 then grows one catalog through each size in turn, each shard hard-linked into the corpus
 folder just before it is listed (as a run places it), so the folder holds what is listed:
 
-- fill: the shards up to the size go through ``mmdata.committer.ShardCommitter``, as
+- fill: the shards up to the size go through ``mmdata.engine.committer.ShardCommitter``, as
   ``mmdata run`` lists them (batched transactions off the driver loop): its busy time is
   the whole run's commit time;
 - commit: ``--probes`` more shards, each listed alone by ``Catalog.commit_shards`` (one
@@ -48,8 +48,8 @@ def _write_chunk(args: tuple[str, int, int]) -> list[dict]:
     """Write shards [start, stop) of ``output``; their FinishedShard fields as dicts."""
     import pyarrow as pa
 
-    from mmdata.schema import IMAGE_SCHEMA
-    from mmdata.sink import write_listed_shard
+    from mmdata.core.schema import IMAGE_SCHEMA
+    from mmdata.engine.sink import write_listed_shard
 
     output, start, stop = args
     described = []
@@ -110,9 +110,9 @@ def main() -> None:
     parser.add_argument("--write-only", action="store_true", help="only write the shard files")
     args = parser.parse_args()
 
-    from mmdata.catalog import Catalog
-    from mmdata.committer import ShardCommitter
-    from mmdata.sink import FinishedShard
+    from mmdata.catalog.store import Catalog
+    from mmdata.core.shards import FinishedShard
+    from mmdata.engine.committer import ShardCommitter
 
     sizes = [int(s) for s in args.sizes.split(",")]
     folder = Path(args.dir)

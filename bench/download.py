@@ -66,7 +66,7 @@ def photo_jpeg(number: int, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from mmdata.webserver import generated_jpeg
+    from mmdata.demo.webserver import generated_jpeg
 
     base = np.asarray(Image.open(io.BytesIO(generated_jpeg(number, size))), dtype=np.int16)
     noise = np.random.default_rng(number).normal(0, 12, base.shape).astype(np.int16)
@@ -77,7 +77,7 @@ def photo_jpeg(number: int, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
 
 def serve(images: int) -> None:
     """Server process: generate every image, print the port, serve until stdin closes."""
-    from mmdata.webserver import FaultServer
+    from mmdata.demo.webserver import FaultServer
 
     class PhotoServer(FaultServer):
         def generated(self, number: int) -> bytes:
@@ -143,7 +143,7 @@ def run_img2dataset(urls: Path, out: Path, args: dict[str, Any]) -> dict[str, An
 
 
 def mmdata_recipe(urls: Path, out: Path, args: dict[str, Any]) -> Any:
-    from mmdata import recipe as recipes
+    from mmdata.engine import recipe as recipes
 
     text = {
         "name": "bench_download",
@@ -174,8 +174,8 @@ def mmdata_recipe(urls: Path, out: Path, args: dict[str, Any]) -> Any:
 
 def run_mmdata(urls: Path, out: Path, args: dict[str, Any]) -> dict[str, Any]:
     """One timed ``run_recipe`` call; its images are the rows of the catalog's view."""
-    from mmdata.catalog import Catalog
-    from mmdata.run import run_recipe
+    from mmdata.catalog.store import Catalog
+    from mmdata.engine.run import run_recipe
 
     recipe = mmdata_recipe(urls, out, args)
     started = time.perf_counter()
@@ -194,7 +194,7 @@ def run_mmdata(urls: Path, out: Path, args: dict[str, Any]) -> dict[str, Any]:
 def child(side: str, urls: str, workdir: str, args: dict[str, Any]) -> None:
     """Run one side ``args['runs']`` times in this process; print each run's figures."""
     if side == "mmdata" and args["executor"] == "ray":
-        from mmdata.executors.ray import init_ray
+        from mmdata.engine.executors.ray import init_ray
 
         init_ray()  # Ray start-up: not timed
     run = run_mmdata if side == "mmdata" else run_img2dataset

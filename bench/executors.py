@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from mmdata import demo
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.demo import data as demo
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
 
 
 def _recipe(data: dict[str, str], out: Path, shard_rows: int) -> recipes.Recipe:

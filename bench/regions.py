@@ -60,8 +60,8 @@ def photo(width: int, height: int, seed: int) -> bytes:
 
 
 def build(weights: Path, args: argparse.Namespace, precision: str, given: bool = False):
-    from mmdata.regions.extractor import build_extractor
-    from mmdata.regions.selection import Selection
+    from mmdata.models.regions.factory import build_extractor
+    from mmdata.models.regions.selection import Selection
 
     return build_extractor(
         "butd-r101-c4-vg",
@@ -82,7 +82,7 @@ def sync(device: str) -> None:
 
 def reference(ex, jpegs: list[bytes], args: argparse.Namespace) -> float:
     """images/s of the per-image loop: decode, resize, forward, one image at a time."""
-    from mmdata.regions.preprocess import prepare
+    from mmdata.models.regions.preprocess import prepare
 
     started = time.perf_counter()
     for data in jpegs:
@@ -93,7 +93,7 @@ def reference(ex, jpegs: list[bytes], args: argparse.Namespace) -> float:
 
 def fast(ex, jpegs: list[bytes], args: argparse.Namespace, batch: int) -> float:
     """images/s with padded batches and decode/resize prefetched by a thread pool."""
-    from mmdata.regions.preprocess import prepare
+    from mmdata.models.regions.preprocess import prepare
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
@@ -117,8 +117,8 @@ def run_window(ex, window: list, batch: int) -> None:
 
 def feature_gap(slow, quick, jpegs: list[bytes], args: argparse.Namespace) -> float:
     """Max |fast - reference| / max |reference| over features of the same given boxes."""
-    from mmdata.regions.preprocess import prepare
-    from mmdata.regions.rows import features_of
+    from mmdata.models.regions.preprocess import prepare
+    from mmdata.models.regions.rows import features_of
 
     images = [prepare(d, args.min_size, args.max_size, 10**9) for d in jpegs[:4]]
     boxes = [np.array([[10, 10, 200, 150], [100, 50, 400, 300], [0, 0, 300, 300]], np.float32)]
@@ -145,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.proposals is None:
         args.proposals = 300 if args.device.startswith("cuda") else 100
-    from mmdata.demo import random_butd_weights
+    from mmdata.demo.data import random_butd_weights
 
     weights = random_butd_weights(Path(tempfile.gettempdir()) / "mmdata-bench-butd.pkl")
     sizes = [(640, 480), (500, 375), (480, 640), (640, 427)]
@@ -154,7 +154,7 @@ def main() -> None:
     quick = build(weights, args, "auto")
     slow.extract(
         [
-            __import__("mmdata.regions.preprocess", fromlist=["prepare"]).prepare(
+            __import__("mmdata.models.regions.preprocess", fromlist=["prepare"]).prepare(
                 jpegs[0], args.min_size, args.max_size, 10**9
             )
         ]

@@ -148,7 +148,7 @@ def main() -> None:
     recipe.write_text(recipe_text(urls, out, args.shard_rows))
 
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-    command = [sys.executable, "-m", "mmdata.cli", "run", str(recipe), "--executor"]
+    command = [sys.executable, "-m", "mmdata.commands.cli", "run", str(recipe), "--executor"]
     command += [args.executor, "--json"]
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -167,7 +167,7 @@ def main() -> None:
     summary = json.loads(stdout.strip().splitlines()[-1])
 
     sys.path.insert(0, str(ROOT))
-    from mmdata.catalog import Catalog
+    from mmdata.catalog.store import Catalog
 
     catalog = Catalog(out / "catalog.duckdb")
     _, [(images, rejects, input_rows)] = catalog.query(

@@ -50,8 +50,8 @@ def verdict(label: str, value: float, target: float, fmt: str) -> str:
 
 def time_parsers(captions: list[str], name: str, repeat: int) -> dict[str, tuple[float, list]]:
     """``{parser: (captions/s, its raw output)}`` for mmdata's parser and sng_parser."""
-    from mmdata.scenegraph.evaluate import sng_parser_for
-    from mmdata.scenegraph.parser import CaptionParser
+    from mmdata.models.scenegraph.evaluate import sng_parser_for
+    from mmdata.models.scenegraph.parser import CaptionParser
 
     ours, peer = CaptionParser(model=name), sng_parser_for(name)
     runs = {
@@ -82,8 +82,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per parser (best)")
     args = parser.parse_args()
     one_core()
-    from mmdata.scenegraph import evaluate as ev  # imports spaCy: after one_core()
-    from mmdata.scenegraph.parser import load_model
+    from mmdata.models.scenegraph import evaluate as ev  # imports spaCy: after one_core()
+    from mmdata.models.scenegraph.parser import load_model
 
     golds = ev.load_factual(args.gold)[: args.limit]
     name = ev.resolve_model(args.model)

@@ -47,10 +47,10 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     import numpy as np
     import pyarrow as pa
 
-    from mmdata.catalog import Catalog
-    from mmdata.regions.rows import region_row
-    from mmdata.schema import IMAGE_SCHEMA, conform
-    from mmdata.sink import write_listed_corpus
+    from mmdata.catalog.store import Catalog
+    from mmdata.core.schema import IMAGE_SCHEMA, conform
+    from mmdata.engine.run import write_listed_corpus
+    from mmdata.models.regions.rows import region_row
 
     catalog = folder / "catalog.duckdb"
     marker = folder / "done.json"
@@ -154,7 +154,7 @@ class Premade(IterableDataset):
         import numpy as np
         from torch.utils.data import get_worker_info
 
-        from mmdata.regions.rows import region_row
+        from mmdata.models.regions.rows import region_row
 
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -186,7 +186,7 @@ def side(name: str, catalog: str, args: argparse.Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader, default_collate
 
-    from mmdata.catalog import Catalog
+    from mmdata.catalog.store import Catalog
     from mmdata.stream import ShardStream
     from mmdata.stream.decode import region_tensors
 

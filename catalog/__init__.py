@@ -1,1 +1,1 @@
-"""The catalog's SQL: numbered DDL migrations, applied in order by mmdata.catalog."""
+"""The catalog's SQL: numbered DDL migrations, applied in order by mmdata.catalog.store."""

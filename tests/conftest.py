@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmdata import demo
+from mmdata.demo import data as demo
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset's dependency phones home
 DATA = Path(__file__).parent / "data"
@@ -34,7 +34,7 @@ def ray_session():
 def demo_out(tmp_path_factory: pytest.TempPathFactory, ray_session) -> Path:
     """`mmdata demo` as the README runs it (Ray executor), once per session; its training
     run is cut to 8 steps here (tests/train/test_loop.py runs the whole proof)."""
-    from mmdata.cli import main
+    from mmdata.commands.cli import main
 
     out = tmp_path_factory.mktemp("cli") / "mmdata-demo"
     assert main(["demo", "--out", str(out), "-q", "--train-steps", "8"]) == 0
@@ -81,9 +81,9 @@ def write_recipe(path: Path, recipe: dict) -> Path:
 
 def import_only(tmp_path: Path, name: str, source: dict, shard_rows: int):
     """Run a recipe of just ``source`` (no stages) locally; returns the catalog it wrote."""
-    from mmdata import recipe as recipes
-    from mmdata.catalog import Catalog
-    from mmdata.run import run_recipe
+    from mmdata.catalog.store import Catalog
+    from mmdata.engine import recipe as recipes
+    from mmdata.engine.run import run_recipe
 
     spec = {
         "name": name,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mmdata.registry import STAGES
-from mmdata.stage import Filter, Stage
+from mmdata.core.registry import STAGES
+from mmdata.core.stage import Filter, Stage
 
 
 @STAGES.register("test_needs_phash")
@@ -70,7 +70,7 @@ class NoteItems(Stage):
     on rows that a later stage may reject (mmdata retry's stats)."""
 
     def process(self, table: pa.Table) -> pa.Table:
-        from mmdata.batch import ITEM_REJECT, item_reject, set_columns
+        from mmdata.core.batch import ITEM_REJECT, item_reject, set_columns
 
         notes = [
             (earlier or []) + [item_reject("note", f"{image_id}#note", "noted", "a test note")]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdata.args import InputPath, check_args
+from mmdata.core.args import InputPath, check_args
 
 
 class Example:

@@ -6,7 +6,7 @@ import time
 import duckdb
 import pytest
 
-from mmdata.catalog import Catalog, CatalogError, sql_literal
+from mmdata.catalog.store import Catalog, CatalogError, sql_literal
 
 
 def test_a_new_catalog_has_tables_and_empty_views(tmp_path):
@@ -71,12 +71,12 @@ def test_sql_literal_quotes():
 
 
 def test_sql_during_a_commit_in_another_process_waits_and_sees_only_committed_rows(tmp_path):
-    from mmdata import demo_oracle
+    from mmdata.demo import oracle as demo_oracle
 
     catalog = demo_oracle.build(tmp_path / "catalog.duckdb", tmp_path / "corpus", images=120)
     holder = textwrap.dedent(f"""
         import sys, time
-        from mmdata.catalog import Catalog
+        from mmdata.catalog.store import Catalog
         with Catalog({catalog!r}).write() as con:  # a commit in progress
             con.execute("DELETE FROM shards WHERE shard_index = 0")
             print("holding", flush=True)

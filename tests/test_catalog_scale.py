@@ -11,11 +11,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from mmdata import catalog as catalog_module
-from mmdata.catalog import Catalog, migrations
-from mmdata.committer import ShardCommitter
-from mmdata.schema import IMAGE_SCHEMA
-from mmdata.sink import FinishedShard, write_listed_shard
+from mmdata.catalog import store as catalog_module
+from mmdata.catalog.store import Catalog, migrations
+from mmdata.core.schema import IMAGE_SCHEMA
+from mmdata.core.shards import FinishedShard
+from mmdata.engine.committer import ShardCommitter
+from mmdata.engine.sink import write_listed_shard
 
 
 def _table(index: int, rows: int = 3, captions: int = 2) -> pa.Table:

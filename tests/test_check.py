@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from mmdata import demo_oracle
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.cli import main
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.commands.cli import main
+from mmdata.demo import oracle as demo_oracle
 
 
 def _corpus(tmp_path: Path) -> tuple[str, Path]:
@@ -47,7 +47,7 @@ def test_every_kind_of_damage_is_reported_by_path(tmp_path, capsys):
     pq.write_table(table, data / "shard-00009.parquet")  # no catalog row lists it
     (tmp_path / "corpus" / "_staging").mkdir()
     (tmp_path / "corpus" / "_staging" / "00004-ab12.data.parquet").write_bytes(b"x")
-    (data / "shard-00005.parquet.tmp").write_bytes(b"half")
+    (data / "shard-00005.parquet.partial").write_bytes(b"half")
     report = check(Catalog(catalog))
     found = {(Path(p.path).name, p.kind) for p in report.problems}
     assert found == {
@@ -56,7 +56,7 @@ def test_every_kind_of_damage_is_reported_by_path(tmp_path, capsys):
         ("shard-00002.parquet", "sha256"),
         ("shard-00009.parquet", "orphan"),
         ("00004-ab12.data.parquet", "staging"),
-        ("shard-00005.parquet.tmp", "unfinished"),
+        ("shard-00005.parquet.partial", "unfinished"),
     }
     assert all(p.corpus == "demo_oracle" for p in report.problems)
     assert main(["check", "--catalog", catalog, "--no-hash"]) == 1

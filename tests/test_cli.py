@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from mmdata.cli import main
+from mmdata.commands.cli import main
 from tests.conftest import demo_recipe, write_recipe
 
 

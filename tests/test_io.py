@@ -1,4 +1,4 @@
-"""mmdata.io's retries: transient errors are retried with backoff, permanent ones fail at
+"""mmdata.core.io's retries: transient errors are retried with backoff, permanent ones fail at
 once, and errors that outlive the retries become one StorageError naming the file."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import errno
 
 import pytest
 
-from mmdata import io
-from mmdata.errors import MmdataError, StorageError
+from mmdata.core import io
+from mmdata.core.errors import MmdataError, StorageError
 
 
 def _failing(errors: list[OSError]):
@@ -53,7 +53,7 @@ def test_an_error_that_outlives_the_retries_is_one_storage_error():
 
 
 def test_a_failed_write_through_written_whole_leaves_no_partial_file(tmp_path):
-    from mmdata.io import written_whole
+    from mmdata.core.io import written_whole
 
     target = tmp_path / "out.tsv"
     with pytest.raises(RuntimeError), written_whole(target) as partial:
@@ -63,8 +63,8 @@ def test_a_failed_write_through_written_whole_leaves_no_partial_file(tmp_path):
 
 
 def test_an_export_removes_what_a_killed_export_left(tmp_path):
-    from mmdata.catalog import Catalog
-    from mmdata.sink import write_listed_shard
+    from mmdata.catalog.store import Catalog
+    from mmdata.engine.sink import write_listed_shard
     from mmdata.stream.interop import export_webdataset
     from tests.test_catalog_scale import _table
 

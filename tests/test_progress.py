@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mmdata.progress import Progress, mode_of
+from mmdata.core.progress import Progress, mode_of
 
 
 def _events(err: str) -> list[dict]:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
 from tests.cluster.session import where_events
 from tests.conftest import ROOT, demo_recipe, write_recipe
 from tests.test_run import assert_every_row_once, catalog_contents
@@ -57,7 +57,7 @@ def _namespaces_problem() -> str | None:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mmdata.cli", *args]
+    return [sys.executable, "-m", "mmdata.commands.cli", *args]
 
 
 def _demo(demo_data: dict, out: Path) -> Path:

@@ -25,7 +25,7 @@ from tests.test_recipes_shipped import _layout
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 PROGRAMS = {
-    ".venv/bin/mmdata": [sys.executable, "-m", "mmdata.cli"],
+    ".venv/bin/mmdata": [sys.executable, "-m", "mmdata.commands.cli"],
     ".venv/bin/python": [sys.executable],
 }
 
@@ -109,7 +109,7 @@ def test_every_readme_command_runs(demo_out, tmp_path):
             assert done.returncode == 0, f"{argv}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             ran.append((argv, done.stdout))
     assert len(ran) >= 20
-    outputs = {" ".join(a[3:5]): out for a, out in ran if a[1:3] == ["-m", "mmdata.cli"]}
+    outputs = {" ".join(a[3:5]): out for a, out in ran if a[1:3] == ["-m", "mmdata.commands.cli"]}
     assert "0 written now, 4 already done" in outputs["run mmdata-demo/demo.yaml"]
     assert "max_captions: Drop images with more than" in outputs["stages --imports"]
     assert (demo_out / "report-demo.html").stat().st_size > 100_000

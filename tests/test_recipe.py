@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import recipe as recipes
+from mmdata.engine import recipe as recipes
 from tests.conftest import demo_recipe, write_recipe
 
 
 def test_demo_recipe_in_the_repo_validates(demo_data, tmp_path):
-    from mmdata.cli import demo_recipe_path
+    from mmdata.demo.command import demo_recipe_path
 
     text = demo_recipe_path().read_text()
     demo_dir = tmp_path / "demo"

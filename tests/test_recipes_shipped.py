@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import demo, demo_web
-from mmdata import recipe as recipes
+from mmdata.demo import data as demo
+from mmdata.demo import web as demo_web
+from mmdata.engine import recipe as recipes
 from tests.conftest import DATA, ROOT
 
 # recipes/train_*.yaml are training configs (mmdata train), not recipes

@@ -1,7 +1,7 @@
 import pytest
 
-from mmdata.registry import SOURCES, STAGES, Registry, UnknownNameError, load_builtin
-from mmdata.stage import Stage
+from mmdata.core.registry import SOURCES, STAGES, Registry, UnknownNameError, load_builtin
+from mmdata.core.stage import Stage
 
 
 def test_unknown_name_lists_registered_names():

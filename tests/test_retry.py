@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.cli import main
-from mmdata.retry import RetryError, reason_matcher, retry_corpus
-from mmdata.run import run_recipe
-from mmdata.runlock import CorpusBusyError, corpus_lock
-from mmdata.webserver import FaultServer
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.commands.cli import main
+from mmdata.demo.webserver import FaultServer
+from mmdata.engine import recipe as recipes
+from mmdata.engine.retry import RetryError, reason_matcher, retry_corpus
+from mmdata.engine.run import run_recipe
+from mmdata.engine.runlock import CorpusBusyError, corpus_lock
 from tests.conftest import write_recipe
 from tests.test_run import _cli
 

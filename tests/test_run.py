@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import ray.data
 
-from mmdata import io as mmdata_io
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.cli import main
-from mmdata.executors.base import StageError
-from mmdata.run import run_recipe
-from mmdata.runlock import corpus_lock
-from mmdata.sink import ShardAssembler
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.commands.cli import main
+from mmdata.core import io as mmdata_io
+from mmdata.engine import recipe as recipes
+from mmdata.engine.executors.base import StageError
+from mmdata.engine.run import run_recipe
+from mmdata.engine.runlock import corpus_lock
+from mmdata.engine.sink import ShardAssembler
 from tests.conftest import demo_recipe, write_recipe
 
 INPUT_ROWS = 64
@@ -180,7 +180,7 @@ def test_stateful_stage_runs_in_an_actor_pool(demo_data, tmp_path, ray_session):
 
 
 def test_custom_resources_reach_ray_for_tasks_and_actor_pools(demo_data, tmp_path):
-    from mmdata.executors.ray import StageActor, _stage_map_args, stage_batch
+    from mmdata.engine.executors.ray import StageActor, _stage_map_args, stage_batch
 
     ids = tmp_path / "blocked.txt"
     ids.write_text("coco:2\n")
@@ -213,7 +213,7 @@ def test_file_uri_output(demo_data, tmp_path):
 # A driver whose Ray Data cuts blocks at 2 KB, so each shard arrives in many parts and the
 # driver merges them (at full scale that happens when a shard outgrows Ray's block size).
 SMALL_BLOCKS = (
-    "import sys, ray.data; from mmdata.cli import main; "
+    "import sys, ray.data; from mmdata.commands.cli import main; "
     "ray.data.DataContext.get_current().target_max_block_size = 2048; "
     "sys.exit(main(sys.argv[1:]))"
 )
@@ -225,7 +225,7 @@ def _cli(
     """Run the CLI in its own process group, and reap the group afterwards: a killed
     Ray driver leaves its embedded cluster's agents behind, as a real crash would."""
     env = {**os.environ, **(env_extra or {})}
-    entry = ["-c", SMALL_BLOCKS] if small_blocks else ["-m", "mmdata.cli"]
+    entry = ["-c", SMALL_BLOCKS] if small_blocks else ["-m", "mmdata.commands.cli"]
     proc = subprocess.Popen(
         [sys.executable, *entry, *args],
         stdout=subprocess.PIPE,
@@ -255,7 +255,7 @@ def test_crash_then_resume_does_only_what_is_left(demo_data, tmp_path, point):
     )
     assert crashed.returncode == -9, crashed.stderr  # SIGKILL, like an OOM kill
     catalog = Catalog(tmp_path / "catalog.duckdb")
-    # The committer lists whatever shards are queued in one transaction (mmdata.committer),
+    # The committer lists whatever shards are queued in one transaction (mmdata.engine.committer),
     # so the count listed depends on timing; the fault points count transactions.
     committed = catalog.query("SELECT count(*) FROM shards WHERE kind = 'data'")[1][0][0]
     damage = {(Path(p.path).name, p.kind) for p in check(catalog).problems}
@@ -395,7 +395,7 @@ UNPRIVILEGED = _without_root_overrides if os.geteuid() == 0 else None  # as any 
 
 def _run_unprivileged(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mmdata.cli", *args],
+        [sys.executable, "-m", "mmdata.commands.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -441,7 +441,7 @@ def test_an_unreachable_ray_cluster_is_one_clear_line(monkeypatch):
     # that it reaches the user as one line
     import ray
 
-    from mmdata.executors import ray as ray_executor
+    from mmdata.engine.executors import ray as ray_executor
 
     def refuse(**kwargs):
         raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
@@ -465,7 +465,7 @@ def _dead_port() -> int:
 def test_an_address_where_nothing_listens_fails_within_seconds(monkeypatch):
     import ray
 
-    from mmdata.executors import ray as ray_executor
+    from mmdata.engine.executors import ray as ray_executor
 
     def must_not_run(**kwargs):
         raise AssertionError("ray.init retries a dead address for minutes; it must not run")
@@ -500,7 +500,7 @@ def test_an_address_where_nothing_listens_fails_within_seconds(monkeypatch):
     ],
 )
 def test_gcs_endpoint_of_an_address(address, endpoint):
-    from mmdata.executors.ray import gcs_endpoint
+    from mmdata.engine.executors.ray import gcs_endpoint
 
     assert gcs_endpoint(address) == endpoint
 

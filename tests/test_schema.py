@@ -2,7 +2,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmdata import schema
+from mmdata.core import schema
 
 
 def test_conform_orders_fills_and_casts():

@@ -4,11 +4,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmdata import sink
-from mmdata.batch import to_work
-from mmdata.executors.base import run_stage
-from mmdata.schema import SCHEMA_VERSION_KEY
-from mmdata.sink import ShardAssembler, shard_path, write_parts
+from mmdata.core.batch import to_work
+from mmdata.core.schema import SCHEMA_VERSION_KEY
+from mmdata.engine import sink
+from mmdata.engine.executors.base import run_stage
+from mmdata.engine.sink import ShardAssembler, shard_path, write_parts
 from mmdata.stages.image_size_filter import ImageSizeFilter
 
 NAMES = ["coco", "image_size_filter"]

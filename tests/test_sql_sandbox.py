@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmdata.catalog import Catalog
-from mmdata.cli import main
-from mmdata.sink import write_listed_shard
+from mmdata.catalog.store import Catalog
+from mmdata.commands.cli import main
+from mmdata.engine.sink import write_listed_shard
 from tests.test_catalog_scale import _table
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from mmdata.imagefile import ImageError, PixelCapError, load_capped
+from mmdata.core.imagefile import ImageError, PixelCapError, load_capped
 
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 ENCODE_FORMATS = ("jpg", "png", "webp")

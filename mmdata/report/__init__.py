@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmdata.catalog import Catalog
+from mmdata.catalog.store import Catalog
 
 
 def build_report(
     catalog: str, corpus: str, out: str | Path, samples: int = 24, seed: int = 0
 ) -> Path:
     """Write the self-contained HTML report of ``corpus`` to ``out``; returns its path."""
-    from mmdata.io import written_whole
+    from mmdata.core.io import written_whole
     from mmdata.report.gather import gather
     from mmdata.report.page import report_page
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mmdata.imagefile import ImageError, decode_or_reject, to_rgb
+from mmdata.core.imagefile import ImageError, decode_or_reject, to_rgb
 from mmdata.report.gather import Sample
 
 MAX_PIXELS = 100_000_000  # what a report will decode; past it the tile says why

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmdata.catalog import Catalog, CatalogError
-from mmdata.summary import step_stats
+from mmdata.catalog.store import Catalog, CatalogError
+from mmdata.report.summary import step_stats
 
 #: Reject reasons of the dedup stages, and how their details name the copy that was kept.
 DEDUP_REASONS = ("duplicate_image", "near_duplicate", "duplicate_url")
@@ -196,7 +196,8 @@ def _totals(catalog: Catalog, corpus: str) -> dict[str, Any]:
 
 
 def _funnel(catalog: Catalog, corpus: str) -> list[dict]:
-    """The steps of ``mmdata.summary.step_stats``, drops as ``{label: rows}``, most first."""
+    """The steps of ``mmdata.report.summary.step_stats``, drops as ``{label: rows}``,
+    most first."""
     steps = step_stats(catalog, corpus)
     for step in steps:
         step["drops"] = {

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mmdata.catalog import Catalog, CatalogError
+from mmdata.catalog.store import Catalog, CatalogError
 from mmdata.report.draw import span_marks
 from mmdata.report.gather import Sample, samples
 

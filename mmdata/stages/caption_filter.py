@@ -7,10 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_REJECTED
-from mmdata.stage import Stage
+from mmdata.core.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_REJECTED
+from mmdata.core.stage import Stage
 
 _SPACE = re.compile(r"\s+")
 

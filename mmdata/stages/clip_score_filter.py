@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from mmdata.args import InputPath
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
-from mmdata.devices import resolve_device
-from mmdata.errors import MmdataError
-from mmdata.imagefile import ImageError, decode_or_reject, eight_bit
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
-from mmdata.stage import Resources, Stage
+from mmdata.core.args import InputPath
+from mmdata.core.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
+from mmdata.core.devices import resolve_device
+from mmdata.core.errors import MmdataError
+from mmdata.core.imagefile import ImageError, decode_or_reject, eight_bit
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
+from mmdata.core.stage import Resources, Stage
 
 if TYPE_CHECKING:
     import torch

@@ -14,17 +14,17 @@ from typing import Literal
 
 import pyarrow as pa
 
-from mmdata.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.core.imagefile import ImageError
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_REJECTED
+from mmdata.core.stage import Resources, Stage
 from mmdata.download.dns import DEFAULT_TTL_S
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
 from mmdata.download.guard import NetworkPolicy
 from mmdata.download.http import BlockedScheme, check_scheme
 from mmdata.download.images import ImageEncoder, StoredImage
 from mmdata.download.robots import RobotsCache
-from mmdata.imagefile import ImageError
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_REJECTED
-from mmdata.stage import Resources, Stage
 
 #: img2dataset's default: the directives that mean "not for AI training / indexing".
 DEFAULT_OPT_OUT = ("noai", "noimageai", "noindex", "noimageindex")

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from mmdata.dedup import DedupFilter
-from mmdata.registry import STAGES
+from mmdata.core.registry import STAGES
+from mmdata.stages.dedup_index import DedupFilter
 
 
 def sha256_key(value: object) -> int | None:

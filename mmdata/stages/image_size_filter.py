@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmdata.registry import STAGES
-from mmdata.stage import Filter, format_detail
+from mmdata.core.registry import STAGES
+from mmdata.core.stage import Filter, format_detail
 
 
 @STAGES.register("image_size_filter")

@@ -10,10 +10,10 @@ from typing import Any
 import pyarrow as pa
 from lingua import ConfidenceValue, Language, LanguageDetector, LanguageDetectorBuilder
 
-from mmdata.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_REJECTED
-from mmdata.stage import Stage
+from mmdata.core.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_REJECTED
+from mmdata.core.stage import Stage
 
 log = logging.getLogger(__name__)
 

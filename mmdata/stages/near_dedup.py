@@ -9,9 +9,9 @@ import imagehash
 import pyarrow as pa
 from PIL import Image
 
-from mmdata.batch import WORK_SCHEMA, set_columns
-from mmdata.dedup import DedupFilter, HammingIndex
-from mmdata.registry import STAGES
+from mmdata.core.batch import WORK_SCHEMA, set_columns
+from mmdata.core.registry import STAGES
+from mmdata.stages.dedup_index import DedupFilter, HammingIndex
 
 HASH_SIDE = 8  # 8x8 DCT bits: the 64-bit pHash everyone compares with
 

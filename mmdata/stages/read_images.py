@@ -6,12 +6,12 @@ import hashlib
 
 import pyarrow as pa
 
-from mmdata.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.imagefile import ImageError, decode_or_reject
-from mmdata.io import read_bytes
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_ERROR
-from mmdata.stage import Stage
+from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.core.imagefile import ImageError, decode_or_reject
+from mmdata.core.io import read_bytes
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_ERROR
+from mmdata.core.stage import Stage
 
 
 @STAGES.register("read_images")

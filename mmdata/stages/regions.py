@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmdata.args import InputPath
-from mmdata.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.imagefile import ImageError
-from mmdata.io import read_bytes
-from mmdata.registry import STAGES
-from mmdata.schema import STATUS_ERROR
-from mmdata.stage import PREPARED, Resources, Stage
+from mmdata.core.args import InputPath
+from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
+from mmdata.core.imagefile import ImageError
+from mmdata.core.io import read_bytes
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import STATUS_ERROR
+from mmdata.core.stage import PREPARED, Resources, Stage
 
 
 def gold_boxes_xyxy(gold: dict[str, Any] | None) -> np.ndarray:
@@ -83,7 +83,7 @@ class Regions(Stage):
         soft_labels: also store each box's full class distribution (MRC-kl, UNITER).
         max_pixels: refuse larger images (decompression bombs).
         """
-        from mmdata.regions.selection import MODELS, Selection
+        from mmdata.models.regions.selection import MODELS, Selection
 
         if model not in MODELS:
             raise ValueError(f"unknown region model {model!r}; choose from {', '.join(MODELS)}")
@@ -101,7 +101,7 @@ class Regions(Stage):
         self._extractor = None
 
     def setup(self) -> None:
-        from mmdata.regions.extractor import build_extractor  # torch model: only in workers
+        from mmdata.models.regions.factory import build_extractor  # torch model: only in workers
 
         self._extractor = build_extractor(
             self.model,
@@ -116,8 +116,8 @@ class Regions(Stage):
         )
 
     def prepare(self, table: pa.Table) -> pa.Table:
-        from mmdata.regions.preprocess import prepare
-        from mmdata.regions.sizes import input_sizes
+        from mmdata.models.regions.preprocess import prepare
+        from mmdata.models.regions.sizes import input_sizes
 
         min_size, max_size = input_sizes(
             self.model, self.model_config, self.input_min_size, self.input_max_size
@@ -146,7 +146,7 @@ class Regions(Stage):
         return table
 
     def process(self, table: pa.Table) -> pa.Table:
-        from mmdata.regions.preprocess import Prepared
+        from mmdata.models.regions.preprocess import Prepared
 
         if self._extractor is None:
             self.setup()

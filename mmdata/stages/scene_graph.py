@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mmdata.batch import WORK_SCHEMA, set_columns
-from mmdata.registry import STAGES
-from mmdata.stage import Resources, Stage
+from mmdata.core.batch import WORK_SCHEMA, set_columns
+from mmdata.core.registry import STAGES
+from mmdata.core.stage import Resources, Stage
 
 
 @STAGES.register("scene_graph")
 class SceneGraph(Stage):
-    """Fill ``captions[].scene_graph`` with mmdata.scenegraph's spaCy rule parser.
+    """Fill ``captions[].scene_graph`` with mmdata.models.scenegraph's spaCy rule parser.
 
     Rows are never dropped: a caption with nothing to parse gets an empty graph whose
     ``note`` says why (empty, no object found, truncated). The spaCy model loads once per
@@ -38,7 +38,7 @@ class SceneGraph(Stage):
         self._parser = None
 
     def setup(self) -> None:
-        from mmdata.scenegraph.parser import CaptionParser  # spaCy: only in workers
+        from mmdata.models.scenegraph.parser import CaptionParser  # spaCy: only in workers
 
         self._parser = CaptionParser(self.model, self.max_tokens, self.batch_size)
 

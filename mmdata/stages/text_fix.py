@@ -14,9 +14,9 @@ from typing import Literal, get_args
 import ftfy
 import pyarrow as pa
 
-from mmdata.batch import set_columns
-from mmdata.registry import STAGES
-from mmdata.stage import Stage
+from mmdata.core.batch import set_columns
+from mmdata.core.registry import STAGES
+from mmdata.core.stage import Stage
 
 Normalization = Literal["NFC", "NFKC", "NFD", "NFKD"]
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from mmdata.dedup import DedupFilter, hash64
-from mmdata.registry import STAGES
+from mmdata.core.registry import STAGES
+from mmdata.stages.dedup_index import DedupFilter, hash64
 
 
 def normalise_url(url: str) -> str:

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from mmdata.regions.geometry import layout
-from mmdata.regions.rows import class_probs_of, features_of
+from mmdata.models.regions.geometry import layout
+from mmdata.models.regions.rows import class_probs_of, features_of
 
 
 def image_tensor(data: bytes | None) -> torch.Tensor | None:
@@ -23,14 +23,14 @@ def image_tensor(data: bytes | None) -> torch.Tensor | None:
     try:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         pixels = decode_image(raw, mode=ImageReadMode.RGB)
-        # 16-bit PNGs decode to uint16: keep the top 8 bits, as mmdata.imagefile.to_rgb
+        # 16-bit PNGs decode to uint16: keep the top 8 bits, as mmdata.core.imagefile.to_rgb
         return pixels if pixels.dtype == torch.uint8 else (pixels >> 8).to(torch.uint8)
     except RuntimeError:  # a format torchvision's decoders lack: Pillow reads it
         import io
 
         from PIL import Image
 
-        from mmdata.imagefile import to_rgb
+        from mmdata.core.imagefile import to_rgb
 
         with Image.open(io.BytesIO(data)) as image:
             rgb = np.asarray(to_rgb(image))
@@ -41,7 +41,7 @@ class RegionTensors:
     """A decode hook turning a ``regions`` value into fixed-size tensors with a padding mask.
 
     Gives ``features`` (max_boxes, D) in ``dtype``, ``boxes`` (max_boxes, k) in
-    ``box_layout`` (mmdata.regions.geometry), ``classes`` and ``attributes`` (long, 0 on
+    ``box_layout`` (mmdata.models.regions.geometry), ``classes`` and ``attributes`` (long, 0 on
     padding), ``mask`` (True for real boxes) and, with ``soft_labels``, ``class_probs``
     (max_boxes, C) float32 (zeros when the row has none), and with ``tags`` the boxes'
     tag names (a list, Oscar's object tags). Boxes past ``max_boxes`` are

@@ -2,7 +2,7 @@
 
 - ``shard_files``: the data shards the catalog lists, in order (what any Parquet reader
   takes: ``datasets.load_dataset("parquet", data_files=...)``, ``ray.data.read_parquet``,
-  ``pyarrow.dataset``; Ray's loader is ``mmdata.executors.ray_data.ray_dataset``).
+  ``pyarrow.dataset``; Ray's loader is ``mmdata.exports.ray_data.ray_dataset``).
 - ``hf_dataset``: ``datasets.load_dataset("parquet", ...)`` on those files, ``image_bytes``
   decoded to PIL images, region features left as float16 bytes (needs the ``datasets``
   package; mmdata does not depend on it).
@@ -29,10 +29,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmdata.io import remove_partials, resolve, written_whole
-from mmdata.progress import Progress
-from mmdata.regions.rows import features_of
-from mmdata.schema import IMAGE_SCHEMA, REGIONS
+from mmdata.core.io import remove_partials, resolve, written_whole
+from mmdata.core.progress import Progress
+from mmdata.core.schema import IMAGE_SCHEMA, REGIONS
+from mmdata.models.regions.rows import features_of
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 EXPORT_FORMATS = ("webdataset", "hf")
@@ -47,7 +47,7 @@ def hf_dataset(catalog: str, corpus: str, **kwargs: Any) -> Any:
     """``datasets.load_dataset("parquet", data_files=<the shards>, split="train")`` on the
     corpus's own shards, with ``image_bytes`` declared ``datasets.Image()`` so it decodes
     to a PIL image (unless ``features`` is passed). Region features stay raw float16
-    bytes (``mmdata.regions.rows.features_of`` reads them); ``export_hf`` writes them as
+    bytes (``mmdata.models.regions.rows.features_of`` reads them); ``export_hf`` writes them as
     arrays."""
     try:
         import datasets

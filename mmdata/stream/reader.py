@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmdata.catalog import CatalogError, where_mask
-from mmdata.io import resolve
-from mmdata.schema import CAPTION, IMAGE_SCHEMA
+from mmdata.catalog.store import CatalogError, where_mask
+from mmdata.core.io import resolve
+from mmdata.core.schema import CAPTION, IMAGE_SCHEMA
 from mmdata.stream.shards import ShardInfo, StreamError
 
 UNITS = ("image", "caption")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmdata.catalog import Catalog
-from mmdata.errors import MmdataError
+from mmdata.catalog.store import Catalog
+from mmdata.core.errors import MmdataError
 
 
 class StreamError(MmdataError, RuntimeError):

@@ -383,7 +383,7 @@ def _loader_batch_size() -> int | None:
 def chunk_span(span: Span, rows_of: Any, groups: np.ndarray) -> Iterator[Span]:
     """``span`` cut at its shard's row-group edges (``groups``: each group's first image
     row, then the row count). A piece is read and held at once: each row group is read
-    once per sub-stream, and memory is bounded by a row group (mmdata.sink sizes them)."""
+    once per sub-stream, and memory is bounded by a row group (mmdata.engine.sink sizes them)."""
     start = span.start
     while start < span.stop:
         row = start if rows_of is None else int(rows_of[start])

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmdata.cli import add_progress_flags, positive_int, progress_mode
+from mmdata.core.flags import add_progress_flags, positive_int, progress_mode
 
 
 def add_commands(sub: Any) -> None:

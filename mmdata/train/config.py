@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from mmdata.errors import MmdataError
+from mmdata.core.errors import MmdataError
 
 #: Objectives and what they are (weights: sampling ratios, one task per batch, as UNITER).
 OBJECTIVES = {

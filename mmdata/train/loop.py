@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from mmdata.catalog import Catalog
-from mmdata.devices import resolve_device
-from mmdata.io import written_whole
-from mmdata.progress import Progress
+from mmdata.catalog.store import Catalog
+from mmdata.core.devices import resolve_device
+from mmdata.core.io import written_whole
+from mmdata.core.progress import Progress
 from mmdata.stream import ShardStream
 from mmdata.train.balance import normalise_gradients
 from mmdata.train.config import ConfigError, TrainConfig

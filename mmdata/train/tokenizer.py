@@ -10,8 +10,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-from mmdata.errors import MmdataError
-from mmdata.io import written_whole
+from mmdata.core.errors import MmdataError
+from mmdata.core.io import written_whole
 
 WORDPIECE_FILE = "vocab.txt"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -178,9 +178,9 @@ def test_instances_of_another_split_are_refused():
 def test_round_trip_to_sql_keeps_caption_counts(tmp_path):
     from collections import Counter
 
-    from mmdata import recipe as recipes
-    from mmdata.catalog import Catalog
-    from mmdata.run import run_recipe
+    from mmdata.catalog.store import Catalog
+    from mmdata.engine import recipe as recipes
+    from mmdata.engine.run import run_recipe
     from tests.conftest import write_recipe
 
     spec = {

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
 from tests.conftest import ROOT
 from tests.test_recipes_shipped import _layout
 

@@ -10,9 +10,9 @@ import pytest
 from annotation.jsonfile import AnnotationError
 from annotation.spill import MARKER
 from annotation.visual_genome import VisualGenomeSource
-from mmdata import recipe as recipe_mod
-from mmdata.catalog import Catalog
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.engine import recipe as recipe_mod
+from mmdata.engine.run import run_recipe
 from tests.conftest import DATA, ROOT, write_recipe
 
 V12 = DATA / "visual_genome" / "v1.2_first5images"

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from mmdata.demo.webserver import FaultServer
 from mmdata.download.dns import Resolver
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
 from mmdata.download.guard import BlockedAddress, NetworkPolicy, guarded_connection
 from mmdata.stages.download import Download
-from mmdata.webserver import FaultServer
 from tests.stages.helpers import work_batch
 
 URLS = 1000

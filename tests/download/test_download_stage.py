@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image
 
+from mmdata.demo.webserver import FAULTS, FaultServer
 from mmdata.stages.download import Download
-from mmdata.webserver import FAULTS, FaultServer
 from tests.stages.helpers import work_batch
 
 LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", "[::1]", "127.1", "2130706433"]

@@ -6,13 +6,13 @@ import ipaddress
 
 import pytest
 
+from mmdata.demo.webserver import FaultServer
 from mmdata.download.guard import (
     BlockedAddress,
     NetworkPolicy,
     address_problem,
     guarded_connection,
 )
-from mmdata.webserver import FaultServer
 
 REFUSED = [
     ("127.0.0.1", "loopback"),

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
+from mmdata.demo.webserver import FaultServer
 from mmdata.download.fetch import DownloadError, Fetcher, FetchOptions
 from mmdata.download.guard import NetworkPolicy
-from mmdata.webserver import FaultServer
 
 # host parts that all name 127.0.0.1 (or loopback in IPv6)
 IPV4_FORMS = [

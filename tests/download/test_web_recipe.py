@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mmdata import demo_web
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.run import run_recipe
-from mmdata.webserver import FaultServer
+from mmdata.catalog.store import Catalog
+from mmdata.demo import web as demo_web
+from mmdata.demo.webserver import FaultServer
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
 from tests.conftest import write_recipe
 from tests.test_run import _cli
 

@@ -22,10 +22,10 @@ from annotation.flickr30k import Flickr30kSource
 from annotation.sbu import SbuSource
 from annotation.url_list import UrlListSource
 from annotation.visual_genome import VisualGenomeSource
-from mmdata.batch import ok_mask, public
-from mmdata.errors import InputFormatError
-from mmdata.executors.base import read_partition
-from mmdata.schema import validate
+from mmdata.core.batch import ok_mask, public
+from mmdata.core.errors import InputFormatError
+from mmdata.core.schema import validate
+from mmdata.engine.executors.base import read_partition
 from tests.conftest import DATA
 
 CAPTIONS = json.loads((DATA / "coco" / "coco_captions_val2017_excerpt.json").read_text())

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmdata import recipe as recipes
+from mmdata.engine import recipe as recipes
 from tests.conftest import demo_recipe
 from tests.hostile.test_fuzz_annotations import _paths, _replace
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdata.regions.preprocess import prepare
+from mmdata.models.regions.preprocess import prepare
 from mmdata.stages.read_images import ReadImages
 from mmdata.stream.decode import image_tensor
 from tests.stages.helpers import work_batch

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from mmdata.regions.butd import ButdConfig, ButdDetector
-from mmdata.regions.checkpoint import as_detectron2_pkl
+from mmdata.models.regions.butd import ButdConfig, ButdDetector
+from mmdata.models.regions.checkpoint import as_detectron2_pkl
 
 #: Small inputs and few proposals keep a ResNet-101 on 2 CPU cores at about a second.
 SMALL = {"input_min_size": 128, "input_max_size": 192, "proposals": 24}

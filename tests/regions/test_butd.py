@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmdata.regions.butd import select_boxes
-from mmdata.regions.extractor import build_extractor
-from mmdata.regions.geometry import normalised7
-from mmdata.regions.preprocess import prepare, target_scale
-from mmdata.regions.rows import features_of
-from mmdata.regions.selection import ExtractorError, Selection
-from mmdata.regions.vocab import vg_vocabulary
+from mmdata.models.regions.butd import select_boxes
+from mmdata.models.regions.factory import build_extractor
+from mmdata.models.regions.geometry import normalised7
+from mmdata.models.regions.preprocess import prepare, target_scale
+from mmdata.models.regions.rows import features_of
+from mmdata.models.regions.selection import ExtractorError, Selection
+from mmdata.models.regions.vocab import vg_vocabulary
 from tests.regions.conftest import SMALL
 
 

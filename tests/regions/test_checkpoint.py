@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmdata.regions.butd import ButdConfig, ButdDetector
-from mmdata.regions.checkpoint import (
+from mmdata.models.regions.butd import ButdConfig, ButdDetector
+from mmdata.models.regions.checkpoint import (
     CheckpointError,
     caffe2_name,
     fit_state,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmdata.regions.geometry import LAYOUTS, layout, normalised7, with_geometry
-from mmdata.regions.vocab import (
+from mmdata.models.regions.geometry import LAYOUTS, layout, normalised7, with_geometry
+from mmdata.models.regions.vocab import (
     BACKGROUND,
     caffe_to_lxmert,
     detectron2_to_caffe,

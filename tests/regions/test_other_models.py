@@ -10,10 +10,10 @@ import torch
 import yaml
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from mmdata.regions.extractor import build_extractor
-from mmdata.regions.preprocess import prepare
-from mmdata.regions.rows import features_of
-from mmdata.regions.selection import ExtractorError, Selection
+from mmdata.models.regions.factory import build_extractor
+from mmdata.models.regions.preprocess import prepare
+from mmdata.models.regions.rows import features_of
+from mmdata.models.regions.selection import ExtractorError, Selection
 
 HAS_DETECTRON2 = importlib.util.find_spec("detectron2") is not None
 
@@ -61,8 +61,8 @@ def test_detectron2_model_says_how_to_install_it(butd_weights):
 @pytest.mark.skipif(not HAS_DETECTRON2, reason="needs detectron2 (not installable here)")
 def test_detectron2_and_butd_agree_on_the_same_random_weights(tmp_path, images):
     """A stock detectron2 C4 R101 and mmdata's butd built to the same architecture."""
-    from mmdata.regions.butd import ButdConfig, ButdDetector
-    from mmdata.regions.checkpoint import as_detectron2_pkl
+    from mmdata.models.regions.butd import ButdConfig, ButdDetector
+    from mmdata.models.regions.checkpoint import as_detectron2_pkl
 
     config = ButdConfig(
         caffe_maxpool=False,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdata.regions.preprocess import prepare, target_scale
+from mmdata.models.regions.preprocess import prepare, target_scale
 
 
 def _png(width: int, height: int, seed: int = 0) -> tuple[bytes, np.ndarray]:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdata import demo
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.regions.export import LXMERT_FIELDS, ExportError, export_regions
-from mmdata.run import run_recipe
-from mmdata.schema import STATUS_ERROR
+from mmdata.catalog.store import Catalog
+from mmdata.core.schema import STATUS_ERROR
+from mmdata.demo import data as demo
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
+from mmdata.exports.regions import LXMERT_FIELDS, ExportError, export_regions
 from mmdata.stages.regions import Regions
 from tests.conftest import write_recipe
 from tests.regions.conftest import SMALL
@@ -146,7 +146,7 @@ def test_the_lxmert_reader_reads_real_bottom_up_attention_rows():
     ids = np.frombuffer(base64.b64decode(first["objects_id"]), np.int64)
     boxes = np.frombuffer(base64.b64decode(first["boxes"]), np.float32).reshape(n, 4)
     assert n == 36 and ids[:4].tolist() == [72, 291, 291, 291]
-    from mmdata.regions.vocab import vg_vocabulary
+    from mmdata.models.regions.vocab import vg_vocabulary
 
     # LXMERT id 72 is line 72 of the vocabulary, mmdata's class 73: "sky"
     assert vg_vocabulary("objects").names[int(ids[0]) + 1] == "sky"

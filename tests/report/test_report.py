@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdata.catalog import Catalog
-from mmdata.cli import main
+from mmdata.catalog.store import Catalog
+from mmdata.commands.cli import main
 from tests.conftest import DATA, import_only
 
 pytestmark = pytest.mark.ray  # the demo corpora come from `mmdata demo` on Ray

@@ -5,7 +5,7 @@ so the test scores tuples (objects, attributes, relations) as SPICE does and hol
 parser to a floor per tuple kind, and over every rule tag; each miss is printed, so a
 regression shows which caption and which rule broke. Object names are compared by their
 last word ("metal fence" and "fence" are the same object; the other words of a compound
-count as attributes on both sides), as the evaluation of mmdata.scenegraph does.
+count as attributes on both sides), as the evaluation of mmdata.models.scenegraph does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from mmdata.scenegraph.parser import CaptionParser
+from mmdata.models.scenegraph.parser import CaptionParser
 from tests.scenegraph.cases import CASES, LONG_CAPTION, RULES
 
 #: Floors (F1) per tuple kind over all graph-checked cases, and per rule tag.

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mmdata.cli import main
-from mmdata.errors import InputFormatError
-from mmdata.scenegraph.evaluate import (
+from mmdata.commands.cli import main
+from mmdata.core.errors import InputFormatError
+from mmdata.models.scenegraph.evaluate import (
     GoldCaption,
     Lemmatiser,
     Score,
@@ -20,7 +20,7 @@ from mmdata.scenegraph.evaluate import (
     resolve_model,
     sng_graphs,
 )
-from mmdata.scenegraph.parser import load_model
+from mmdata.models.scenegraph.parser import load_model
 
 FACTUAL = Path(__file__).parents[1] / "data" / "factual" / "factual_random_dev.csv"
 needs_factual = pytest.mark.skipif(not FACTUAL.exists(), reason=f"{FACTUAL} not present")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmdata.scenegraph.parser import CaptionParser, blank_tags
+from mmdata.models.scenegraph.parser import CaptionParser, blank_tags
 from mmdata.stages.scene_graph import SceneGraph
 from tests.stages.helpers import caption, work_batch
 

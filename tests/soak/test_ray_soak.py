@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.run import run_recipe
-from mmdata.sink import ShardAssembler
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
+from mmdata.engine.sink import ShardAssembler
 from tests.conftest import write_recipe
 from tests.soak.memory import ray_workers_mb, rss_mb
 

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmdata.catalog import Catalog
-from mmdata.schema import IMAGE_SCHEMA, conform
-from mmdata.sink import write_listed_corpus
+from mmdata.catalog.store import Catalog
+from mmdata.core.schema import IMAGE_SCHEMA, conform
+from mmdata.engine.run import write_listed_corpus
 from mmdata.stream import ShardStream
 from tests.soak.memory import rss_mb
 

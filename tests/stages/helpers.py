@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mmdata.batch import to_work
-from mmdata.schema import CAPTION
+from mmdata.core.batch import to_work
+from mmdata.core.schema import CAPTION
 
 
 def work_batch(**columns: list) -> pa.Table:

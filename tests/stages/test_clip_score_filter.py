@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmdata.args import check_args
+from mmdata.core.args import check_args
 from mmdata.stages.clip_score_filter import ClipModelError, ClipScoreFilter
 from tests.stages.helpers import caption, work_batch
 

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mmdata.dedup import HammingIndex
+from mmdata.demo.webserver import generated_jpeg
+from mmdata.stages.dedup_index import HammingIndex
 from mmdata.stages.exact_dedup import ExactDedup
 from mmdata.stages.near_dedup import NearDedup, phash_hex
 from mmdata.stages.url_dedup import UrlDedup, normalise_url
-from mmdata.webserver import generated_jpeg
 from tests.stages.helpers import work_batch
 
 

@@ -4,7 +4,7 @@ import re
 import pyarrow as pa
 import pytest
 
-from mmdata.args import check_args
+from mmdata.core.args import check_args
 from mmdata.stages.caption_filter import CaptionFilter
 from mmdata.stages.language_filter import LanguageFilter
 from tests.stages.helpers import caption, work_batch

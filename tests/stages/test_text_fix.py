@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from mmdata.args import check_args
+from mmdata.core.args import check_args
 from mmdata.stages.text_fix import TextFix, ftfy_can_change
 from tests.stages.helpers import caption, work_batch
 

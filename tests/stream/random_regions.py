@@ -8,11 +8,11 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-from mmdata.batch import set_columns
-from mmdata.regions.rows import region_row
-from mmdata.registry import STAGES
-from mmdata.schema import REGIONS
-from mmdata.stage import Stage
+from mmdata.core.batch import set_columns
+from mmdata.core.registry import STAGES
+from mmdata.core.schema import REGIONS
+from mmdata.core.stage import Stage
+from mmdata.models.regions.rows import region_row
 
 
 @STAGES.register("test_random_regions")

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmdata.regions.rows import region_row
-from mmdata.schema import REGIONS
+from mmdata.core.schema import REGIONS
+from mmdata.models.regions.rows import region_row
 from mmdata.stream.decode import region_tensors
 
 

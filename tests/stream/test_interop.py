@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.cli import main
-from mmdata.regions.rows import class_probs_of, features_of
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.commands.cli import main
+from mmdata.engine import recipe as recipes
+from mmdata.engine.run import run_recipe
+from mmdata.models.regions.rows import class_probs_of, features_of
 from mmdata.stream.interop import export_hf, hf_dataset, shard_files
 from tests.conftest import demo_recipe, write_recipe
 from tests.stream.test_stream import corpora  # noqa: F401 - the shared fixture
@@ -173,7 +173,7 @@ def test_hf_dataset_loads_the_corpus_with_decoded_images(corpora, tmp_path):  # 
 
 @pytest.mark.ray
 def test_ray_dataset_reads_the_same_rows(corpora, ray_session):  # noqa: F811
-    from mmdata.executors.ray_data import ray_dataset
+    from mmdata.exports.ray_data import ray_dataset
 
     ds = ray_dataset(str(corpora), "a", columns=["image_id"])
     ids = sorted(r["image_id"] for r in ds.take_all())

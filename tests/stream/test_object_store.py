@@ -16,12 +16,14 @@ import time
 import pyarrow.fs as pafs
 import pytest
 
-from mmdata import demo, io, runlock
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.check import check
-from mmdata.cli import main
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.commands.check import check
+from mmdata.commands.cli import main
+from mmdata.core import io
+from mmdata.demo import data as demo
+from mmdata.engine import recipe as recipes
+from mmdata.engine import runlock
+from mmdata.engine.run import run_recipe
 from mmdata.stream import ShardStream
 from tests.conftest import write_recipe
 
@@ -212,7 +214,7 @@ def _hold_lease(output: str, seconds: float) -> subprocess.Popen:
     """Another process that holds the run lease of ``output`` for ``seconds``."""
     script = textwrap.dedent(f"""
         import time
-        from mmdata.runlock import corpus_lock
+        from mmdata.engine.runlock import corpus_lock
         with corpus_lock({output!r}, "remote"):
             print("held", flush=True)
             time.sleep({seconds})

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from mmdata import demo, sink
-from mmdata import recipe as recipes
-from mmdata.catalog import Catalog
-from mmdata.run import run_recipe
+from mmdata.catalog.store import Catalog
+from mmdata.demo import data as demo
+from mmdata.engine import recipe as recipes
+from mmdata.engine import sink
+from mmdata.engine.run import run_recipe
 from mmdata.stream import ShardStream, StreamError
 from mmdata.stream.decode import image_tensor, scene_graph_spans
 from tests.conftest import write_recipe

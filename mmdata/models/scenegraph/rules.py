@@ -1,0 +1,294 @@
+"""Rules from a spaCy dependency parse to a scene graph with character spans.
+
+Objects are nouns that are not the modifier of another noun (a ``compound`` child joins
+its head: "tennis racket"); attributes are their adjectival and participial modifiers and
+predicative adjectives; relations come from verbs (subject, object, prepositions, the
+passive agent) and from prepositions on nouns, with multi-word prepositions ("next to",
+"in front of", "on top of") merged. The only word lists are closed classes
+(:mod:`mmdata.models.scenegraph.words`).
+
+Relations are normalised where English says one thing two ways; the predicate keeps the
+caption's words and span, ``predicate_lemma`` says what they mean:
+
+- ownership: "the horse 's tail", "the tail of the horse" and "a horse ... its tail" are
+  all (horse, 's / of / its, tail) with lemma "have"; after a container or a picture,
+  "of" means in or on ("a bowl of fruit" -> (fruit, of, bowl), lemma "in");
+- a thing placed relative to its holder: "a bowl with flowers in it" -> (flowers, in,
+  bowl), "a truck with a plant on top" -> (plant, on top, truck), lemma "on top of".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from spacy.tokens import Doc, Token
+
+from mmdata.models.scenegraph.lemmas import plain_lemma
+from mmdata.models.scenegraph.phrases import (
+    RELATION_DEPS,
+    adjacent,
+    compound_tokens,
+    conjuncts,
+    count_of,
+    is_object_head,
+    merge_spatial,
+    modifiers,
+    phrase_start,
+    pointing_back,
+    resolve,
+    retag_headline_nouns,
+    span,
+    subjects,
+    words,
+)
+from mmdata.models.scenegraph.words import (
+    CONTAINERS_IN,
+    CONTAINERS_ON,
+    DEPICTIONS,
+    POSSESSIVE_PRONOUNS,
+    RELATIVE_PRONOUNS,
+    SPATIAL_HEADS,
+)
+
+
+@dataclass
+class GraphBuilder:
+    """Collects the objects and relations of one parsed caption."""
+
+    doc: Doc
+    lemma: Callable[[Token], str] = plain_lemma
+    objects: list[dict] = field(default_factory=list)
+    relations: list[dict] = field(default_factory=list)
+    index: dict[int, int] = field(default_factory=dict)  # head token index -> object index
+    seen: set[tuple[int, str, int]] = field(default_factory=set)
+
+    def build(self) -> dict:
+        retag_headline_nouns(self.doc)
+        for token in self.doc:
+            if is_object_head(token):
+                self.add_object(token)
+        for token in self.doc:
+            self.add_predicative(token)
+            self.add_relations(token)
+        return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def add_object(self, head: Token) -> None:
+        compounds = compound_tokens(head)
+        phrase = [t for t in head.subtree if t.i <= head.i and t.i >= phrase_start(head)]
+        count = next((count_of(c) for c in head.children if c.dep_ == "nummod"), None)
+        self.index[head.i] = len(self.objects)
+        self.objects.append(
+            {
+                "head": words(compounds),
+                "lemma": " ".join(self.lemma(t) for t in compounds),
+                "text": words(phrase),
+                "span": span(phrase),
+                "count": count,
+                "attributes": [self.attribute(t) for t in modifiers(head)],
+            }
+        )
+
+    def attribute(self, token: Token) -> dict:
+        return {"text": token.text, "lemma": self.lemma(token), "span": span([token])}
+
+    def add_predicative(self, token: Token) -> None:
+        """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
+        if token.dep_ != "acomp" or token.pos_ != "ADJ" or token.lower_ in SPATIAL_HEADS:
+            return
+        for subject in map(resolve, subjects(token.head)):
+            if subject.i in self.index:
+                attrs = self.objects[self.index[subject.i]]["attributes"]
+                for adjective in [token, *conjuncts(token)]:
+                    attrs.append(self.attribute(adjective))
+
+    def add_relations(self, token: Token) -> None:
+        if token.pos_ in ("VERB", "AUX"):
+            self.verb_relations(token)
+        elif token.i in self.index:
+            self.possessive(token)
+            self.verbless(token)
+            self.noun_relations(token, token)
+        elif resolve(token).i in self.index:
+            # "a mound of dirt next to a fence": the partitive's phrases are the dirt's
+            self.noun_relations(token, resolve(token))
+
+    def noun_relations(self, noun: Token, subject: Token) -> None:
+        """Relations from the prepositions on ``noun``, said of ``subject``."""
+        for prep in noun.children:
+            if prep.dep_ == "prep" and prep.lower_ == "of":
+                if noun.i == subject.i:
+                    self.of_relations(noun, prep)
+            elif prep.dep_ == "prep" and prep.lower_ == "with":
+                self.with_relations(subject, prep)
+            elif prep.dep_ == "prep":
+                self.prep_relations([subject], [prep])
+            elif prep.lower_ in SPATIAL_HEADS and prep.dep_ in ("advmod", "amod"):
+                for inner in prep.children:
+                    if inner.dep_ == "prep":
+                        self.prep_relations([subject], [prep, inner])
+
+    def verbless(self, noun: Token) -> None:
+        """ "the bird has beak": tagged as a noun phrase whose "has" is an auxiliary; the
+        auxiliary is the verb, the subject has the noun."""
+        aux = [c for c in noun.children if c.dep_ == "aux" and c.tag_.startswith("VB")]
+        aux = [c for c in aux if c.lemma_ != "be"]
+        subs = [c for c in noun.children if c.dep_ == "nsubj" and c.i in self.index]
+        for verb in aux[:1]:
+            for subject in subs:
+                self.add_relation(subject, [verb], noun)
+
+    def possessive(self, owned: Token) -> None:
+        """ "the man 's hat": (man, 's, hat), whose lemma is "have" (a possessive says
+        the owner has the thing, and matching needs the verb, not the clitic)."""
+        for owner in owned.children:
+            marker = next((c for c in owner.children if c.dep_ == "case"), None)
+            if owner.dep_ == "poss" and owner.i in self.index and marker is not None:
+                self.add_relation(owner, [marker], owned, lemma="have")
+            elif owner.dep_ == "poss" and owner.lower_ in POSSESSIVE_PRONOUNS:
+                antecedent = self.antecedent(owned, plural=POSSESSIVE_PRONOUNS[owner.lower_])
+                if antecedent is not None:
+                    self.add_relation(antecedent, [owner], owned, lemma="have")
+
+    def antecedent(self, owned: Token, plural: bool) -> Token | None:
+        """Who "his", "her", "its" or "their" in front of ``owned`` points back to: the
+        subject of the verb above it ("a cat licking its paw"), else the noun it hangs
+        on ("a girl with her mother"), else the nearest earlier noun of that number."""
+
+        def fits(token: Token) -> bool:
+            others = [c for c in token.conjuncts if c.i != owned.i]  # "a man and a woman"
+            many = token.tag_ in ("NNS", "NNPS") or bool(others)
+            return token.i in self.index and token.i != owned.i and many == plural
+
+        node = owned
+        while node.head.i != node.i:
+            node = node.head
+            if node.pos_ in ("VERB", "AUX"):
+                found = [s for s in map(resolve, subjects(node)) if fits(s)]
+                if found:
+                    return found[0]
+            elif node.i < owned.i and fits(node):
+                return node
+        earlier = [t for t in self.doc[: owned.i] if fits(t)]
+        return earlier[-1] if earlier else None
+
+    def of_relations(self, head: Token, of: Token) -> None:
+        """ "the tail of the horse": (horse, of, tail) with lemma "have", the owner first
+        as for "the horse 's tail"; after a container or a depiction the thing named by
+        "of" is in (or on) it."""
+        lemma = head.lemma_.lower()
+        if lemma in CONTAINERS_ON:
+            meaning = "on"
+        elif lemma in CONTAINERS_IN or lemma in DEPICTIONS:
+            meaning = "in"
+        else:
+            meaning = "have"
+        for target in of.children:
+            if target.dep_ != "pobj":
+                continue
+            for whole in map(resolve, [target, *conjuncts(target)]):
+                if whole.i not in self.index:
+                    continue
+                self.add_relation(whole, [of], head, lemma=meaning)
+
+    def with_relations(self, holder: Token, with_: Token) -> None:
+        """ "a plate with a cake": (plate, with, cake); but where the thing held says
+        where it is, relative to the holder ("a bowl with flowers in it", "a truck with a
+        plant on top"), that is the relation: (flowers, in, bowl), (plant, on top, truck)."""
+        for target in with_.children:
+            if target.dep_ != "pobj":
+                continue
+            for held in map(resolve, [target, *conjuncts(target)]):
+                where = pointing_back(held)
+                if where is None:
+                    self.link([holder], [with_], held)
+                elif held.i in self.index:
+                    words_, lemma = where
+                    self.add_relation(held, words_, holder, lemma=lemma)
+
+    def verb_relations(self, verb: Token) -> None:
+        subs = [s for s in map(resolve, subjects(verb)) if s.i in self.index]
+        if not subs:
+            return
+        copula = verb.lemma_ == "be"
+        passive = any(c.dep_ in ("nsubjpass", "auxpass") for c in verb.children) or (
+            verb.tag_ == "VBN" and verb.dep_ == "acl"
+        )
+        # "sitting on a couch": the verb joins its preposition; "riding a wave on a
+        # board", "is on the mat": the preposition alone says where the subject is.
+        transitive = any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children)
+        lead = [] if copula or transitive else [verb]
+        if (
+            verb.pos_ == "VERB"
+            and verb.dep_ == "acl"
+            and not any(c.dep_ in RELATION_DEPS for c in verb.children)
+        ):
+            # "a man walking": a participle with nothing to relate to describes its noun.
+            for subject in subs:
+                for sub in [subject, *subject.conjuncts]:
+                    if sub.i in self.index:
+                        self.objects[self.index[sub.i]]["attributes"].append(self.attribute(verb))
+            return
+        for child in verb.children:
+            if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
+                self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
+            elif child.dep_ in ("dobj", "attr", "oprd") and not copula:
+                self.link(subs, [verb], child)
+            elif child.dep_ == "agent" and passive:
+                self.prep_relations(subs, [verb, child])
+            elif child.dep_ == "prep":
+                self.prep_relations(subs, [*adjacent(lead, child), child])
+            elif child.dep_ in ("advmod", "acomp") and child.lower_ in SPATIAL_HEADS:
+                for inner in child.children:
+                    if inner.dep_ == "prep":
+                        self.prep_relations(subs, [*adjacent(lead, child), child, inner])
+
+    def prep_relations(self, subs: list[Token], predicate: list[Token]) -> None:
+        """Relations from ``subs`` through ``predicate`` (ending in a preposition)."""
+        prep = predicate[-1]
+        targets = [t for t in prep.children if t.dep_ == "pobj"]
+        for target in targets:
+            words_, target = merge_spatial(predicate, target)
+            self.link(subs, words_, target)
+        if not targets:
+            # "out of the water", "away from the car": a preposition that carries the next
+            for inner in prep.children:
+                if inner.dep_ == "prep" and inner.i == prep.i + 1:
+                    self.prep_relations(subs, [*predicate, inner])
+
+    def link(self, subs: list[Token], predicate: list[Token], target: Token) -> None:
+        for obj in map(resolve, [target, *conjuncts(target)]):
+            if obj.i not in self.index:
+                continue
+            for subject in subs:
+                # "a man and a woman sitting on a bench": the participle hangs on the
+                # last conjunct but says something of every one.
+                for sub in map(resolve, [subject, *subject.conjuncts]):
+                    self.add_relation(sub, predicate, obj)
+
+    def add_relation(
+        self, subject: Token, predicate: list[Token], obj: Token, lemma: str | None = None
+    ) -> None:
+        if subject.i not in self.index or subject.i == obj.i:
+            return
+        text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
+        key = (self.index[subject.i], text.lower(), self.index[obj.i])
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.relations.append(
+            {
+                "subject": key[0],
+                "predicate": text,
+                # "on the side of" matches "on side of": determiners carry no relation
+                "predicate_lemma": lemma
+                or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det"),
+                "object": key[2],
+                "span": span(predicate),
+            }
+        )
+
+
+def build_graph(doc: Doc, lemma: Callable[[Token], str] = plain_lemma) -> dict:
+    """The scene graph of a parsed caption (objects, relations, spans into its text)."""
+    return GraphBuilder(doc, lemma).build()
