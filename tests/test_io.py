@@ -75,4 +75,4 @@ def test_an_export_removes_what_a_killed_export_left(tmp_path):
     out.mkdir()
     (out / "c-00007.tar.partial").write_bytes(b"a killed export's half tar")
     assert export_webdataset(catalog.path, "c", out) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["c-00000.tar"]
+    assert sorted(p.name for p in out.iterdir()) == ["c-00000.tar", "sizes.json"]

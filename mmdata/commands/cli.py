@@ -167,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
         "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
+    export.add_argument(
+        "--unit",
+        choices=("image", "caption"),
+        help="webdataset: one sample per image, .txt its first caption (the default), or one "
+        "per caption, the image repeated (what CLIP training wants)",
+    )
     add_progress_flags(export)
     export.set_defaults(handler=_cmd_export)
 
@@ -321,7 +327,12 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from mmdata.core.errors import MmdataError
+
     progress = progress_mode(args)
+    extra: dict = {}
+    if args.unit and args.format != "webdataset":
+        raise MmdataError("--unit is for --format webdataset")
     if args.format in ("webdataset", "hf"):
         from mmdata.stream.interop import export_hf, export_webdataset
         from mmdata.stream.shards import StreamError
@@ -332,8 +343,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
             count, unit = export_hf(args.catalog, args.corpus, args.out, progress), "shards"
             said = f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})"
         else:
-            count = export_webdataset(args.catalog, args.corpus, args.out, progress)
-            unit, said = "samples", f"{count} samples written to {args.out} (webdataset tars)"
+            from mmdata.stream.interop import webdataset_urls
+
+            per = args.unit or "image"
+            count = export_webdataset(args.catalog, args.corpus, args.out, progress, per)
+            urls = webdataset_urls(args.out, args.corpus)
+            extra = {"unit": per, "train_data": urls}
+            unit = "samples"
+            said = (
+                f"{count} samples (one per {per}) written to {args.out} (webdataset tars and "
+                f"sizes.json); OpenCLIP: --train-data '{urls}' --dataset-type webdataset"
+            )
     else:
         from mmdata.exports.regions import export_regions
 
@@ -343,7 +363,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         unit, said = "images", f"{count} images written to {args.out} ({args.format})"
     if args.json:
         summary = {"event": "summary", "format": args.format, "out": str(args.out), unit: count}
-        print(json.dumps(summary))
+        print(json.dumps({**summary, **extra}))
     else:
         print(said)
     return 0
