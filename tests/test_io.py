@@ -65,7 +65,7 @@ def test_a_failed_write_through_written_whole_leaves_no_partial_file(tmp_path):
 def test_an_export_removes_what_a_killed_export_left(tmp_path):
     from mmdata.catalog.store import Catalog
     from mmdata.engine.sink import write_listed_shard
-    from mmdata.stream.interop import export_webdataset
+    from mmdata.exports.interop import export_webdataset
     from tests.test_catalog_scale import _table
 
     catalog = Catalog(tmp_path / "catalog.duckdb")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from mmdata.core.flags import add_progress_flags, positive_int, progress_mode
+from mmdata.exports import FORMATS
 
 EXIT_USAGE = 2
 DEFAULT_CATALOG_ENV = "MMDATA_CATALOG"
@@ -156,9 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write a corpus for other code: region features for LXMERT/UNITER, "
         "webdataset tars, a Hugging Face dataset folder",
     )
-    export.add_argument(
-        "--format", required=True, choices=("lxmert-tsv", "uniter-npz", "webdataset", "hf")
-    )
+    export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument(
         "--out", required=True, help="the .tsv file, or the folder (npz, tars, hf dataset)"
     )
@@ -334,7 +333,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.unit and args.format != "webdataset":
         raise MmdataError("--unit is for --format webdataset")
     if args.format in ("webdataset", "hf"):
-        from mmdata.stream.interop import export_hf, export_webdataset
+        from mmdata.exports.interop import export_hf, export_webdataset
         from mmdata.stream.shards import StreamError
 
         if not args.corpus:
@@ -343,7 +342,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             count, unit = export_hf(args.catalog, args.corpus, args.out, progress), "shards"
             said = f"{count} shards in {args.out}: datasets.load_dataset({str(args.out)!r})"
         else:
-            from mmdata.stream.interop import webdataset_urls
+            from mmdata.exports.interop import webdataset_urls
 
             per = args.unit or "image"
             count = export_webdataset(args.catalog, args.corpus, args.out, progress, per)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmdata.core.io import resolve
-from mmdata.stream.interop import shard_files
+from mmdata.exports.interop import shard_files
 
 
 def ray_dataset(catalog: str, corpus: str, **kwargs: Any) -> Any:

@@ -25,9 +25,9 @@ from mmdata.catalog.store import Catalog, sql_literal
 from mmdata.core.errors import MmdataError
 from mmdata.core.io import PARTIAL_SUFFIX, remove_partials, written_whole
 from mmdata.core.progress import Progress
+from mmdata.exports import REGION_FORMATS as FORMATS
 from mmdata.models.regions.rows import class_probs_of, features_of
 
-FORMATS = ("lxmert-tsv", "uniter-npz")
 LXMERT_FIELDS = (
     "img_id",
     "img_h",

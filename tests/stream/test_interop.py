@@ -20,9 +20,8 @@ from mmdata.catalog.store import Catalog
 from mmdata.commands.cli import main
 from mmdata.engine import recipe as recipes
 from mmdata.engine.run import run_recipe
-from mmdata.models.regions.rows import class_probs_of, features_of
-from mmdata.stream import interop
-from mmdata.stream.interop import (
+from mmdata.exports import interop
+from mmdata.exports.interop import (
     export_hf,
     export_webdataset,
     hf_dataset,
@@ -30,6 +29,7 @@ from mmdata.stream.interop import (
     shard_files,
     webdataset_urls,
 )
+from mmdata.models.regions.rows import class_probs_of, features_of
 from tests.conftest import demo_recipe, write_recipe
 from tests.stream.test_stream import corpora  # noqa: F401 - the shared fixture
 

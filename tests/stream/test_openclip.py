@@ -31,7 +31,7 @@ from mmdata.demo.command import demo_recipe_path
 from mmdata.demo.webserver import FaultServer
 from mmdata.engine import recipe as recipes
 from mmdata.engine.run import run_recipe
-from mmdata.stream.interop import export_webdataset, webdataset_urls
+from mmdata.exports.interop import export_webdataset, webdataset_urls
 from tests.conftest import ROOT, write_recipe
 from tests.test_readme import BLOCK, _lines
 

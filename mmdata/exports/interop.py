@@ -43,8 +43,6 @@ from mmdata.core.schema import IMAGE_SCHEMA, REGIONS
 from mmdata.models.regions.rows import features_of
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
-EXPORT_FORMATS = ("webdataset", "hf")
-
 
 def shard_files(catalog: str, corpus: str) -> list[str]:
     """Paths of ``corpus``'s data shards, in shard order."""
