@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -79,6 +80,7 @@ def _build_atomically(folder: str, build: Callable[[str], int]) -> None:
 class Spill:
     """Per-partition JSON-lines writer; buffers lines so few files are open at once."""
 
+    @abstractmethod
     def __init__(self, folder: str, kind: str) -> None:
         """Args:
         folder: the cache folder being built.
@@ -144,11 +146,10 @@ class SpilledSource(Source):
 
     def spill_inputs(self) -> dict[str, str]:
         """Role -> path of every input file the cache is built from."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build_spill(self, folder: str, rows_per_partition: int) -> int:
         """Spill the inputs into the empty ``folder``; returns the partition count."""
-        raise NotImplementedError
 
     @without_gc
     def partitions(self, rows_per_partition: int) -> list[Partition]:

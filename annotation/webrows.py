@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -176,12 +177,12 @@ class LineFileSource(Source):
     header_lines: int = 0
     split: str | None = None
 
-    def _path(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _path(self) -> str: ...
 
+    @abstractmethod
     def _parse(self, text: str, row_number: int, where: str) -> dict:
         """The row for one decoded, non-blank line."""
-        raise NotImplementedError
 
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         return line_partitions(self._path(), rows_per_partition)

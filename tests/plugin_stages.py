@@ -109,3 +109,21 @@ def _ray_node_id() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+@STAGES.register("test_forgets_process")
+class ForgetsProcess(Stage):
+    """A plugin whose author forgot ``process``: refused when the recipe is checked."""
+
+    def proces(self, table: pa.Table) -> pa.Table:  # the typo that loses the method
+        return table
+
+
+@STAGES.register("test_needs_missing_package")
+class NeedsMissingPackage(Stage):
+    """Declares an optional package that is not installed."""
+
+    requires = {"mmdata_no_such_package": "pip install mmdata-no-such-package"}
+
+    def process(self, table: pa.Table) -> pa.Table:
+        return table

@@ -193,3 +193,23 @@ def test_the_hash_of_a_recipe_without_custom_resources_is_unchanged(demo_data, t
     }
     blob = json.dumps(canonical, sort_keys=True, default=str).encode()
     assert recipe.content_hash == hashlib.sha256(blob).hexdigest()[:16]
+
+
+def test_a_plugin_without_process_or_its_package_is_refused_at_validation(demo_data, tmp_path):
+    recipe = demo_recipe(demo_data, tmp_path, imports=["tests.plugin_stages"])
+    recipe["stages"] = [{"test_forgets_process": {}}, {"test_needs_missing_package": {}}]
+    forgot, missing = _problems(tmp_path, recipe)
+    assert forgot == "stages[0] test_forgets_process: ForgetsProcess does not implement process"
+    assert missing == (
+        "stages[1] test_needs_missing_package: needs the mmdata_no_such_package package "
+        "(pip install mmdata-no-such-package)"
+    )
+
+
+def test_on_error_outside_a_recipe_is_checked_too():
+    import pyarrow as pa
+
+    from mmdata.engine.executors.base import raise_on_errors
+
+    with pytest.raises(ValueError, match="'reject' is not a valid OnError"):
+        raise_on_errors(pa.table({"status": ["ok"]}), "step", "reject")

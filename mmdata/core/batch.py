@@ -58,7 +58,6 @@ def item_reject(
 WORK_SCHEMA = pa.schema(
     list(IMAGE_SCHEMA) + INTERNAL_FIELDS + [pa.field("_item_rejects", pa.list_(ITEM_REJECT))]
 )
-INTERNAL_NAMES = [f.name for f in WORK_SCHEMA if f.name.startswith("_")]
 SOURCE_STAGE = -1  # _reject_stage of rows a source rejected
 
 

@@ -12,6 +12,9 @@ import warnings
 import numpy as np
 from PIL import Image
 
+#: The default pixel cap: Pillow's own decompression-bomb limit (89,478,485 pixels).
+MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS
+
 
 class ImageError(Exception):
     """An image that cannot be used; ``reason`` is the reject reason."""

@@ -1,8 +1,9 @@
-"""Name -> class registries for stages, sources and region extractors.
+"""Name -> class registries for stages and sources.
 
 A registry is filled two ways: ``@STAGES.register("name")`` on a class inside mmdata, and
-the ``mmdata.stages`` / ``mmdata.sources`` / ``mmdata.extractors`` entry-point groups, so
-that ``annotation`` and user packages plug in without mmdata importing them.
+the ``mmdata.stages`` / ``mmdata.sources`` entry-point groups, so that ``annotation`` and
+user packages plug in without mmdata importing them. (Region models are chosen by name in
+mmdata.models.regions.factory: three backends, no plugin group.)
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ def import_modules(modules: Iterable[str]) -> None:
 
 STAGES: Registry = Registry("stage", "mmdata.stages")
 SOURCES: Registry = Registry("source", "mmdata.sources")
-EXTRACTORS: Registry = Registry("extractor", "mmdata.extractors")
 
 
 def load_builtin() -> None:

@@ -9,8 +9,10 @@ what recipes are checked against (see mmdata.core.args).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -21,6 +23,14 @@ from mmdata.core.schema import STATUS_REJECTED
 
 #: The column a stage's ``prepare`` fills for its ``process`` (see ``Stage.prepare``).
 PREPARED = "_prepared"
+
+
+class OnError(StrEnum):
+    """A recipe's ``on_error``: stop at the first error row (naming it), or keep error
+    rows as rejects with their reason."""
+
+    RAISE = "raise"
+    RECORD = "record"
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class Partition:
     spec: Mapping[str, Any] = field(default_factory=dict)
 
 
-class Source:
+class Source(ABC):
     """Reads raw annotations or URL lists and yields rows in the image schema.
 
     Subclasses declare ``writes`` (the columns they fill), take their arguments as
@@ -64,21 +74,22 @@ class Source:
     name: ClassVar[str] = ""
     writes: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         """The work units, each at most ``rows_per_partition`` input rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, partition: Partition) -> pa.Table:
         """The rows of ``partition``. Bad records become rows with status and reason."""
-        raise NotImplementedError
 
 
-class Stage:
+class Stage(ABC):
     """Turns a table into a table with the same rows, in the same order.
 
     ``process`` sees only rows whose status is ok. To reject a row because of bad data,
     mark it with ``mmdata.core.batch.mark(..., STATUS_ERROR, reason, detail)``; the executor
-    raises or records according to the recipe's ``on_error``.
+    raises or records according to the recipe's ``on_error``. A subclass that lacks
+    ``process`` cannot be built, so ``mmdata validate`` names it.
     """
 
     name: ClassVar[str] = ""
@@ -92,11 +103,15 @@ class Stage:
     #: it what earlier runs of the corpus already committed.
     run_wide: ClassVar[bool] = False
     default_resources: ClassVar[Resources] = Resources()
+    #: Optional packages the stage imports when it runs, as ``{module: how to install}``:
+    #: a recipe naming the stage is refused at validation when one is missing, not in a
+    #: worker at ``setup()``.
+    requires: ClassVar[Mapping[str, str]] = {}
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Load models or open files; called once per worker before ``process``."""
 
-    def resume(self, done_shards: list[str]) -> None:
+    def resume(self, done_shards: list[str]) -> None:  # noqa: B027 - optional hook
         """Called after ``setup`` with the corpus's committed data shards (oldest first).
 
         A run-wide stage loads its state from them, so a re-run after a crash treats
@@ -113,21 +128,21 @@ class Stage:
         """
         return table
 
+    @abstractmethod
     def process(self, table: pa.Table) -> pa.Table:
         """Transform ``table``; must return the same rows in the same order."""
-        raise NotImplementedError
 
 
 class Filter(Stage):
     """A stage that only drops rows. Implement ``drop_masks``."""
 
+    @abstractmethod
     def drop_masks(self, table: pa.Table) -> Mapping[str, pa.Array | tuple[pa.Array, pa.Array]]:
         """Map each reason to a boolean mask of rows to drop for it.
 
         A value may also be ``(mask, detail)`` with one detail string per row. When a
         row matches several reasons, the first one listed is recorded.
         """
-        raise NotImplementedError
 
     def process(self, table: pa.Table) -> pa.Table:
         for reason, value in self.drop_masks(table).items():

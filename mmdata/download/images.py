@@ -17,8 +17,6 @@ from PIL import Image, UnidentifiedImageError
 
 from mmdata.core.imagefile import ImageError, PixelCapError, load_capped
 
-RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
-ENCODE_FORMATS = ("jpg", "png", "webp")
 _FORMAT_NAMES = {"jpg": "jpeg", "png": "png", "webp": "webp"}
 
 

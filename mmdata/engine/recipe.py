@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import posixpath
@@ -38,11 +39,11 @@ import yaml
 from mmdata.core.args import check_args, resolve_path
 from mmdata.core.errors import MmdataError
 from mmdata.core.registry import SOURCES, STAGES, UnknownNameError, import_modules, load_builtin
-from mmdata.core.stage import Resources, Source, Stage
+from mmdata.core.stage import OnError, Resources, Source, Stage
 
 TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows", "imports"}
 REQUIRED_KEYS = ("name", "source", "output", "catalog")
-ON_ERROR = ("raise", "record")
+ON_ERROR = tuple(e.value for e in OnError)
 OUTPUT_ROOT_ENV = "MMDATA_OUTPUT_ROOT"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,7 +78,7 @@ class Recipe:
     stages: list[StepSpec]
     output: str
     catalog: str
-    on_error: str = "record"
+    on_error: OnError = OnError.RECORD
     shard_rows: int = DEFAULT_SHARD_ROWS
     imports: list[str] = field(default_factory=list)
     text: str = ""
@@ -174,7 +175,7 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
         stages=stages,  # type: ignore[arg-type]
         output=output,
         catalog=catalog,
-        on_error=data.get("on_error", "record"),
+        on_error=OnError(data.get("on_error", "record")),
         shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
         imports=list(imports),
         text=text,
@@ -274,6 +275,14 @@ def _step(
         problems.append(f"{where}: {exc}")
         return None
     resources = _resources(args.pop("resources", None), cls, f"{where} {name}", problems)
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        problems.append(f"{where} {name}: {cls.__name__} does not implement {', '.join(missing)}")
+        return None
+    for module, install in getattr(cls, "requires", {}).items():
+        if importlib.util.find_spec(module) is None:
+            problems.append(f"{where} {name}: needs the {module} package ({install})")
+            return None
     try:
         checked = check_args(cls, args, base_dir)
         cls(**checked)  # constructors validate ranges; fail here, not in a worker

@@ -27,6 +27,7 @@ from mmdata.core.io import PARTIAL_SUFFIX, remove_partials, written_whole
 from mmdata.core.progress import Progress
 from mmdata.exports import REGION_FORMATS as FORMATS
 from mmdata.models.regions.rows import class_probs_of, features_of
+from mmdata.models.regions.vocab import caffe_to_lxmert
 
 LXMERT_FIELDS = (
     "img_id",
@@ -78,9 +79,10 @@ def lxmert_line(image_id: str, regions: dict[str, Any]) -> str:
     if "\t" in image_id or "\n" in image_id:
         raise ExportError(f"{image_id!r}: an image id with a tab or newline cannot go in a TSV")
     n = regions["num_boxes"]
-    objects = np.asarray(regions["object_ids"], dtype="<i8")
-    if (objects < 1).any():
-        raise ExportError(f"{image_id}: a box has class 0 (background); LXMERT has no id for it")
+    try:
+        objects = caffe_to_lxmert(np.asarray(regions["object_ids"], dtype="<i8"))
+    except ValueError as exc:
+        raise ExportError(f"{image_id}: a box's {exc}") from None
     attrs = regions.get("attribute_ids")
     attr_ids = np.zeros(n, "<i8") if attrs is None else np.asarray(attrs, "<i8") - 1
     # models without an attribute head (or a box whose best is "none") get id 0, conf 0
@@ -92,7 +94,7 @@ def lxmert_line(image_id: str, regions: dict[str, Any]) -> str:
         image_id,
         str(regions["image_height_px"]),
         str(regions["image_width_px"]),
-        _b64(objects - 1),
+        _b64(objects),
         _b64(np.asarray(regions["object_conf"], "<f4")),
         _b64(attr_ids),
         _b64(attr_conf.astype("<f4")),

@@ -5,108 +5,26 @@ LAION-2B kept pairs scoring at least 0.28 with OpenAI's ViT-B/32 (DataComp's ``l
 baseline); DataComp's ViT-L/14 baselines keep a top fraction of the pool instead, so a
 threshold only means something for the model it was chosen with.
 
-torch and open_clip are imported when the model loads, never when a recipe is checked.
+The model itself is mmdata.models.clip (torch and open_clip are imported when it loads,
+never when a recipe is checked); this stage scores rows and drops captions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import re
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 
 from mmdata.core.args import InputPath
 from mmdata.core.batch import ITEM_REJECT, WORK_SCHEMA, item_reject, mark, set_columns
-from mmdata.core.devices import resolve_device
-from mmdata.core.errors import MmdataError
-from mmdata.core.imagefile import ImageError, decode_or_reject, eight_bit
 from mmdata.core.registry import STAGES
 from mmdata.core.schema import STATUS_ERROR, STATUS_OK, STATUS_REJECTED
 from mmdata.core.stage import Resources, Stage
-
-if TYPE_CHECKING:
-    import torch
-
-log = logging.getLogger(__name__)
+from mmdata.models.clip import ClipScorer, check_model_config
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-_MAX_PIXELS = 89_478_485  # Pillow's bomb limit, as in read_images
 _CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
-
-
-class ClipModelError(MmdataError, RuntimeError):
-    """The CLIP model could not be loaded; the message names the checkpoint and model."""
-
-
-def load_clip(
-    model: str, checkpoint: str, model_config: str | None, device: str
-) -> tuple[Any, Callable, Callable]:
-    """``(model, preprocess, tokenizer)``, the weights loaded by open_clip's own loader.
-
-    Raises:
-        ClipModelError: open_clip missing, unknown architecture, or a checkpoint that is
-            not a local file or does not fit the architecture.
-    """
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise ClipModelError("clip_score_filter needs open_clip: pip install mmdata[clip]") from exc
-    where = f"model {model!r} with checkpoint {checkpoint}"
-    # A path that is not a file would be tried as a pretrained tag (a download).
-    if not Path(checkpoint).is_file():
-        raise ClipModelError(f"cannot load {where}: the checkpoint is not a local file")
-    if model_config:
-        open_clip.add_model_config(model_config)
-    if model not in open_clip.list_models():
-        raise ClipModelError(f"cannot load {where}: open_clip has no architecture {model!r}")
-    try:
-        clip, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=checkpoint, device=device
-        )
-        tokenizer = open_clip.get_tokenizer(model)
-    except Exception as exc:  # noqa: BLE001 - open_clip raises anything, AssertionError included
-        raise ClipModelError(f"cannot load {where}: {_describe(exc)}") from exc
-    return clip.eval(), preprocess, tokenizer  # create_model leaves it in training mode
-
-
-def _describe(exc: Exception, limit: int = 400) -> str:
-    """One line for the CLI; torch's messages run to paragraphs (the cause keeps them)."""
-    text = " ".join(str(exc).split()) or "empty or truncated file?"
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
-
-
-def check_model_config(path: str, model: str) -> None:
-    """Fail early where open_clip would fail obscurely or silently.
-
-    open_clip registers a config under its file's stem, and skips a JSON file without
-    embed_dim, vision_cfg and text_cfg without a word.
-    """
-    config_path = Path(path)
-    if config_path.stem != model:
-        raise ValueError(
-            f"model {model!r} must be the model_config file's stem {config_path.stem!r} "
-            "(open_clip registers the config under that name)"
-        )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"model_config {path} is not a readable JSON file: {exc}") from exc
-    missing = [key for key in _CONFIG_KEYS if not isinstance(config, dict) or key not in config]
-    if missing:
-        raise ValueError(f"model_config {path} lacks {', '.join(missing)}")
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @STAGES.register("clip_score_filter")
@@ -123,6 +41,7 @@ class ClipScoreFilter(Stage):
     writes = ("captions",)
     stateful = True
     default_resources = Resources(num_cpus=1, batch_size=256)
+    requires = {"open_clip": "pip install 'mmdata[clip]'"}
 
     def __init__(
         self,
@@ -153,7 +72,7 @@ class ClipScoreFilter(Stage):
         self.min_score, self.device, self.precision = min_score, device, precision
         self.micro_batch = micro_batch
         self._check()
-        self._model: Any = None
+        self._scorer: ClipScorer | None = None
 
     def _check(self) -> None:
         if not -1.0 <= self.min_score <= 1.0:
@@ -173,30 +92,11 @@ class ClipScoreFilter(Stage):
 
     def setup(self) -> None:
         """Load the model once per worker (never on the driver)."""
-        if self._model is not None:
-            return
-        started = time.perf_counter()
-        import torch
-
-        device = resolve_device(self.device, ClipModelError)
-        checkpoint = str(Path(self.checkpoint).resolve())
-        self._model, self._preprocess, self._tokenizer = load_clip(
-            self.model, checkpoint, self.model_config, device
-        )
-        self._device = torch.device(device)
-        self._amp = None
-        if self.precision != "fp32" and self._device.type == "cuda":
-            self._amp = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        elif self.precision != "fp32":
-            log.warning("clip_score_filter: no CUDA here, so fp32 instead of %s", self.precision)
-        log.info(
-            "clip_score_filter: %s from %s on %s (%s) in %.1f s",
-            self.model,
-            checkpoint,
-            device,
-            self.precision if self._amp else "fp32",
-            time.perf_counter() - started,
-        )
+        if self._scorer is None:
+            self._scorer = ClipScorer(
+                self.model, self.checkpoint, self.model_config, self.device, self.precision,
+                self.micro_batch,
+            )  # fmt: skip
 
     def process(self, table: pa.Table) -> pa.Table:
         scores, errors = self.score_rows(table)
@@ -234,66 +134,17 @@ class ClipScoreFilter(Stage):
         captions = table.column("captions").to_pylist()
         status = table.column("status").to_pylist()
         todo = [i for i in range(table.num_rows) if status[i] == STATUS_OK and captions[i]]
-        rows, image_features, errors = self._encode_images(images, todo)
+        rows, image_features, errors = self._scorer.encode_images(images, todo)
         scores: list[list[float] | None] = [None] * table.num_rows
         if not rows:
             return scores, errors
         pairs = [(k, c.get("text") or "") for k, row in enumerate(rows) for c in captions[row]]
-        text_features = self._encode_texts([text for _, text in pairs])
+        text_features = self._scorer.encode_texts([text for _, text in pairs])
         paired = image_features[[k for k, _ in pairs]]
         flat = (text_features * paired).sum(dim=-1).tolist()
         for row in rows:
             scores[row], flat = flat[: len(captions[row])], flat[len(captions[row]) :]
         return scores, errors
-
-    def _encode_images(
-        self, images: list[bytes | None], todo: list[int]
-    ) -> tuple[list[int], torch.Tensor | None, dict[int, tuple[str, str]]]:
-        import torch
-
-        rows, features, errors = [], [], {}
-        for chunk in _chunks(todo, self.micro_batch):
-            pixels = []
-            for row in chunk:
-                try:
-                    pixels.append(self._pixels(images[row]))
-                    rows.append(row)
-                except ImageError as exc:
-                    errors[row] = (exc.reason, str(exc))
-            if pixels:
-                features.append(self._embed(self._model.encode_image, torch.stack(pixels)))
-        return rows, (torch.cat(features) if features else None), errors
-
-    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        import torch
-
-        chunks = _chunks(list(range(len(texts))), self.micro_batch)
-        tokens = (self._tokenizer([texts[i] for i in chunk]) for chunk in chunks)
-        return torch.cat([self._embed(self._model.encode_text, t) for t in tokens])
-
-    def _pixels(self, data: bytes | None) -> torch.Tensor:
-        if data is None:
-            raise ImageError("missing_image_bytes", "no image_bytes (read_images keep_bytes off?)")
-        # open_clip's transforms convert to RGB themselves; 16-bit grey must not clip
-        image = eight_bit(decode_or_reject(data, _MAX_PIXELS))
-        try:
-            return self._preprocess(image)
-        except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert to RGB
-            raise ImageError("image_decode_error", f"{type(exc).__name__}: {exc}") from exc
-
-    def _embed(self, encode: Callable, batch: torch.Tensor) -> torch.Tensor:
-        """L2-normalised float32 embeddings on the CPU, computed on the model's device."""
-        import torch
-
-        amp = (
-            torch.autocast(self._device.type, dtype=self._amp)
-            if self._amp
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), amp:
-            features = encode(batch.to(self._device)).float()
-        # Normalised after the cast so fp16 runs divide in float32.
-        return torch.nn.functional.normalize(features, dim=-1).cpu()
 
     def _split(self, captions: list[dict], scores: list[float]) -> tuple[list[dict], list[dict]]:
         kept, dropped = [], []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -39,6 +40,7 @@ class HammingIndex:
     so only hashes sharing a band value are compared.
     """
 
+    @abstractmethod
     def __init__(self, max_distance: int) -> None:
         self.max_distance = max_distance
         bands = max_distance + 1
@@ -82,7 +84,6 @@ class DedupFilter(Filter):
 
     def key(self, value: object) -> int | None:
         """The 64-bit key of one ``key_column`` value (None: row has no key)."""
-        raise NotImplementedError
 
     def describe(self, value: object) -> str:
         """The detail of a duplicate."""

@@ -15,7 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.core.imagefile import ImageError
+from mmdata.core.imagefile import MAX_PIXELS, ImageError
 from mmdata.core.registry import STAGES
 from mmdata.core.schema import STATUS_REJECTED
 from mmdata.core.stage import Resources, Stage
@@ -60,7 +60,7 @@ class Download(Stage):
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         total_timeout_s: float = 60.0,
-        max_pixels: int = 89_478_485,
+        max_pixels: int = MAX_PIXELS,
         encode_quality: int | None = None,
         resize_only_if_bigger: bool = False,
         skip_reencode: bool = True,

@@ -7,7 +7,7 @@ import hashlib
 import pyarrow as pa
 
 from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.core.imagefile import ImageError, decode_or_reject
+from mmdata.core.imagefile import MAX_PIXELS, ImageError, decode_or_reject
 from mmdata.core.io import read_bytes
 from mmdata.core.registry import STAGES
 from mmdata.core.schema import STATUS_ERROR
@@ -26,7 +26,7 @@ class ReadImages(Stage):
     writes = ("image_bytes", "width_px", "height_px", "format", "sha256")
 
     def __init__(
-        self, *, keep_bytes: bool = True, max_pixels: int = 89_478_485, check_size: bool = True
+        self, *, keep_bytes: bool = True, max_pixels: int = MAX_PIXELS, check_size: bool = True
     ) -> None:
         """Args:
         keep_bytes: store the encoded file in ``image_bytes``.

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from mmdata.core.args import InputPath
 from mmdata.core.batch import WORK_SCHEMA, mark, set_columns
-from mmdata.core.imagefile import ImageError
+from mmdata.core.imagefile import MAX_PIXELS, ImageError
 from mmdata.core.io import read_bytes
 from mmdata.core.registry import STAGES
 from mmdata.core.schema import STATUS_ERROR
@@ -62,7 +62,7 @@ class Regions(Stage):
         input_max_size: int | None = None,
         proposals: int | None = None,
         soft_labels: bool = False,
-        max_pixels: int = 89_478_485,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
         """Args:
         model: butd-r101-c4-vg, torchvision-frcnn or detectron2.

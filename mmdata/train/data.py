@@ -13,7 +13,6 @@ from mmdata.train.config import TrainConfig
 from mmdata.train.tokenizer import Tokenizer
 
 #: Scene-graph node kinds in ``sg_kind`` (ERNIE-ViL's three prediction tasks).
-NODE_KINDS = ("object", "attribute", "relation")
 MAX_NODES = 16
 COLUMNS = ["image_id", "caption_id", "text", "scene_graph", "regions"]
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmdata.catalog.store import Catalog
-from mmdata.core.devices import resolve_device
+from mmdata.core.devices import autocast, resolve_device
 from mmdata.core.io import written_whole
 from mmdata.core.progress import Progress
 from mmdata.stream import ShardStream
@@ -176,7 +176,7 @@ class Session:
         g.manual_seed(c.seed * 1_000_003 + step * 1009 + micro * 31 + rank)
         b = to_device(batch, device)
         self.model.set_feature_stats(b["features"], b["mask"])
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, "bf16"):
             losses = self.runner(task, b, g)
         (self.objectives.total(task, losses) / c.optim.grad_accum).backward()
         return losses

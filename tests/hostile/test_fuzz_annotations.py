@@ -78,7 +78,7 @@ def _run_source(source: Any, files: list[Path], rows_per_partition: int = 2) -> 
     does before it writes. Only an InputFormatError naming one of ``files`` may stop it."""
     try:
         for partition in source.partitions(rows_per_partition):
-            table = read_partition(source, partition, "reject")
+            table = read_partition(source, partition, "record")
             validate(public(table.filter(ok_mask(table))))
     except InputFormatError as exc:
         assert any(str(f) in str(exc) for f in files), f"error names no file: {exc}"

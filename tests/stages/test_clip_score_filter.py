@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from mmdata.core.args import check_args
-from mmdata.stages.clip_score_filter import ClipModelError, ClipScoreFilter
+from mmdata.models.clip import ClipModelError
+from mmdata.stages.clip_score_filter import ClipScoreFilter
 from tests.stages.helpers import caption, work_batch
 
 open_clip = pytest.importorskip("open_clip")
@@ -107,16 +108,16 @@ def test_loads_through_open_clip_with_the_checkpoint_path(tiny, monkeypatch):
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", spy)
     stage = make_stage(tiny)
-    assert stage._model is None  # nothing loads in __init__ (recipes are checked on the driver)
+    assert stage._scorer is None  # nothing loads in __init__ (recipes are checked on the driver)
     stage.setup()
     stage.setup()
     stage.process(batch())  # no second load
     assert len(calls) == 1 and calls[0][0] == (NAME,)
     assert calls[0][1]["pretrained"] == tiny[1]
     saved = torch.load(tiny[1])
-    loaded = stage._model.state_dict()
+    loaded = stage._scorer.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
-    assert not stage._model.training
+    assert not stage._scorer.model.training
 
 
 @pytest.mark.parametrize("form", ["safetensors", "training"])
@@ -241,7 +242,7 @@ def test_cuda_fp16_matches_cpu(tiny):
     cpu = make_stage(tiny, device="cpu").score_rows(batch())[0]
     stage = make_stage(tiny, device="cuda", precision="fp16")
     cuda = stage.score_rows(batch())[0]
-    assert next(stage._model.parameters()).device.type == "cuda"
+    assert next(stage._scorer.model.parameters()).device.type == "cuda"
     for got, want in zip(cuda, cpu):
         assert got == pytest.approx(want, abs=2e-2)
     out = make_stage(tiny, device="auto", min_score=1).process(batch())

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from mmdata.core.batch import ITEM_REJECT, SOURCE_STAGE, mark, ok_mask, to_work
 from mmdata.core.errors import MmdataError
 from mmdata.core.schema import STATUS_ERROR
-from mmdata.core.stage import PREPARED, Partition, Source, Stage
+from mmdata.core.stage import PREPARED, OnError, Partition, Source, Stage
 from mmdata.engine.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,10 @@ class Executor(Protocol):
     def run(self, plan: RunPlan) -> Iterator[dict]: ...
 
 
-def read_partition(source: Source, partition: Partition, on_error: str) -> pa.Table:
+def read_partition(source: Source, partition: Partition, on_error: OnError) -> pa.Table:
     """The partition's rows as a working batch."""
     table = _stamp_stage(to_work(source.read(partition), partition.index), SOURCE_STAGE)
-    raise_on_errors(table, source.name, on_error)
+    raise_on_errors(table, source.name, OnError(on_error))
     return table
 
 
@@ -66,7 +66,7 @@ def has_prepare(stage_cls: type[Stage]) -> bool:
     return stage_cls.prepare is not Stage.prepare
 
 
-def run_prepare(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
+def run_prepare(stage: Stage, index: int, table: pa.Table, on_error: OnError) -> pa.Table:
     """``stage.prepare`` over the ok rows: its ``PREPARED`` column rides to ``process``."""
 
     def prepare(todo: pa.Table) -> pa.Table:
@@ -82,7 +82,7 @@ def run_prepare(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.
     return _on_ok_rows(table, prepare, PREPARE_SECONDS, skipped)
 
 
-def run_stage(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
+def run_stage(stage: Stage, index: int, table: pa.Table, on_error: OnError) -> pa.Table:
     """Pass the ok rows of ``table`` through ``stage``; other rows go by untouched."""
 
     def process(todo: pa.Table) -> pa.Table:
@@ -122,12 +122,12 @@ def _fold_prepare(table: pa.Table, index: int) -> pa.Table:
 
 
 def _process(
-    stage: Stage, index: int, todo: pa.Table, on_error: str, step: Callable | None = None
+    stage: Stage, index: int, todo: pa.Table, on_error: OnError, step: Callable | None = None
 ) -> pa.Table:
     try:
         out = (step or stage.process)(todo)
     except Exception as exc:  # noqa: BLE001 - the policy decides: raise or record
-        if on_error == "raise":
+        if on_error == OnError.RAISE:
             raise StageError(
                 f"stage {stage.name!r} failed on rows {_ids(todo)}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -161,9 +161,9 @@ def _stamp_stage(table: pa.Table, index: int) -> pa.Table:
     return table.set_column(table.schema.get_field_index("_item_rejects"), "_item_rejects", stamped)
 
 
-def raise_on_errors(table: pa.Table, step: str, on_error: str) -> None:
+def raise_on_errors(table: pa.Table, step: str, on_error: OnError) -> None:
     """With ``on_error: raise``, the first error row stops the run, named."""
-    if on_error != "raise":
+    if OnError(on_error) != OnError.RAISE:  # a string that is neither fails here
         return
     errors = table.filter(pc.equal(table.column("status"), STATUS_ERROR))
     if errors.num_rows:

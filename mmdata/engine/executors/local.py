@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from mmdata.core.stage import Stage
+from mmdata.core.stage import OnError, Stage
 from mmdata.engine.executors.base import (
     RunPlan,
     has_prepare,
@@ -47,14 +47,14 @@ def run_stages(recipe: Recipe, stages: list[Stage], table: pa.Table) -> pa.Table
 
 
 def _batched(
-    stage: Stage, index: int, table: pa.Table, on_error: str, batch_size: int | None
+    stage: Stage, index: int, table: pa.Table, on_error: OnError, batch_size: int | None
 ) -> pa.Table:
     size = batch_size or max(table.num_rows, 1)
     pieces = [table.slice(start, size) for start in range(0, table.num_rows, size)] or [table]
     return pa.concat_tables([_one_batch(stage, index, piece, on_error) for piece in pieces])
 
 
-def _one_batch(stage: Stage, index: int, table: pa.Table, on_error: str) -> pa.Table:
+def _one_batch(stage: Stage, index: int, table: pa.Table, on_error: OnError) -> pa.Table:
     if has_prepare(type(stage)):
         table = run_prepare(stage, index, table, on_error)
     return run_stage(stage, index, table, on_error)

@@ -1,5 +1,6 @@
 """What every region backend shares: the ``Extractor`` protocol, the extractor id, the
-torch device and autocast. Backends import this module; none imports another.
+torch device (autocast is mmdata.core.devices'). Backends import this module; none imports
+another.
 
 ``factory.build_extractor(model, weights, ...)`` returns an object whose ``extract(images,
 given)`` turns prepared images (mmdata.models.regions.preprocess) into REGIONS rows. Models:
@@ -16,7 +17,6 @@ sha256 and the selection options: two rows with the same id came from the same t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -61,11 +61,3 @@ def torch_device(device: str) -> torch.device:
         return torch.device(resolve_device(device, ExtractorError))
     except RuntimeError as exc:
         raise ExtractorError(f"device must be auto, cpu, cuda or cuda:N: {exc}") from None
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; fp32 (no autocast) elsewhere."""
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmdata.models.regions.base import autocast, extractor_id
+from mmdata.core.devices import autocast
+from mmdata.models.regions.base import extractor_id
 from mmdata.models.regions.butd import ButdConfig, ButdDetector, Detections
 from mmdata.models.regions.checkpoint import load_weights
 from mmdata.models.regions.detections import detections_row

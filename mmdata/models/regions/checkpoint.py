@@ -30,12 +30,6 @@ from torch import nn
 from mmdata.core.errors import MmdataError
 from mmdata.core.io import written_whole
 
-#: Rows per class in a class-indexed weight, by parameter suffix (bbox_pred: 4 deltas).
-_CLASS_ROWS = {
-    "box_predictor.cls_score": 1,
-    "box_predictor.bbox_pred": 4,
-    "box_predictor.cls_embedding": 1,
-}
 _LISTED = 12  # keys shown per kind in an error message
 
 

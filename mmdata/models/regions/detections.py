@@ -15,6 +15,7 @@ from mmdata.models.regions.butd import Detections, select_boxes
 from mmdata.models.regions.preprocess import Prepared
 from mmdata.models.regions.rows import region_row
 from mmdata.models.regions.selection import Selection
+from mmdata.models.regions.vocab import detectron2_to_caffe
 
 
 def detections_row(
@@ -39,12 +40,13 @@ def detections_row(
         boxes = given  # exactly the boxes asked for
     probs = det.class_probs[keep].cpu()
     conf, cls = probs[:, :-1].max(dim=1)  # background is last in detectron2's order
-    object_ids = (cls + 1).numpy()  # mmdata's (Caffe's) order: background is 0
+    object_ids = detectron2_to_caffe(cls.numpy(), probs.shape[1] - 1)  # background is 0
     attr_ids = attr_conf = attr_names = None
     if det.attribute_probs is not None and attributes is not None:
         attrs = det.attribute_probs[keep].cpu()
         a_conf, a_idx = attrs[:, :-1].max(dim=1)  # "no attribute" is last
-        attr_ids, attr_conf = (a_idx + 1).numpy(), a_conf.numpy()
+        attr_ids = detectron2_to_caffe(a_idx.numpy(), attrs.shape[1] - 1)
+        attr_conf = a_conf.numpy()
         attr_names = [attributes[i] for i in attr_ids]
     soft = None
     if selection.soft_labels:

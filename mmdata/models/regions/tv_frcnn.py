@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
-from mmdata.models.regions.base import autocast, extractor_id
+from mmdata.core.devices import autocast
+from mmdata.models.regions.base import extractor_id
 from mmdata.models.regions.boxes import clip
 from mmdata.models.regions.checkpoint import file_sha256, fit_state, read_checkpoint
 from mmdata.models.regions.preprocess import Prepared

@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mmdata.core.errors import InputFormatError
 
@@ -67,13 +70,18 @@ def vg_vocabulary(kind: str) -> Vocabulary:
     return load_vocabulary(path, kind)
 
 
-def detectron2_to_caffe(index: int, num_classes: int) -> int:
-    """detectron2 puts background at ``num_classes`` (last): move it to 0."""
-    return 0 if index == num_classes else index + 1
+def detectron2_to_caffe(index: Any, num_classes: int) -> Any:
+    """detectron2 puts background at ``num_classes`` (last): move it to 0. ``index``: an
+    int or an integer array (numpy or torch), converted elementwise."""
+    if isinstance(index, int):
+        return 0 if index == num_classes else index + 1
+    return (index + 1) * (index != num_classes)
 
 
-def caffe_to_lxmert(index: int) -> int:
-    """LXMERT's TSV ids skip background: class ``i`` is stored as ``i - 1``."""
-    if index < 1:
-        raise ValueError(f"class {index} is background: LXMERT's TSV has no id for it")
+def caffe_to_lxmert(index: Any) -> Any:
+    """LXMERT's TSV ids skip background: class ``i`` is stored as ``i - 1``. ``index``: an
+    int or an integer array."""
+    low = index if isinstance(index, int) else (int(np.min(index)) if len(index) else 1)
+    if low < 1:
+        raise ValueError(f"class {low} is background: LXMERT's TSV has no id for it")
     return index - 1
