@@ -1,13 +1,50 @@
-"""What the sink hands the catalog: a finished shard and its files' statistics. Both
-sides import this module, so neither imports the other."""
+"""The data that travels between the engine's pieces: a part (what a worker wrote for
+one shard), a finished shard (what the sink hands the catalog) and a file's statistics.
+The sink, the executors, the committer and the catalog import this module, so none of
+them imports another for its types."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+class FileMeta(TypedDict, total=False):
+    """One written Parquet file: ``rows``, ``bytes``, ``sha256`` and ``file_stats``'
+    ``captions``, ``min_image_id``, ``max_image_id``; listed files add ``kind`` (data or
+    rejects) and ``path``."""
+
+    kind: str
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+    captions: int | None
+    min_image_id: str | None
+    max_image_id: str | None
+
+
+class Part(TypedDict, total=False):
+    """What a worker wrote for one shard into the staging folder (plain JSON-able data,
+    so it travels through Ray blocks): the shard's rows it saw (``input_rows`` of
+    ``shard_rows``), its data part (path, kept rows, their input order, file) and its
+    rejects part (None when no row was rejected), and its per-step stats as JSON."""
+
+    shard: int
+    input_rows: int
+    shard_rows: int
+    data_path: str
+    data_rows: int
+    data_order: list[int]
+    data_file: FileMeta
+    reject_path: str | None
+    reject_rows: int
+    reject_order: list[int]
+    reject_file: FileMeta
+    stats: str
 
 
 @dataclass
@@ -16,7 +53,7 @@ class FinishedShard:
 
     index: int
     input_rows: int
-    files: list[dict]  # {kind, path, rows, bytes, sha256}
+    files: list[FileMeta]  # with kind and path
     stats: list[dict]
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mmdata.core import faults, io
 from mmdata.core.batch import ok_mask, public
 from mmdata.core.schema import IMAGE_SCHEMA, REJECT_SCHEMA, STATUS_OK, validate, with_version
-from mmdata.core.shards import FinishedShard, file_stats
+from mmdata.core.shards import FileMeta, FinishedShard, Part, file_stats
 from mmdata.engine.executors.base import seconds_column
 
 SOURCE_INDEX = -1
@@ -67,7 +67,7 @@ def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[dict]:
+def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[Part]:
     """Write the rows of ``table`` as one data part and one rejects part per shard.
 
     ``step_names[0]`` is the source, ``step_names[i + 1]`` stage ``i``. Returns one
@@ -81,12 +81,12 @@ def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[di
     return parts
 
 
-def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str]) -> dict:
+def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str]) -> Part:
     kept = rows.filter(ok_mask(rows))
     validate(public(kept))  # a stage that broke the schema fails here, before any write
     rejects, reject_order = reject_rows(rows, step_names)
     token = uuid.uuid4().hex[:12]
-    part = {
+    part: Part = {
         "shard": shard,
         "input_rows": rows.num_rows,
         "shard_rows": rows.column("_shard_rows")[0].as_py(),
@@ -106,7 +106,7 @@ def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str])
     return part
 
 
-def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> dict:
+def _write_file(path: str, table: pa.Table, schema: pa.Schema) -> FileMeta:
     data = encode_parquet(table, schema)
     io.write_bytes(path, data)
     return {
@@ -199,9 +199,9 @@ class ShardAssembler:
     """Driver side: gathers parts until a shard is complete, then puts it in place."""
 
     output: str
-    _parts: dict[int, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    _parts: dict[int, list[Part]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, part: dict) -> FinishedShard | None:
+    def add(self, part: Part) -> FinishedShard | None:
         """Take one part; returns the shard when its last rows have arrived."""
         parts = self._parts[part["shard"]]
         parts.append(part)
@@ -220,7 +220,7 @@ class ShardAssembler:
         """Shards with some parts but not all (non-empty only after a failure)."""
         return sorted(self._parts)
 
-    def _finish(self, index: int, parts: list[dict]) -> FinishedShard:
+    def _finish(self, index: int, parts: list[Part]) -> FinishedShard:
         data = _place(
             [(p["data_path"], p["data_order"], p["data_file"]) for p in parts],
             shard_path(self.output, index),
@@ -244,7 +244,7 @@ class ShardAssembler:
         )
 
 
-def _write_whole(final: str, table: pa.Table, schema: pa.Schema) -> dict:
+def _write_whole(final: str, table: pa.Table, schema: pa.Schema) -> FileMeta:
     """Write ``table`` to ``final`` through a ``.partial`` sibling moved into place (the
     suffix io.written_whole uses, so one suffix marks an unfinished file everywhere)."""
     partial = final + io.PARTIAL_SUFFIX
