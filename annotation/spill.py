@@ -80,7 +80,6 @@ def _build_atomically(folder: str, build: Callable[[str], int]) -> None:
 class Spill:
     """Per-partition JSON-lines writer; buffers lines so few files are open at once."""
 
-    @abstractmethod
     def __init__(self, folder: str, kind: str) -> None:
         """Args:
         folder: the cache folder being built.
@@ -144,6 +143,7 @@ class SpilledSource(Source):
     cache_prefix: ClassVar[str] = "mmdata"
     cache_dir: str | None = None
 
+    @abstractmethod
     def spill_inputs(self) -> dict[str, str]:
         """Role -> path of every input file the cache is built from."""
 

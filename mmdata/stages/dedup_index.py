@@ -40,7 +40,6 @@ class HammingIndex:
     so only hashes sharing a band value are compared.
     """
 
-    @abstractmethod
     def __init__(self, max_distance: int) -> None:
         self.max_distance = max_distance
         bands = max_distance + 1
@@ -82,6 +81,7 @@ class DedupFilter(Filter):
     def __init__(self) -> None:
         self.seen: set[int] = set()
 
+    @abstractmethod
     def key(self, value: object) -> int | None:
         """The 64-bit key of one ``key_column`` value (None: row has no key)."""
 
