@@ -1,4 +1,4 @@
-"""`mmdata train` and `mmdata train-tokenizer`, added to the CLI through the
+"""`mmdata train`, `train-tokenizer` and `train-vokenizer`, added to the CLI through the
 ``mmdata.commands`` entry-point group (mmdata itself never imports mmdata.train)."""
 
 from __future__ import annotations
@@ -40,6 +40,20 @@ def add_commands(sub: Any) -> None:
     )
     tokenizer.set_defaults(handler=_cmd_train_tokenizer)
 
+    vokenizer = sub.add_parser(
+        "train-vokenizer",
+        help="train a vokenizer (token-image matching) on a captioned corpus, evaluate, save",
+    )
+    vokenizer.add_argument(
+        "config", help="vokenizer config (YAML), e.g. recipes/vokenizer_demo.yaml"
+    )
+    vokenizer.add_argument("--catalog", required=True)
+    vokenizer.add_argument("--corpus", required=True)
+    vokenizer.add_argument("--out", required=True, help="the saved vokenizer's folder")
+    vokenizer.add_argument("--epochs", type=positive_int, help="overrides the config's epochs")
+    add_progress_flags(vokenizer)
+    vokenizer.set_defaults(handler=_cmd_train_vokenizer)
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmdata.train.config import load_config
@@ -55,10 +69,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from mmdata.models.wordpiece import train_wordpiece
     from mmdata.train.loop import caption_texts, tokenizer_home
-    from mmdata.train.tokenizer import train_wordpiece
 
     home = Path(args.out) if args.out else tokenizer_home(args.catalog, args.corpus, None)
     path = train_wordpiece(caption_texts(args.catalog, args.corpus), args.vocab_size, home)
     print(f"{path}: {args.vocab_size}-piece WordPiece vocabulary for corpus {args.corpus!r}")
+    return 0
+
+
+def _cmd_train_vokenizer(args: argparse.Namespace) -> int:
+    from mmdata.train.vokenizer import load_training, train_vokenizer
+
+    config = load_training(args.config)
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    summary = train_vokenizer(config, args.catalog, args.corpus, args.out, progress_mode(args))
+    print(json.dumps(summary))  # the last stdout line: scripts read it
     return 0

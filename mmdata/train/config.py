@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from mmdata.core.errors import MmdataError
+from mmdata.models.vlp import ModelConfig
 
 #: Objectives and what they are (weights: sampling ratios, one task per batch, as UNITER).
 OBJECTIVES = {
@@ -27,20 +28,6 @@ OBJECTIVES = {
 
 class ConfigError(MmdataError):
     """A training config that cannot be used (names the file and the key)."""
-
-
-@dataclass
-class ModelConfig:
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    intermediate: int = 512
-    dropout: float = 0.1
-    max_text_tokens: int = 40
-    max_tags: int = 10
-    max_regions: int = 36
-    num_classes: int = 1601  # detector classes incl. background (Caffe order, bg = 0)
-    contrastive_dim: int = 128
 
 
 @dataclass

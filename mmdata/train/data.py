@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from mmdata.models.wordpiece import Tokenizer
 from mmdata.stream.decode import RegionTensors, region_tensors, scene_graph_spans
 from mmdata.train.config import TrainConfig
-from mmdata.train.tokenizer import Tokenizer
 
 #: Scene-graph node kinds in ``sg_kind`` (ERNIE-ViL's three prediction tasks).
 MAX_NODES = 16

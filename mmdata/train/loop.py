@@ -20,14 +20,14 @@ from mmdata.catalog.store import Catalog
 from mmdata.core.devices import autocast, resolve_device
 from mmdata.core.io import written_whole
 from mmdata.core.progress import Progress
+from mmdata.models.vlp import VLPModel
+from mmdata.models.wordpiece import WORDPIECE_FILE, Tokenizer, train_wordpiece
 from mmdata.stream import ShardStream
 from mmdata.train.balance import normalise_gradients
 from mmdata.train.config import ConfigError, TrainConfig
 from mmdata.train.data import COLUMNS, Collator, regions_hook
 from mmdata.train.evaluate import evaluate, to_device
-from mmdata.train.model import VLPModel
 from mmdata.train.objectives import Objectives
-from mmdata.train.tokenizer import WORDPIECE_FILE, Tokenizer, train_wordpiece
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"

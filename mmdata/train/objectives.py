@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmdata.train.model import VLPModel
-from mmdata.train.tokenizer import Tokenizer
+from mmdata.models.vlp import VLPModel
+from mmdata.models.wordpiece import Tokenizer
 from mmdata.train.wra import wra_loss
 
 Batch = dict[str, Any]

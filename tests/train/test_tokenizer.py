@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmdata.core.errors import MmdataError
-from mmdata.train.tokenizer import SPECIAL_TOKENS, WORDPIECE_FILE, Tokenizer, train_wordpiece
+from mmdata.models.wordpiece import SPECIAL_TOKENS, WORDPIECE_FILE, Tokenizer, train_wordpiece
 
 SIZES = ["small", "large", "tiny", "big"]
 COLORS = ["red", "blue", "green", "yellow"]

@@ -1,4 +1,6 @@
-"""A single-stream vision-language transformer (UNITER / VL-BERT style) and its heads.
+"""A single-stream vision-language transformer (UNITER / VL-BERT style) and its heads: the
+reference trainer's model (mmdata.train) and the vokenizer's language side
+(mmdata.models.vokenizer).
 
 Input: [CLS] words [SEP] (tags [SEP]) regions. Words: word-piece + position + type
 embeddings; regions: projected features + projected 7-d box geometry (UNITER) + type.
@@ -8,14 +10,27 @@ Attention is torch's scaled_dot_product_attention with a key padding mask.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmdata.train.config import ModelConfig
-
 TEXT, IMAGE, TAGS = 0, 1, 2  # type ids
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 512
+    dropout: float = 0.1
+    max_text_tokens: int = 40
+    max_tags: int = 10
+    max_regions: int = 36
+    num_classes: int = 1601  # detector classes incl. background (Caffe order, bg = 0)
+    contrastive_dim: int = 128
 
 
 class Layer(nn.Module):
