@@ -181,16 +181,20 @@ class LineFileSource(Source):
     def _path(self) -> str: ...
 
     @abstractmethod
-    def _parse(self, text: str, row_number: int, where: str) -> dict:
-        """The row for one decoded, non-blank line."""
+    def _parse(self, text: str, row_number: int, where: str) -> dict | None:
+        """The row for one decoded, non-blank line, or None when the line is not data."""
 
     def partitions(self, rows_per_partition: int) -> list[Partition]:
         return line_partitions(self._path(), rows_per_partition)
 
     @without_gc
     def read(self, partition: Partition) -> pa.Table:
+        return rows_table(list(self._rows(partition)))
+
+    def _rows(self, partition: Partition) -> Iterator[dict]:
+        """The row of each data line of ``partition`` (blank lines and lines ``_parse``
+        turns down yield none)."""
         path = self._path()
-        rows = []
         for index, offset, line in iter_range_lines(path, dict(partition.spec)):
             if index < self.header_lines or not line:
                 continue
@@ -200,13 +204,18 @@ class LineFileSource(Source):
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 detail = f"{where}: invalid UTF-8 at byte {offset + exc.start}"
-                rows.append(error_row(self.name, row_number, "bad_encoding", detail, self.split))
+                yield self._error_row(row_number, "bad_encoding", detail)
                 continue
-            rows.append(self._parse(text, row_number, where))
-        return rows_table(rows)
+            row = self._parse(text, row_number, where)
+            if row is not None:
+                yield row
+
+    def _error_row(self, row_number: int, reason: str, detail: str) -> dict:
+        """An error row for data row ``row_number`` (``{name}:{row}``, as ``web_row``)."""
+        return error_row(self.name, row_number, reason, detail, self.split)
 
     def _malformed(
         self, row_number: int, where: str, expected: str, got: int, separator: str = "tab"
     ) -> dict:
         detail = f"{where}: expected {expected} {separator}-separated columns, got {got}"
-        return error_row(self.name, row_number, "malformed_line", detail, self.split)
+        return self._error_row(row_number, "malformed_line", detail)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Iterable
 
 import spacy
 from spacy.language import Language
@@ -29,15 +30,17 @@ _ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{1,6}|#x[0-9a-fA-F]{1,6});")
 UNUSED = ("ner", "senter")
 
 
-def load_model(name: str | None) -> Language:
-    """The spaCy pipeline ``name`` (default: en_core_web_sm, else its PyPI re-upload)."""
+def load_model(name: str | None, exclude: Iterable[str] = UNUSED) -> Language:
+    """The spaCy pipeline ``name`` (default: en_core_web_sm, else its PyPI re-upload),
+    without the components ``exclude`` names (default: those the scene-graph rules never
+    read)."""
     names = [name] if name else [DEFAULT_MODEL, FALLBACK_MODEL]
     for candidate in names:
         try:
-            nlp = spacy.load(candidate, exclude=[c for c in UNUSED])
+            nlp = spacy.load(candidate, exclude=list(exclude))
         except OSError:
             continue
-        log.info("scene graphs: spaCy model %s", candidate)
+        log.info("spaCy model %s (components %s)", candidate, ", ".join(nlp.pipe_names))
         return nlp
     raise ValueError(
         f"spaCy model {' or '.join(names)} is not installed "
