@@ -242,3 +242,23 @@ def test_the_ray_executor_writes_the_same_layer_files(base, tmp_path, ray_sessio
     _, result = run_layer(tmp_path, executor="ray", name="chars_ray")
     assert result.shards_written == 4
     assert [r[3] for r in listed(base, "chars")] == [r[3] for r in listed(base, "chars_ray")]
+
+
+def test_a_catalog_from_before_layers_is_migrated(demo_data, tmp_path, monkeypatch):
+    from mmdata.catalog import store
+
+    before = [m for m in store.migrations() if m[0] <= 3]
+    monkeypatch.setattr(store, "migrations", lambda: before)
+    spec = demo_recipe(demo_data, tmp_path)
+    run_recipe(recipes.load(write_recipe(tmp_path / "base.yaml", spec)), "local", progress=False)
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    assert catalog.query("SELECT max(version) FROM schema_migrations")[1] == [(3,)]
+    monkeypatch.undo()
+    _, result = run_layer(tmp_path)  # its first write applies migration 4
+    assert result.shards_written == 4
+    assert catalog.query("SELECT max(version) FROM schema_migrations")[1] == [(4,)]
+    assert catalog.query("SELECT layer FROM runs ORDER BY run_id")[1] == [("base",), ("chars",)]
+    assert (
+        catalog.query("SELECT count(*) FROM layer_chars")[1]
+        == catalog.query("SELECT count(*) FROM images")[1]
+    )

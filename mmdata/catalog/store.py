@@ -131,9 +131,10 @@ class Catalog:
                     [name, recipe_text, recipe_hash, output, SCHEMA_VERSION],
                 )
             # Runs left 'running' died without ending (crash, kill -9).
+            base_runs = "coalesce(layer, 'base') = 'base'" if _has_layers(con) else "true"
             con.execute(
                 "UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND status = 'running' "
-                "AND coalesce(layer, 'base') = 'base'",
+                f"AND {base_runs}",
                 [name],
             )
             run_id = con.execute(
@@ -502,7 +503,8 @@ def _note_view_sources(
 
 
 def _has_layers(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether migration 4 (layers) is applied: view_sources has its layer column."""
+    """Whether migration 4 (layers) is applied: runs and view_sources have their layer
+    column (a catalog is always migrated before a write; tests pin older migrations)."""
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'view_sources' "
