@@ -127,3 +127,43 @@ class NeedsMissingPackage(Stage):
 
     def process(self, table: pa.Table) -> pa.Table:
         return table
+
+
+@STAGES.register("test_caption_chars")
+class CaptionChars(Stage):
+    """A layer stage: each row's caption lengths, in characters."""
+
+    reads = ("captions",)
+    layer_fields = (pa.field("caption_chars", pa.list_(pa.int32())),)
+
+    def process(self, table: pa.Table) -> pa.Table:
+        chars = [
+            [len(c["text"]) for c in captions or []]
+            for captions in table.column("captions").to_pylist()
+        ]
+        position = table.schema.get_field_index("caption_chars")
+        return table.set_column(position, "caption_chars", pa.array(chars))  # int64: cast
+
+
+@STAGES.register("test_chars_total")
+class CharsTotal(Stage):
+    """A layer stage reading an earlier stage's field: the total of ``caption_chars``;
+    rows whose image id ends in ``error_suffix`` become error rows (they keep their place)."""
+
+    reads = ("image_id", "caption_chars")
+    layer_fields = (pa.field("chars_total", pa.int64()),)
+
+    def __init__(self, *, error_suffix: str = "7") -> None:
+        self.error_suffix = error_suffix
+
+    def process(self, table: pa.Table) -> pa.Table:
+        from mmdata.core.batch import mark
+        from mmdata.core.schema import STATUS_ERROR
+
+        totals = [sum(c or []) for c in table.column("caption_chars").to_pylist()]
+        position = table.schema.get_field_index("chars_total")
+        table = table.set_column(position, "chars_total", pa.array(totals, pa.int64()))
+        bad = [i.endswith(self.error_suffix) for i in table.column("image_id").to_pylist()]
+        return mark(
+            table, pa.array(bad), STATUS_ERROR, "unlucky_id", pa.array(["ends in 7"] * len(bad))
+        )

@@ -131,8 +131,10 @@ class Catalog:
                     [name, recipe_text, recipe_hash, output, SCHEMA_VERSION],
                 )
             # Runs left 'running' died without ending (crash, kill -9).
+            base_runs = "coalesce(layer, 'base') = 'base'" if _has_layers(con) else "true"
             con.execute(
-                "UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND status = 'running'",
+                "UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND status = 'running' "
+                f"AND {base_runs}",
                 [name],
             )
             run_id = con.execute(
@@ -147,18 +149,103 @@ class Catalog:
             ).fetchall()
         return run_id, {r[0] for r in done}
 
-    def commit_shards(self, corpus: str, run_id: int, shards: list[FinishedShard]) -> None:
-        """List finished shards and their stats, in one transaction."""
+    def begin_layer_run(
+        self,
+        corpus: str,
+        layer: str,
+        recipe_text: str,
+        recipe_hash: str,
+        output: str,
+        executor: str,
+        layer_schema: str,
+    ) -> tuple[int, set[int]]:
+        """Register a run of layer ``layer`` of ``corpus``; returns (run id, the shard
+        indices the layer already lists). ``layer_schema`` (its files' columns as text)
+        must match any layer of that name on another corpus, so ``layer_<name>`` is one
+        table.
+
+        Raises:
+            CatalogError: no such corpus; the layer exists with a different recipe hash;
+                the output is the corpus' or another layer's; a same-named layer of
+                another corpus has other columns.
+        """
+        with self.write() as con:
+            names = [n for (n,) in con.execute("SELECT name FROM corpora ORDER BY name").fetchall()]
+            if corpus not in names:
+                raise CatalogError(
+                    f"{self.path}: no corpus {corpus!r} to add layer {layer!r} to "
+                    f"(corpora: {', '.join(names) or 'none'}); run its recipe first"
+                )
+            row = con.execute(
+                "SELECT recipe_hash FROM layers WHERE corpus = ? AND layer = ?", [corpus, layer]
+            ).fetchall()
+            if row and row[0][0] != recipe_hash:
+                raise CatalogError(
+                    f"layer {layer!r} of corpus {corpus!r} in {self.path} was built by a "
+                    f"different recipe (hash {row[0][0]}, this one {recipe_hash}); give the "
+                    "new layer recipe a new name, or delete the layer's output and its rows "
+                    "in the catalog to rebuild it"
+                )
+            taken = con.execute(
+                "SELECT 'corpus ' || name FROM corpora WHERE output = ? UNION ALL "
+                "SELECT 'layer ' || layer || ' of ' || corpus FROM layers "
+                "WHERE output = ? AND NOT (corpus = ? AND layer = ?)",
+                [output, output, corpus, layer],
+            ).fetchall()
+            if taken:
+                raise CatalogError(
+                    f"layer {layer!r}: output {output} is already the output of "
+                    f"{taken[0][0]}; a layer writes to a folder of its own"
+                )
+            other = con.execute(
+                "SELECT corpus, layer_schema FROM layers WHERE layer = ? AND corpus != ? "
+                "AND layer_schema != ? ORDER BY corpus LIMIT 1",
+                [layer, corpus, layer_schema],
+            ).fetchall()
+            if other:
+                raise CatalogError(
+                    f"layer {layer!r} of corpus {other[0][0]!r} has the columns "
+                    f"({other[0][1]}), this one ({layer_schema}); the view layer_{layer} "
+                    "holds one set of columns: give this layer another name"
+                )
+            if not row:
+                con.execute(
+                    "INSERT INTO layers (corpus, layer, recipe_text, recipe_hash, output, "
+                    "schema_version, layer_schema) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [corpus, layer, recipe_text, recipe_hash, output, SCHEMA_VERSION,
+                     layer_schema],
+                )  # fmt: skip
+            con.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE corpus = ? AND layer = ? "
+                "AND status = 'running'",
+                [corpus, layer],
+            )
+            run_id = con.execute(
+                "INSERT INTO runs (corpus, layer, recipe_hash, executor, status) "
+                "VALUES (?, ?, ?, ?, 'running') RETURNING run_id",
+                [corpus, layer, recipe_hash, executor],
+            ).fetchall()[0][0]
+            done = con.execute(
+                "SELECT shard_index FROM shards WHERE corpus = ? AND layer = ? AND kind = 'data'",
+                [corpus, layer],
+            ).fetchall()
+        return run_id, {r[0] for r in done}
+
+    def commit_shards(
+        self, corpus: str, run_id: int, shards: list[FinishedShard], layer: str = "base"
+    ) -> None:
+        """List finished shards (of ``layer``: the corpus' own, or a layer's) and their
+        stats, in one transaction."""
         if not shards:
             return
         with self.write() as con:
-            _insert_shards(con, corpus, run_id, shards)
+            _insert_shards(con, corpus, run_id, shards, layer)
             con.execute(
                 "UPDATE runs SET shards_written = shards_written + ? WHERE run_id = ?",
                 [len(shards), run_id],
             )
             files = [(f["kind"], f["path"]) for s in shards for f in s.files]
-            if _note_view_sources(con, corpus, files):
+            if _note_view_sources(con, corpus, files, layer):
                 refresh_views(con)
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -250,7 +337,11 @@ class Catalog:
 
 
 def _insert_shards(
-    con: duckdb.DuckDBPyConnection, corpus: str, run_id: int, shards: list[FinishedShard]
+    con: duckdb.DuckDBPyConnection,
+    corpus: str,
+    run_id: int,
+    shards: list[FinishedShard],
+    layer: str = "base",
 ) -> None:
     """List ``shards`` (replacing an earlier listing of the same indices, as a retry
     does) with a constant number of statements: the rows go in as Arrow tables."""
@@ -258,14 +349,15 @@ def _insert_shards(
     con.register("_committed", indices)
     for table in ("shards", "stage_stats", "stage_drops"):
         con.execute(
-            f"DELETE FROM {table} WHERE corpus = ? AND layer = 'base' "
+            f"DELETE FROM {table} WHERE corpus = ? AND layer = ? "
             "AND shard_index IN (SELECT shard_index FROM _committed)",
-            [corpus],
+            [corpus, layer],
         )
     con.unregister("_committed")
     files = [
         {
             "corpus": corpus,
+            "layer": layer,
             "kind": f["kind"],
             "shard_index": s.index,
             "path": f["path"],
@@ -284,6 +376,7 @@ def _insert_shards(
     stats = [
         {
             "corpus": corpus,
+            "layer": layer,
             "shard_index": s.index,
             "step_index": step["index"],
             "stage": step["name"],
@@ -298,6 +391,7 @@ def _insert_shards(
     drops = [
         {
             "corpus": corpus,
+            "layer": layer,
             "shard_index": s.index,
             "step_index": step["index"],
             "stage": step["name"],
@@ -376,10 +470,10 @@ def view_source(path: str) -> tuple[str, str]:
 
 
 def _note_view_sources(
-    con: duckdb.DuckDBPyConnection, corpus: str, files: list[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection, corpus: str, files: list[tuple[str, str]], layer: str = "base"
 ) -> bool:
-    """Record how the views reach ``files`` ((kind, path) pairs); True when the views must
-    be rebuilt (a new folder, or a folder whose paths the views write out)."""
+    """Record how the views reach ``files`` ((kind, path) pairs of ``layer``); True when
+    the views must be rebuilt (a new folder, or a folder whose paths the views write out)."""
     known = {
         (kind, mode, pattern)
         for kind, mode, pattern in con.execute(
@@ -390,25 +484,46 @@ def _note_view_sources(
     for kind, path in files:
         mode, pattern = view_source(path)
         if (kind, mode, pattern) not in known:
-            con.execute(
-                "INSERT OR IGNORE INTO view_sources VALUES (?, ?, ?, ?)",
-                [corpus, kind, mode, pattern],
-            )
+            if layer == "base":  # also while migrating from before the layer column
+                con.execute(
+                    "INSERT OR IGNORE INTO view_sources (corpus, kind, mode, pattern) "
+                    "VALUES (?, ?, ?, ?)",
+                    [corpus, kind, mode, pattern],
+                )
+            else:
+                con.execute(
+                    "INSERT OR IGNORE INTO view_sources (corpus, kind, mode, pattern, layer) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [corpus, kind, mode, pattern, layer],
+                )
             known.add((kind, mode, pattern))
             rebuild = True
         rebuild = rebuild or mode == "list"
     return rebuild
 
 
-def _corpus_selects(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
-    """One SELECT per corpus with local shards of ``kind``: a glob over its folders whose
-    matches are kept only when listed (``filename`` is dropped), or the written-out list."""
+def _has_layers(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether migration 4 (layers) is applied: runs and view_sources have their layer
+    column (a catalog is always migrated before a write; tests pin older migrations)."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'view_sources' "
+            "AND column_name = 'layer' AND database_name = current_database()"
+        ).fetchall()[0][0]
+    )
+
+
+def _corpus_selects(con: duckdb.DuckDBPyConnection, kind: str, layer: str = "base") -> list[str]:
+    """One SELECT per corpus with local shards of ``kind`` in ``layer``: a glob over its
+    folders whose matches are kept only when listed (``filename`` is dropped), or the
+    written-out list."""
     if not _has_view_sources(con):  # only while migrating from before migration 2
         return []
+    in_layer = "coalesce(layer, 'base') = ?" if _has_layers(con) else "? = 'base'"
     sources = con.execute(
         "SELECT corpus, mode, pattern FROM view_sources WHERE kind = ? AND mode != 'store' "
-        "ORDER BY corpus, pattern",
-        [kind],
+        f"AND {in_layer} ORDER BY corpus, pattern",
+        [kind, layer],
     ).fetchall()
     by_corpus: dict[str, list[tuple[str, str]]] = {}
     for corpus, mode, pattern in sources:
@@ -417,7 +532,7 @@ def _corpus_selects(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
     for corpus, found in by_corpus.items():
         listed = (
             f"SELECT path FROM shards WHERE corpus = {sql_literal(corpus)} "
-            f"AND layer = 'base' AND kind = {sql_literal(kind)}"
+            f"AND layer = {sql_literal(layer)} AND kind = {sql_literal(kind)}"
         )
         if all(mode == "glob" for mode, _ in found):
             globs = ", ".join(sql_literal(p) for _, p in found)
@@ -437,6 +552,28 @@ def _corpus_selects(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
                 f"[{', '.join(sql_literal(p) for p in paths)}])"
             )
     return selects
+
+
+def layer_view(layer: str) -> str:
+    """The name of a layer's view, quoted: ``"layer_<name>"`` (``layer_voken`` unquoted
+    for a plain name; names with '.' or '-' need the quotes in SQL)."""
+    return '"layer_' + layer.replace('"', '""') + '"'
+
+
+def _layer_views(con: duckdb.DuckDBPyConnection) -> None:
+    """One view per layer name: its listed files on every corpus that has it."""
+    if not _has_view_sources(con) or not _has_layers(con):
+        return
+    names = con.execute(
+        "SELECT DISTINCT layer FROM view_sources WHERE coalesce(layer, 'base') != 'base' "
+        "ORDER BY layer"
+    ).fetchall()
+    for (layer,) in names:
+        selects = _corpus_selects(con, "data", layer)
+        if selects:
+            con.execute(
+                f"CREATE OR REPLACE VIEW {layer_view(layer)} AS {' UNION ALL '.join(selects)}"
+            )
 
 
 def _union_view(
@@ -551,6 +688,7 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     _union_view(con, "rejects", "rejects", "_empty_rejects")
     for statement in _derived_views():
         con.execute(statement)
+    _layer_views(con)
 
 
 def where_mask(table: pa.Table, where: str, source: str = "") -> np.ndarray:

@@ -1,5 +1,5 @@
 """Catalog integrity: every listed shard exists with its recorded size, sha256 and row
-count, and every shard-like file in a corpus's output is listed or reported.
+count, and every shard-like file in a corpus's output (or a layer's) is listed or reported.
 
 What a crash can leave behind is reported, never repaired here: parts in ``_staging``
 (the next run of the recipe deletes them and redoes their shards), ``*.partial``
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mmdata.catalog.store import Catalog
+from mmdata.catalog.store import Catalog, CatalogError
 from mmdata.core import io
 from mmdata.core.progress import Progress
 
@@ -61,13 +61,23 @@ def check(
                 problems.append(Problem(name, path, *problem))
             bar.update(1, rows=rows)
     files = 0
-    for name, output in corpora:
+    for name, output in corpora + _layer_outputs(catalog, names):
         for path in _files_under(output):
             files += 1
             kind = _stray_kind(path, output, every_listed)
             if kind:
                 problems.append(Problem(name, path, *kind))
     return Report(shards, files, problems)
+
+
+def _layer_outputs(catalog: Catalog, corpora: set[str]) -> list[tuple[str, str]]:
+    """(corpus, output) of each layer of ``corpora`` (none in a catalog from before
+    layers, which a read-only connection does not migrate)."""
+    try:
+        _, rows = catalog.query("SELECT corpus, output FROM layers ORDER BY corpus, layer")
+    except CatalogError:
+        return []
+    return [(corpus, output) for corpus, output in rows if corpus in corpora]
 
 
 def _check_shard(path: str, rows: int, size: int, sha: str, hashes: bool):  # noqa: ANN202

@@ -232,10 +232,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     steps = " -> ".join(recipe.step_names)
-    print(
-        f"{args.recipe}: ok: corpus {recipe.name!r}: {steps}; output {recipe.output}; "
-        f"catalog {recipe.catalog}"
+    what = (
+        f"corpus {recipe.name!r}"
+        if recipe.layer_of is None
+        else f"layer {recipe.name!r} of corpus {recipe.layer_of!r}"
     )
+    print(f"{args.recipe}: ok: {what}: {steps}; output {recipe.output}; catalog {recipe.catalog}")
     return 0
 
 

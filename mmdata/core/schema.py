@@ -179,6 +179,17 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 
+
+def layer_schema(fields: tuple[pa.Field, ...] | list[pa.Field]) -> pa.Schema:
+    """A layer file's schema: ``image_id``, the layer's fields (in recipe order), then
+    the row's ``status`` and ``reason`` in the layer run (the fields are null unless ok).
+    One row per base row, in the base shard's order, so readers zip by position."""
+    return pa.schema(
+        [IMAGE_SCHEMA.field("image_id"), *fields, pa.field("status", pa.string()),
+         pa.field("reason", pa.string())]
+    )  # fmt: skip
+
+
 #: Columns the executors add while a batch travels through the stages; never stored.
 INTERNAL_FIELDS: list[pa.Field] = [
     pa.field("_shard", pa.int64()),  # index of the input partition = output shard

@@ -107,6 +107,11 @@ class Stage(ABC):
     #: a recipe naming the stage is refused at validation when one is missing, not in a
     #: worker at ``setup()``.
     requires: ClassVar[Mapping[str, str]] = {}
+    #: The columns the stage adds to a *layer* (a recipe with ``layer_of:``), with their
+    #: Arrow types: ``(pa.field("caption_chars", pa.list_(pa.int32())),)``. ``process``
+    #: fills them (they arrive as nulls); the layer's files store them next to
+    #: ``image_id``. A stage that declares some runs only in layer recipes.
+    layer_fields: ClassVar[tuple[pa.Field, ...]] = ()
 
     def setup(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Load models or open files; called once per worker before ``process``."""

@@ -47,8 +47,10 @@ class ShardCommitter:
         on_commit: Callable[[list[FinishedShard]], None] | None = None,
         interval_s: float = COMMIT_INTERVAL_S,
         max_shards: int = COMMIT_MAX_SHARDS,
+        layer: str = "base",
     ) -> None:
         self.catalog, self.corpus, self.run_id = catalog, corpus, run_id
+        self.layer = layer  # 'base', or the layer a layer run writes
         self.on_commit = on_commit
         self.interval_s = interval_s
         self.max_shards = max(1, max_shards)
@@ -97,7 +99,7 @@ class ShardCommitter:
             last = time.monotonic()
             try:
                 faults.point("before_commit")
-                self.catalog.commit_shards(self.corpus, self.run_id, batch)
+                self.catalog.commit_shards(self.corpus, self.run_id, batch, self.layer)
                 faults.point("after_commit")
             except BaseException as exc:  # noqa: BLE001 - handed to the driver thread
                 with self._cond:

@@ -13,6 +13,11 @@ A recipe::
     shard_rows: 1000            # input rows per shard
     imports: [my_package.stages]  # optional: modules that register more stages
 
+A *layer* recipe adds columns to a corpus without rewriting it: ``layer_of: <corpus>``
+instead of ``source``, no ``shard_rows`` (the base's shards are the partitions), and
+every stage declares the columns it adds (``Stage.layer_fields``); ``name`` names the
+layer. Its rows are written one file per base shard, row for row (mmdata.engine.sink).
+
 Relative paths resolve against the recipe file's folder; ``${VAR}`` expands from the
 environment (or the variables given to ``load``), and an undefined one is an error.
 
@@ -34,15 +39,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from mmdata.core.args import check_args, resolve_path
 from mmdata.core.errors import MmdataError
 from mmdata.core.registry import SOURCES, STAGES, UnknownNameError, import_modules, load_builtin
+from mmdata.core.schema import IMAGE_SCHEMA, INTERNAL_FIELDS, layer_schema
 from mmdata.core.stage import OnError, Resources, Source, Stage
 
-TOP_KEYS = {"name", "source", "stages", "output", "catalog", "on_error", "shard_rows", "imports"}
-REQUIRED_KEYS = ("name", "source", "output", "catalog")
+TOP_KEYS = {
+    "name", "source", "layer_of", "stages", "output", "catalog", "on_error", "shard_rows",
+    "imports",
+}  # fmt: skip
+REQUIRED_KEYS = ("name", "output", "catalog")  # and exactly one of source, layer_of
 ON_ERROR = tuple(e.value for e in OnError)
 OUTPUT_ROOT_ENV = "MMDATA_OUTPUT_ROOT"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -74,7 +84,7 @@ class Recipe:
     """A validated recipe. ``text`` is the YAML exactly as read (stored in the catalog)."""
 
     name: str
-    source: StepSpec
+    source: StepSpec | None  # None for a layer recipe
     stages: list[StepSpec]
     output: str
     catalog: str
@@ -82,28 +92,61 @@ class Recipe:
     shard_rows: int = DEFAULT_SHARD_ROWS
     imports: list[str] = field(default_factory=list)
     text: str = ""
+    #: a layer recipe: the base corpus it adds columns to (``source`` is then None)
+    layer_of: str | None = None
+    #: a layer recipe: the columns its stages add, in recipe order (``Stage.layer_fields``)
+    layer_fields: tuple[pa.Field, ...] = ()
+    #: a layer recipe: the base columns its stages read (image_id first)
+    base_columns: tuple[str, ...] = ()
 
     @property
     def content_hash(self) -> str:
         """Hash of what decides the corpus' rows; a changed recipe is a new corpus."""
-        canonical = {
-            "source": _hashed(self.source),
+        canonical: dict[str, Any] = {
             "output": self.output,
             "stages": [_hashed(s) for s in self.stages],
             "on_error": self.on_error,
-            "shard_rows": self.shard_rows,
         }
+        if self.layer_of is not None:  # the base decides the partitions: no shard_rows
+            canonical["layer_of"] = self.layer_of
+        else:
+            canonical.update(source=_hashed(self.source), shard_rows=self.shard_rows)
         blob = json.dumps(canonical, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property
-    def step_names(self) -> list[str]:
-        """The source's name, then each stage's: how stats and rejects name the steps."""
-        return [self.source.name] + [s.name for s in self.stages]
+    def corpus(self) -> str:
+        """The corpus the run's shards belong to: the base of a layer, else ``name``."""
+        return self.layer_of if self.layer_of is not None else self.name
 
-    def build_source(self) -> Source:
-        """A new source instance (imports the recipe's modules first: Ray workers too)."""
+    @property
+    def layer(self) -> str:
+        """The catalog layer the run writes: ``base``, or a layer recipe's name."""
+        return "base" if self.layer_of is None else self.name
+
+    @property
+    def layer_schema(self) -> pa.Schema | None:
+        """A layer file's schema (image_id, the layer fields, status, reason); None for
+        a corpus recipe."""
+        return None if self.layer_of is None else layer_schema(self.layer_fields)
+
+    @property
+    def step_names(self) -> list[str]:
+        """The source's name, then each stage's: how stats and rejects name the steps
+        (a layer's step -1 is its base, ``layer_of:<corpus>``)."""
+        first = f"layer_of:{self.layer_of}" if self.source is None else self.source.name
+        return [first] + [s.name for s in self.stages]
+
+    def build_source(self, catalog: str | None = None) -> Source:
+        """A new source instance (imports the recipe's modules first: Ray workers too).
+        A layer's source lists the base's shards from ``catalog`` (default: the recipe's)."""
         import_modules(self.imports)
+        if self.source is None:
+            from mmdata.engine.layer_source import LayerSource
+
+            return LayerSource(
+                catalog=catalog or self.catalog, corpus=self.corpus, columns=self.base_columns
+            )
         return SOURCES.get(self.source.name)(**self.source.args)
 
     def build_stage(self, index: int) -> Stage:
@@ -155,13 +198,21 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
     except ImportError as exc:
         problems.append(f"imports: cannot import {exc.name!r}: {exc}")
     load_builtin()
-    source = _step(data.get("source"), "source", SOURCES, base_dir, problems)
+    layer = "layer_of" in data
+    source = None if layer else _step(data.get("source"), "source", SOURCES, base_dir, problems)
     stages = [
         _step(s, f"stages[{i}]", STAGES, base_dir, problems)
         for i, s in enumerate(_list_or_empty(data.get("stages")))
     ]
-    if source is not None and None not in stages:
-        problems += check_columns(source, stages)  # type: ignore[arg-type]
+    fields: tuple[pa.Field, ...] = ()
+    base_columns: tuple[str, ...] = ()
+    if None not in stages:
+        if layer:
+            found, fields, base_columns = check_layer_stages(stages)  # type: ignore[arg-type]
+            problems += found
+        elif source is not None:
+            problems += check_columns(source, stages)  # type: ignore[arg-type]
+            problems += check_no_layer_fields(stages)  # type: ignore[arg-type]
     if problems:
         raise RecipeError(where, problems)
     output = resolve_path(str(data["output"]), base_dir)
@@ -179,6 +230,9 @@ def parse(text: str, where: str, base_dir: Path, variables: dict[str, str] | Non
         shard_rows=data.get("shard_rows", DEFAULT_SHARD_ROWS),
         imports=list(imports),
         text=text,
+        layer_of=data["layer_of"] if layer else None,
+        layer_fields=fields,
+        base_columns=base_columns,
     )
 
 
@@ -232,6 +286,7 @@ def _check_top(data: dict) -> list[str]:
         if k not in TOP_KEYS
     ]
     problems += [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in data]
+    problems += _check_layer_keys(data)
     name = data.get("name")
     if name is not None and not (isinstance(name, str) and NAME_RE.match(name)):
         problems.append(
@@ -253,6 +308,26 @@ def _check_top(data: dict) -> list[str]:
         problems.append("stages must be a list of {stage_name: {arguments}}")
     if not isinstance(data.get("imports") or [], list):
         problems.append("imports must be a list of module names")
+    return problems
+
+
+def _check_layer_keys(data: dict) -> list[str]:
+    """Exactly one of ``source`` and ``layer_of``; what a layer recipe may not say."""
+    if "source" in data and "layer_of" in data:
+        return ["give either 'source' (a corpus) or 'layer_of' (a layer of a corpus), not both"]
+    if "layer_of" not in data:
+        return [] if "source" in data else ["missing key 'source' (or 'layer_of' for a layer)"]
+    problems = []
+    base = data["layer_of"]
+    if not (isinstance(base, str) and NAME_RE.match(base)):
+        problems.append(f"layer_of must name a corpus (a corpus name), got {base!r}")
+    if data.get("name") == "base":
+        problems.append("name 'base' is the corpus' own layer; give the layer another name")
+    if "shard_rows" in data:
+        problems.append(
+            "shard_rows is not allowed in a layer recipe: the base corpus' shards are its "
+            "partitions (one layer file per base shard)"
+        )
     return problems
 
 
@@ -338,6 +413,76 @@ def _custom_problems(custom: Any, where: str) -> list[str]:
         elif not 0 < amount < float("inf"):
             problems.append(f"{where}: resources.custom.{name} must be positive, got {amount!r}")
     return problems
+
+
+#: Names a layer field may not take: the base's columns, the executors' internal ones,
+#: and what the layer views add (``corpus``) or use (``filename``).
+RESERVED_LAYER_NAMES = frozenset(
+    IMAGE_SCHEMA.names
+    + [f.name for f in INTERNAL_FIELDS]
+    + ["_item_rejects", "_prepared", "corpus", "filename"]
+)
+
+
+def check_layer_stages(
+    stages: list[StepSpec],
+) -> tuple[list[str], tuple[pa.Field, ...], tuple[str, ...]]:
+    """A layer recipe's stages: each declares the fields it adds (new names, not a base
+    column), and reads only base columns or fields of earlier stages. Returns
+    (problems, the layer fields in recipe order, the base columns read, image_id first)."""
+    problems: list[str] = []
+    if not stages:
+        problems.append("a layer recipe needs at least one stage (declaring layer_fields)")
+    fields: list[pa.Field] = []
+    base = set(IMAGE_SCHEMA.names)
+    read: list[str] = ["image_id"]
+    for i, spec in enumerate(stages):
+        cls = STAGES.get(spec.name)
+        declared = tuple(getattr(cls, "layer_fields", ()))
+        if not declared:
+            problems.append(
+                f"stages[{i}] {spec.name}: declares no layer_fields, so it adds no column to "
+                "a layer (a layer recipe's stages must each declare the columns they add)"
+            )
+        available = base | {f.name for f in fields}
+        missing = [c for c in cls.reads if c not in available]
+        if missing:
+            problems.append(
+                f"stages[{i}] {spec.name} reads {missing}, which are neither columns of the "
+                f"base corpus nor layer fields of an earlier stage "
+                f"(layer fields so far: {[f.name for f in fields]})"
+            )
+        read += [c for c in cls.reads if c in base and c not in read]
+        for f in declared:
+            if not isinstance(f, pa.Field):
+                problems.append(
+                    f"stages[{i}] {spec.name}: layer_fields holds {f!r}, not a pa.field"
+                )
+            elif f.name in RESERVED_LAYER_NAMES:
+                problems.append(
+                    f"stages[{i}] {spec.name}: layer field {f.name!r} is a base or internal "
+                    "column name; give it another name"
+                )
+            elif f.name in {g.name for g in fields}:
+                problems.append(
+                    f"stages[{i}] {spec.name}: layer field {f.name!r} is already added by an "
+                    "earlier stage"
+                )
+            else:
+                fields.append(f)
+    return problems, tuple(fields), tuple(read)
+
+
+def check_no_layer_fields(stages: list[StepSpec]) -> list[str]:
+    """A stage that adds layer fields runs only in a layer recipe (its columns have no
+    place in a corpus' own shards)."""
+    return [
+        f"stages[{i}] {spec.name} adds layer fields "
+        f"{[f.name for f in STAGES.get(spec.name).layer_fields]}: it runs only in a layer "
+        "recipe (layer_of: <corpus>)"
+        for i, spec in enumerate(stages)
+        if getattr(STAGES.get(spec.name), "layer_fields", ())
+    ]
 
 
 def check_columns(source: StepSpec, stages: list[StepSpec]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,7 +22,12 @@ from mmdata.engine.executors import make_executor
 from mmdata.engine.executors.base import RunPlan
 from mmdata.engine.recipe import Recipe
 from mmdata.engine.runlock import corpus_lock
-from mmdata.engine.sink import ShardAssembler, staging_dir, write_listed_shard
+from mmdata.engine.sink import (
+    ShardAssembler,
+    staging_dir,
+    write_empty_layer_shard,
+    write_listed_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     """What a run did; ``shards_written`` is 0 when everything was already done."""
 
-    corpus: str
+    corpus: str  # the corpus (a layer run: the base corpus)
     run_id: int
     catalog: str
     shards_total: int
@@ -40,6 +46,8 @@ class RunResult:
     #: seconds the committer spent in catalog transactions, and how many it ran
     commit_seconds: float = 0.0
     commits: int = 0
+    #: the layer the run wrote: 'base' (the corpus itself) or a layer recipe's name
+    layer: str = "base"
 
 
 def run_recipe(
@@ -55,6 +63,8 @@ def run_recipe(
     Each finished shard is committed on its own, so a crash loses at most the shards in
     flight; their staged parts are removed by the next run. One run per local output at
     a time: a second one fails with CorpusBusyError (mmdata.engine.runlock).
+    A layer recipe (``layer_of``) runs the same way over its base corpus' listed shards,
+    writing one layer file per base shard (docs/architecture.md, Layers).
     """
     with corpus_lock(recipe.output, recipe.name):
         return _run_locked(recipe, executor, address, catalog_path, progress)
@@ -69,11 +79,17 @@ def _run_locked(
 ) -> RunResult:
     started = time.perf_counter()
     catalog = Catalog(catalog_path or recipe.catalog)
-    run_id, done = catalog.begin_run(
-        recipe.name, recipe.text, recipe.content_hash, recipe.output, executor
-    )
+    if recipe.layer_of is not None:
+        run_id, done = catalog.begin_layer_run(
+            recipe.corpus, recipe.layer, recipe.text, recipe.content_hash, recipe.output,
+            executor, schema_text(recipe.layer_schema),
+        )  # fmt: skip
+    else:
+        run_id, done = catalog.begin_run(
+            recipe.name, recipe.text, recipe.content_hash, recipe.output, executor
+        )
     try:
-        partitions = recipe.build_source().partitions(recipe.shard_rows)
+        partitions = recipe.build_source(catalog.path).partitions(recipe.shard_rows)
         pending = [p for p in partitions if p.index not in done]
         staging = staging_dir(recipe.output)
         io.delete_dir(staging)  # parts of a crashed run were never listed: redo them
@@ -84,7 +100,8 @@ def _run_locked(
             len(partitions) - len(pending),
             len(pending),
         )
-        done_shards = listed_data_shards(catalog, recipe.name)
+        # what a run-wide stage resumes from: the corpus' data shards, or the layer's own
+        done_shards = listed_data_shards(catalog, recipe.corpus, recipe.layer)
         plan = RunPlan(recipe, pending, staging, done_shards)
         committer = _execute(recipe, plan, executor, address, catalog, run_id, progress)
     except BaseException as exc:
@@ -92,7 +109,7 @@ def _run_locked(
         raise
     catalog.end_run(run_id, "finished")
     return RunResult(
-        recipe.name,
+        recipe.corpus,
         run_id,
         catalog.path,
         len(partitions),
@@ -101,16 +118,22 @@ def _run_locked(
         time.perf_counter() - started,
         committer.busy_s,
         committer.commits,
+        recipe.layer,
     )
 
 
-def listed_data_shards(catalog: Catalog, corpus: str) -> tuple[str, ...]:
-    """The corpus's committed data shards as the catalog lists them, by shard index
-    (``mmdata retry`` gives a rewritten shard a new name)."""
+def schema_text(schema: pa.Schema) -> str:
+    """A layer's columns as the catalog compares them: ``name type [not null]``, joined."""
+    return ", ".join(f"{f.name} {f.type}" + ("" if f.nullable else " not null") for f in schema)
+
+
+def listed_data_shards(catalog: Catalog, corpus: str, layer: str = "base") -> tuple[str, ...]:
+    """The corpus's (or its layer's) committed data shards as the catalog lists them, by
+    shard index (``mmdata retry`` gives a rewritten shard a new name)."""
     _, rows = catalog.query(
-        "SELECT path FROM shards WHERE corpus = ? AND layer = 'base' AND kind = 'data' "
+        "SELECT path FROM shards WHERE corpus = ? AND layer = ? AND kind = 'data' "
         "ORDER BY shard_index",
-        [corpus],
+        [corpus, layer],
     )
     return tuple(path for (path,) in rows)
 
@@ -127,17 +150,32 @@ def _execute(
     """Assemble parts as they arrive; finished shards go to the committer's thread, so
     this loop never waits on the catalog. Shards finished before a failure are still
     listed (they are whole) before the failure is raised."""
-    assembler = ShardAssembler(recipe.output)
+    assembler = ShardAssembler(recipe.output, recipe.layer_schema)
     with Progress(len(plan.partitions), "shard", progress, desc=recipe.name) as bar:
         committer = ShardCommitter(
             catalog,
-            recipe.name,
+            recipe.corpus,
             run_id,
             on_commit=lambda shards: bar.update(
                 len(shards), rows=sum(s.input_rows for s in shards)
             ),
+            layer=recipe.layer,
         )
         try:
+            if recipe.layer_schema is not None:
+                # an empty base shard reaches no worker (no rows): its layer file is
+                # written here, so the layer still has one file per base shard
+                empty = [p for p in plan.partitions if p.spec.get("rows") == 0]
+                for partition in empty:
+                    committer.submit(
+                        write_empty_layer_shard(
+                            recipe.output, partition.index, recipe.layer_schema,
+                            recipe.step_names,
+                        )
+                    )  # fmt: skip
+                plan = dataclasses.replace(
+                    plan, partitions=[p for p in plan.partitions if p.spec.get("rows") != 0]
+                )
             for part in make_executor(executor, address).run(plan):
                 shard = assembler.add(part)
                 if shard is not None:

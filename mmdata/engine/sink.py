@@ -67,8 +67,12 @@ def encode_parquet(table: pa.Table, schema: pa.Schema) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[Part]:
-    """Write the rows of ``table`` as one data part and one rejects part per shard.
+def write_parts(
+    table: pa.Table, staging: str, step_names: list[str], layer: pa.Schema | None = None
+) -> list[Part]:
+    """Write the rows of ``table`` as one data part and one rejects part per shard; in a
+    layer run (``layer``: the layer file's schema) one layer part per shard holding every
+    row, and no rejects.
 
     ``step_names[0]`` is the source, ``step_names[i + 1]`` stage ``i``. Returns one
     JSON-able description per shard found in ``table``.
@@ -77,8 +81,48 @@ def write_parts(table: pa.Table, staging: str, step_names: list[str]) -> list[Pa
     for shard in pc.unique(table.column("_shard")).to_pylist():
         rows = table.filter(pc.equal(table.column("_shard"), shard))
         rows = rows.take(pc.sort_indices(rows.column("_row")))
-        parts.append(_write_part(rows, shard, staging, step_names))
+        if layer is not None:
+            parts.append(_write_layer_part(rows, shard, staging, step_names, layer))
+        else:
+            parts.append(_write_part(rows, shard, staging, step_names))
     return parts
+
+
+def layer_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A layer file's rows: one per input row, in the given order; the layer fields are
+    null where the row is not ok (its status and reason say why)."""
+    ok = ok_mask(rows)
+    columns = []
+    for spec in schema:
+        column = rows.column(spec.name).cast(spec.type)
+        if spec.name not in ("image_id", "status", "reason"):
+            column = pc.if_else(ok, column, pa.nulls(rows.num_rows, spec.type))
+        columns.append(column)
+    table = pa.Table.from_arrays(columns, schema=schema)
+    validate(table, schema)
+    return table
+
+
+def _write_layer_part(
+    rows: pa.Table, shard: int, staging: str, step_names: list[str], schema: pa.Schema
+) -> Part:
+    table = layer_rows(rows, schema)
+    token = uuid.uuid4().hex[:12]
+    part: Part = {
+        "shard": shard,
+        "input_rows": rows.num_rows,
+        "shard_rows": rows.column("_shard_rows")[0].as_py(),
+        "data_path": io.join(staging, f"{shard:05d}-{token}.layer.parquet"),
+        "data_rows": table.num_rows,
+        "data_order": rows.column("_row").to_pylist(),
+        "reject_path": None,
+        "reject_rows": 0,
+        "reject_order": [],
+        "stats": json.dumps(stage_stats(rows, step_names)),
+    }
+    part["data_file"] = _write_file(part["data_path"], table, schema)
+    faults.point("worker_write")
+    return part
 
 
 def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str]) -> Part:
@@ -199,6 +243,8 @@ class ShardAssembler:
     """Driver side: gathers parts until a shard is complete, then puts it in place."""
 
     output: str
+    #: a layer run's file schema: data files in it, no rejects (None: a corpus run)
+    layer: pa.Schema | None = None
     _parts: dict[int, list[Part]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, part: Part) -> FinishedShard | None:
@@ -224,7 +270,7 @@ class ShardAssembler:
         data = _place(
             [(p["data_path"], p["data_order"], p["data_file"]) for p in parts],
             shard_path(self.output, index),
-            IMAGE_SCHEMA,
+            IMAGE_SCHEMA if self.layer is None else self.layer,
         )
         files = [{"kind": "data", **data}]
         faults.point("shard_placed")  # data file in place, rejects file still staged
@@ -242,6 +288,20 @@ class ShardAssembler:
             files,
             merge_stats([json.loads(p["stats"]) for p in parts]),
         )
+
+
+def write_empty_layer_shard(
+    output: str, index: int, schema: pa.Schema, step_names: list[str]
+) -> FinishedShard:
+    """Layer shard ``index`` of an empty base shard: a zero-row file (no rows reach a
+    worker, so the driver writes it), with zero-row stats for every step."""
+    meta = _write_whole(shard_path(output, index), schema.empty_table(), schema)
+    stats = [
+        {"index": i, "name": name, "rows_in": 0, "rows_out": 0, "drops": {}, "seconds": 0.0}
+        for i, name in enumerate(step_names, start=SOURCE_INDEX)
+    ]
+    return FinishedShard(index, 0, [{"kind": "data", "path": shard_path(output, index), **meta}],
+                         stats)  # fmt: skip
 
 
 def _write_whole(final: str, table: pa.Table, schema: pa.Schema) -> FileMeta:

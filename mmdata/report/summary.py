@@ -13,18 +13,19 @@ if TYPE_CHECKING:
     from mmdata.engine.run import RunResult
 
 
-def step_stats(catalog: Catalog, corpus: str) -> list[dict[str, Any]]:
-    """Each step of ``corpus`` (the source is step -1): rows in and out, seconds, and its
-    drops as ``{unit, reason, rows}`` (by unit, then most rows first)."""
+def step_stats(catalog: Catalog, corpus: str, layer: str = "base") -> list[dict[str, Any]]:
+    """Each step of ``corpus`` (or of its layer ``layer``; the source is step -1): rows
+    in and out, seconds, and its drops as ``{unit, reason, rows}`` (by unit, then most
+    rows first)."""
     columns, steps = catalog.query(
         "SELECT step_index, stage, rows_in, rows_out, seconds FROM stage_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index",
-        [corpus],
+        "WHERE corpus = ? AND layer = ? ORDER BY step_index",
+        [corpus, layer],
     )
     _, drops = catalog.query(
         "SELECT step_index, unit, reason, rows FROM drops_summary "
-        "WHERE corpus = ? AND layer = 'base' ORDER BY step_index, unit, rows DESC, reason",
-        [corpus],
+        "WHERE corpus = ? AND layer = ? ORDER BY step_index, unit, rows DESC, reason",
+        [corpus, layer],
     )
     return [
         {
@@ -44,13 +45,13 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
     catalog = Catalog(result.catalog)
     _, files = catalog.query(
         "SELECT kind, count(*), sum(rows), sum(bytes) FROM shards WHERE corpus = ? "
-        "GROUP BY kind ORDER BY kind",
-        [result.corpus],
+        "AND layer = ? GROUP BY kind ORDER BY kind",
+        [result.corpus, result.layer],
     )
     return {
         "event": "summary",
         **dataclasses.asdict(result),
-        "steps": step_stats(catalog, result.corpus),
+        "steps": step_stats(catalog, result.corpus, result.layer),
         "files": {kind: {"files": n, "rows": rows, "bytes": size} for kind, n, rows, size in files},
     }
 
@@ -78,7 +79,9 @@ def summarize(result: RunResult) -> str:
         for kind, f in summary["files"].items()
     )
     header = (
-        f"corpus {result.corpus}: {result.shards_total} shards "
+        f"corpus {result.corpus}"
+        + ("" if result.layer == "base" else f", layer {result.layer}")
+        + f": {result.shards_total} shards "
         f"({result.shards_written} written now, {result.shards_skipped} already done) "
         f"in {result.seconds:.1f} s; catalog {result.catalog}"
     )

@@ -52,10 +52,13 @@ class ShardReader:
         unit: str = "image",
         where: str | None = None,
         columnar: Mapping[str, Callable[[pa.Array], list]] | None = None,
+        layer_columns: Sequence[str] = (),
     ) -> None:
         if unit not in UNITS:
             raise StreamError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        # the image-level columns that only layers have (a layer recipe's fields)
         names = sample_columns(unit)
+        names += tuple(c for c in layer_columns if c not in names)
         columns = list(columns) if columns is not None else list(names)
         unknown = [c for c in columns if c not in names]
         if unknown:
@@ -75,9 +78,11 @@ class ShardReader:
         ``wanted``, layers zipped in by position (their columns replace the base's)."""
         wanted = list(dict.fromkeys(wanted))
         layer_cols: dict[str, list[str]] = {}
+        taken: set[str] = set()  # a column two layers have (image_id) is read from the first
         for _, path, _ in shard.layers:
             schema = _schema(path)
-            layer_cols[path] = [c for c in wanted if c in schema.names]
+            layer_cols[path] = [c for c in wanted if c in schema.names and c not in taken]
+            taken |= set(layer_cols[path])
         from_layers = {c for cols in layer_cols.values() for c in cols}
         base = [c for c in wanted if c not in from_layers]
         table = _read_table(shard.path, base, shard.rows, rows)
@@ -274,3 +279,12 @@ def _read_table(
     if table.num_rows != expected:
         raise StreamError(f"{path}: read {table.num_rows} rows where {expected} were expected")
     return table
+
+
+def layer_columns(shards: Mapping[str, Sequence[ShardInfo]]) -> list[str]:
+    """The columns of the layers zipped onto ``shards`` (read from the first shard's
+    layer files: a layer has the same columns in every shard)."""
+    for listed in shards.values():
+        if listed:
+            return [c for _, path, _ in listed[0].layers for c in _schema(path).names]
+    return []

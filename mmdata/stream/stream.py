@@ -17,7 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torch.utils.data._utils.fetch import _IterableDatasetFetcher
 
 from mmdata.stream.plan import Span, buffer_order, rank_streams, rng_for
-from mmdata.stream.reader import ShardReader
+from mmdata.stream.reader import ShardReader, layer_columns
 from mmdata.stream.shards import ShardInfo, StreamError, resolve_shards
 
 #: Sub-streams per rank: any dataloader worker count dividing it gives the same order.
@@ -106,12 +106,12 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer, self.streams = shuffle_buffer, streams
         decode = dict(decode or {})
         columnar = {c: f.arrow for c, f in decode.items() if hasattr(f, "arrow")}
-        self.reader = ShardReader(columns, unit, where, columnar)
-        # what the reader does not decode is decoded here, sample by sample
-        self.decode = {c: f for c, f in decode.items() if c not in self.reader.columnar}
         self.shards: dict[str, list[ShardInfo]] = {
             name: resolve_shards(catalog, name, layers) for name in self.corpora
         }
+        self.reader = ShardReader(columns, unit, where, columnar, layer_columns(self.shards))
+        # what the reader does not decode is decoded here, sample by sample
+        self.decode = {c: f for c, f in decode.items() if c not in self.reader.columnar}
         # sample -> image row per shard (None: the same), and so the sample counts every
         # worker of every rank plans with; reads only the columns the filter needs
         self.rows_of = {

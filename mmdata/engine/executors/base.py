@@ -46,9 +46,17 @@ class Executor(Protocol):
     def run(self, plan: RunPlan) -> Iterator[dict]: ...
 
 
-def read_partition(source: Source, partition: Partition, on_error: OnError) -> pa.Table:
-    """The partition's rows as a working batch."""
+def read_partition(
+    source: Source,
+    partition: Partition,
+    on_error: OnError,
+    layer_fields: tuple[pa.Field, ...] = (),
+) -> pa.Table:
+    """The partition's rows as a working batch; in a layer run, with the layer's fields
+    as null columns for its stages to fill (so every batch has the same schema)."""
     table = _stamp_stage(to_work(source.read(partition), partition.index), SOURCE_STAGE)
+    for field in layer_fields:
+        table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     raise_on_errors(table, source.name, OnError(on_error))
     return table
 
@@ -139,9 +147,39 @@ def _process(
             f"stage {stage.name!r} returned {out.num_rows} rows for "
             f"{todo.num_rows}: stages must keep every row (mark, not drop)"
         )
+    fields = type(stage).layer_fields
+    if fields and all(f.name in todo.column_names for f in fields):  # a layer run
+        out = _layer_columns(stage, out, todo, fields)
     out = _stamp_stage(out, index)
     raise_on_errors(out, stage.name, on_error)
     return out
+
+
+def _layer_columns(
+    stage: Stage, out: pa.Table, todo: pa.Table, fields: tuple[pa.Field, ...]
+) -> pa.Table:
+    """A layer stage's output with its input's columns in their order and its declared
+    fields cast to their types, so ok and skipped rows (and Ray's blocks) concatenate."""
+    if PREPARED in todo.column_names and PREPARED not in out.column_names:
+        out = out.append_column(PREPARED, pa.nulls(out.num_rows, pa.binary()))
+    extra = [c for c in out.column_names if c not in todo.column_names]
+    missing = [c for c in todo.column_names if c not in out.column_names]
+    if extra or missing:
+        raise StageError(
+            f"stage {stage.name!r} returned columns {extra} not declared in its "
+            f"layer_fields, or dropped {missing}"
+        )
+    for field in fields:
+        position = out.schema.get_field_index(field.name)
+        try:
+            column = out.column(position).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise StageError(
+                f"stage {stage.name!r}: layer field {field.name!r} is "
+                f"{out.schema.field(position).type}, declared {field.type}: {exc}"
+            ) from exc
+        out = out.set_column(position, field, column)
+    return out.select(todo.column_names)
 
 
 def _stamp_stage(table: pa.Table, index: int) -> pa.Table:

@@ -34,8 +34,9 @@ class LocalExecutor:
             stage.setup()
             stage.resume(list(plan.done_shards))
         for partition in plan.partitions:
-            table = run_stages(recipe, stages, read_partition(source, partition, recipe.on_error))
-            yield from write_parts(table, plan.staging, recipe.step_names)
+            table = read_partition(source, partition, recipe.on_error, recipe.layer_fields)
+            table = run_stages(recipe, stages, table)
+            yield from write_parts(table, plan.staging, recipe.step_names, recipe.layer_schema)
 
 
 def run_stages(recipe: Recipe, stages: list[Stage], table: pa.Table) -> pa.Table:

@@ -123,7 +123,9 @@ def _stage(recipe: Recipe, index: int) -> Stage:
 def read_batch(batch: pa.Table, recipe: Recipe) -> pa.Table:
     """Map: partition descriptors -> their rows as working batches."""
     tables = [
-        read_partition(_source(recipe), Partition(i, json.loads(spec)), recipe.on_error)
+        read_partition(
+            _source(recipe), Partition(i, json.loads(spec)), recipe.on_error, recipe.layer_fields
+        )
         for i, spec in zip(batch.column("index").to_pylist(), batch.column("spec").to_pylist())
     ]
     return pa.concat_tables(tables)
@@ -155,9 +157,11 @@ class StageActor:
         return run_stage(self.stage, self.index, batch, self.recipe.on_error)
 
 
-def write_batch(batch: pa.Table, staging: str, step_names: list[str]) -> pa.Table:
+def write_batch(
+    batch: pa.Table, staging: str, step_names: list[str], layer: pa.Schema | None = None
+) -> pa.Table:
     """Map: rows -> part files in staging; returns one JSON description per part."""
-    parts = write_parts(batch, staging, step_names)
+    parts = write_parts(batch, staging, step_names, layer)
     return pa.table({"part": [json.dumps(p) for p in parts]})
 
 
@@ -206,7 +210,11 @@ class RayExecutor:
             write_batch,
             batch_size=None,
             batch_format="pyarrow",
-            fn_kwargs={"staging": plan.staging, "step_names": recipe.step_names},
+            fn_kwargs={
+                "staging": plan.staging,
+                "step_names": recipe.step_names,
+                "layer": recipe.layer_schema,
+            },
         )
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for text in batch.column("part").to_pylist():
