@@ -689,6 +689,83 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     for statement in _derived_views():
         con.execute(statement)
     _layer_views(con)
+    _voken_views(con)
+
+
+def _layers_with(con: duckdb.DuckDBPyConnection, field: str) -> list[str]:
+    """Layers whose files have the column ``field`` (by the schema text the catalog keeps),
+    that have a view (a listed folder)."""
+    if not _has_layers(con):
+        return []
+    rows = con.execute(
+        "SELECT DISTINCT layer FROM layers WHERE ', ' || layer_schema || ',' LIKE ? ORDER BY layer",
+        [f"%, {field} %"],
+    ).fetchall()
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    return [r[0] for r in rows if f"layer_{r[0]}" in views]
+
+
+def _voken_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The vokenization views over the layers that hold voken keys (``voken_set``: voken
+    id -> image, per keys layer and vokenizer, ids in (corpus, image_id) order as the
+    vokenize stage numbers them) and vokens (``vokens``: one row per token;
+    ``voken_stats``: the original's diversity measures). Empty when no such layer exists."""
+    keys = [
+        f"SELECT {sql_literal(layer)} AS layer, corpus, image_id, "
+        f"voken_key.vokenizer_id AS vokenizer_id FROM {layer_view(layer)} "
+        "WHERE voken_key IS NOT NULL"
+        for layer in _layers_with(con, "voken_key")
+    ]
+    body = " UNION ALL ".join(keys) or (
+        "SELECT NULL::VARCHAR AS layer, NULL::VARCHAR AS corpus, NULL::VARCHAR AS image_id, "
+        "NULL::VARCHAR AS vokenizer_id WHERE false"
+    )
+    con.execute(
+        "CREATE OR REPLACE VIEW voken_set AS SELECT layer, vokenizer_id, "
+        "(row_number() OVER (PARTITION BY layer, vokenizer_id ORDER BY corpus, image_id) - 1)"
+        f"::INTEGER AS voken_id, corpus, image_id FROM ({body})"
+    )
+    tokens = [
+        f"SELECT {sql_literal(layer)} AS layer, corpus, image_id, unnest(vokens) AS v "
+        f"FROM {layer_view(layer)} WHERE vokens IS NOT NULL"
+        for layer in _layers_with(con, "vokens")
+    ]
+    captions = " UNION ALL ".join(tokens)
+    if captions:
+        body = (
+            "SELECT layer, corpus, image_id, v.caption_id AS caption_id, v.vokenizer_id AS "
+            "vokenizer_id, v.keys_layer AS keys_layer, i AS token_index, v.tokens[i + 1] AS "
+            "token, v.starts[i + 1] AS span_start, v.ends[i + 1] AS span_end, "
+            "v.voken_ids[i + 1] AS voken_id, v.scores[i + 1] AS score FROM (SELECT *, "
+            f"unnest(range(len(v.tokens))) AS i FROM ({captions}))"
+        )
+    else:
+        body = (
+            "SELECT NULL::VARCHAR AS layer, NULL::VARCHAR AS corpus, NULL::VARCHAR AS "
+            "image_id, NULL::VARCHAR AS caption_id, NULL::VARCHAR AS vokenizer_id, "
+            "NULL::VARCHAR AS keys_layer, NULL::BIGINT AS token_index, NULL::VARCHAR AS token, "
+            "NULL::INTEGER AS span_start, NULL::INTEGER AS span_end, NULL::INTEGER AS voken_id, "
+            "NULL::FLOAT AS score WHERE false"
+        )
+    con.execute(f"CREATE OR REPLACE VIEW vokens AS {body}")
+    con.execute(
+        "CREATE OR REPLACE VIEW voken_stats AS "
+        "WITH per_type AS (SELECT layer, vokenizer_id, keys_layer, token, "
+        "count(DISTINCT voken_id) AS vokens FROM vokens GROUP BY ALL), "
+        "sizes AS (SELECT layer AS keys_layer, vokenizer_id, count(*) AS voken_set_size "
+        "FROM voken_set GROUP BY ALL), "
+        "diversity AS (SELECT layer, vokenizer_id, keys_layer, avg(vokens) AS "
+        "vokens_per_token_type FROM per_type GROUP BY ALL) "
+        "SELECT t.layer, t.vokenizer_id, t.keys_layer, count(*) AS tokens, "
+        "count(DISTINCT t.token) AS token_types, count(DISTINCT t.voken_id) AS vokens_used, "
+        "any_value(s.voken_set_size) AS voken_set_size, "
+        "count(DISTINCT t.voken_id) / any_value(s.voken_set_size) AS coverage, "
+        "any_value(d.vokens_per_token_type) AS vokens_per_token_type, "
+        "avg(t.score) AS mean_score, histogram(round(t.score, 1)) AS score_histogram "
+        "FROM vokens t LEFT JOIN sizes s USING (keys_layer, vokenizer_id) "
+        "LEFT JOIN diversity d USING (layer, vokenizer_id, keys_layer) "
+        "GROUP BY t.layer, t.vokenizer_id, t.keys_layer"
+    )
 
 
 def where_mask(table: pa.Table, where: str, source: str = "") -> np.ndarray:

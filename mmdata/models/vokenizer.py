@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +40,8 @@ from mmdata.models.vlp import TEXT, Layer, ModelConfig
 from mmdata.models.wordpiece import WORDPIECE_FILE, Tokenizer
 
 CONFIG_FILE = "vokenizer.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_FILE = "weights.pt"
 IMAGE_SIDES = ("regions_mean", "regions_attn", "backbone")
 
@@ -402,3 +405,19 @@ def text_batch(
         ids[row, : len(pieces) + 2] = torch.tensor([tokenizer.cls_id, *pieces, tokenizer.sep_id])
     keep = ids != tokenizer.pad_id
     return ids, keep, [offsets for _, offsets in encoded]
+
+
+def pixels(data: bytes | None, size: int) -> torch.Tensor:
+    """An image as the torchvision backbone takes it: shorter side ``size`` (bilinear,
+    antialiased), centre crop ``size`` x ``size``, ImageNet-normalised float32."""
+    import torchvision.transforms.v2.functional as TF
+
+    from mmdata.core.imagefile import MAX_PIXELS, decode_or_reject
+
+    if data is None:
+        raise VokenizerError("no image_bytes (read_images keep_bytes: true?)")
+    array = np.asarray(decode_or_reject(data, MAX_PIXELS).convert("RGB"))
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    image = TF.center_crop(TF.resize(image, [size], antialias=True), [size, size])
+    image = image.float() / 255
+    return TF.normalize(image, list(IMAGENET_MEAN), list(IMAGENET_STD))

@@ -13,6 +13,8 @@ from mmdata.stages import (
     scene_graph,
     text_fix,
     url_dedup,
+    voken_keys,
+    vokenize,
 )
 
 __all__ = [
@@ -28,4 +30,6 @@ __all__ = [
     "scene_graph",
     "text_fix",
     "url_dedup",
+    "voken_keys",
+    "vokenize",
 ]

@@ -45,7 +45,7 @@ def add_commands(sub: Any) -> None:
         help="train a vokenizer (token-image matching) on a captioned corpus, evaluate, save",
     )
     vokenizer.add_argument(
-        "config", help="vokenizer config (YAML), e.g. recipes/vokenizer_demo.yaml"
+        "config", help="vokenizer config (YAML), e.g. recipes/train_vokenizer_demo.yaml"
     )
     vokenizer.add_argument("--catalog", required=True)
     vokenizer.add_argument("--corpus", required=True)

@@ -38,19 +38,18 @@ from mmdata.models.vokenizer import (
     load_backbone,
     load_bert,
     load_trainer_text,
+    pixels,
     save_vokenizer,
     text_batch,
 )
 from mmdata.models.wordpiece import WORDPIECE_FILE, Tokenizer, train_wordpiece
 from mmdata.stream import ShardStream
-from mmdata.stream.decode import image_tensor, region_tensors
+from mmdata.stream.decode import region_tensors
 from mmdata.train.config import ConfigError
 from mmdata.train.loop import caption_texts, tokenizer_home
 
 log = logging.getLogger(__name__)
 LOSSES = ("hinge", "infonce")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -187,19 +186,6 @@ class Batches:
             "offsets": offsets,
             **self.image_inputs(samples),
         }
-
-
-def pixels(data: bytes | None, size: int) -> torch.Tensor:
-    """An image as the torchvision backbone takes it: shorter side ``size`` (bilinear,
-    antialiased), centre crop ``size`` x ``size``, ImageNet-normalised float32."""
-    import torchvision.transforms.v2.functional as TF
-
-    image = image_tensor(data)
-    if image is None:
-        raise ConfigError("a sample has no image_bytes (read_images keep_bytes: true?)")
-    image = TF.center_crop(TF.resize(image, [size], antialias=True), [size, size])
-    image = image.float() / 255
-    return TF.normalize(image, list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
 def stream(

@@ -29,7 +29,7 @@ from mmdata.models.wordpiece import Tokenizer, train_wordpiece
 from mmdata.train.config import ConfigError
 from mmdata.train.vokenizer import info_nce_loss, load_training, paired_hinge_loss
 
-CONFIG = Path(shipped.__file__).parent / "vokenizer_demo.yaml"
+CONFIG = Path(shipped.__file__).parent / "train_vokenizer_demo.yaml"
 SMALL = ModelConfig(hidden=32, layers=2, heads=4, intermediate=64, dropout=0.0, max_text_tokens=20)
 
 
