@@ -1,2 +1,2 @@
-"""Models that stages run: region detectors (regions) and the scene-graph parser
-(scenegraph)."""
+"""Models that stages run: region detectors (regions), the scene-graph parser
+(scenegraph), and vokenization's search, sentence cut and revokenization (vokens)."""
