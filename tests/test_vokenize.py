@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import math
 from pathlib import Path
 
 import mmdata.recipes as shipped
 import pytest
+import yaml
 
 from mmdata.catalog.store import Catalog
+from mmdata.commands.cli import main
 from mmdata.demo import oracle as demo_oracle
 from mmdata.engine import recipe as recipes
 from mmdata.engine.run import run_recipe
@@ -146,3 +150,34 @@ def test_ray_writes_the_same_vokens_as_the_local_executor(vokenized, ray_session
         return [hashlib.sha256(Path(p).read_bytes()).hexdigest() for (p,) in paths]
 
     assert digests("vokens_ray") == digests("vokens")
+
+
+def _voken_training(root: Path, ablation: str) -> dict:
+    config = {
+        "model": {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "dropout": 0.0,
+                  "max_text_tokens": 24, "max_regions": 8, "num_classes": 8},
+        "optim": {"lr": 0.002, "warmup_steps": 10, "steps": 150, "batch_size": 16},
+        "eval": {"fraction": 0.25},
+        "objectives": {"voken_cls": 1.0},
+        "vokens": {"layer": "vokens", "ablation": ablation},
+        "vocab_size": 200,
+        "shuffle_buffer": 200,
+        "checkpoint_every": 1000,
+    }  # fmt: skip
+    path = root / f"voken_cls_{ablation}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["train", str(path), "--catalog", str(root / "catalog.duckdb")]
+    args += ["--corpus", demo_oracle.CORPUS, "--out", str(root / f"train_{ablation}"), "-q"]
+    assert main(args) == 0
+    return json.loads((root / f"train_{ablation}" / "summary.json").read_text())
+
+
+def test_voken_classification_learns_the_vokens_and_not_random_ones(vokenized):
+    """Issue 21, item 7: voken_cls drives its loss well below log(voken set size); with
+    random vokens (Vokenization's ablation) it cannot."""
+    real = _voken_training(vokenized["root"], "none")
+    chance = math.log(real["voken_classes"])
+    assert real["voken_classes"] == 96 and real["loss_voken_mlm"] is not None
+    assert real["loss_voken_cls"] < 0.5 * chance, real
+    random_vokens = _voken_training(vokenized["root"], "random")
+    assert random_vokens["loss_voken_cls"] > 0.9 * chance, random_vokens

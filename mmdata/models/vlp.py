@@ -31,6 +31,7 @@ class ModelConfig:
     max_regions: int = 36
     num_classes: int = 1601  # detector classes incl. background (Caffe order, bg = 0)
     contrastive_dim: int = 128
+    voken_classes: int = 0  # the voken set's size (voken_cls); 0: no voken head
 
 
 class Layer(nn.Module):
@@ -102,6 +103,8 @@ class VLPModel(nn.Module):
         self.tag_contrast = nn.Linear(h, 2)
         self.mrfr = Head(h, feature_dim)
         self.mrc = Head(h, c.num_classes)
+        # Vokenization's voken classification head: Linear -> GELU -> LayerNorm -> Linear
+        self.voken = Head(h, c.voken_classes) if c.voken_classes else None
         self.text_proj = nn.Linear(h, c.contrastive_dim)
         self.image_proj = nn.Linear(h, c.contrastive_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))

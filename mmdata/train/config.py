@@ -23,7 +23,11 @@ OBJECTIVES = {
     "tags": "object tags as extra text tokens, masked token prediction (Oscar)",
     "tag_contrast": "polluted tags: are these the image's tags? (Oscar's contrastive loss)",
     "contrastive": "image-text contrastive loss on pooled outputs (CLIP / ALIGN)",
+    "voken_cls": "voken classification beside MLM on the same text-only step (Vokenization)",
 }
+#: Vokenization's ablations of the voken labels (its vlm/data.py): uniform random vokens,
+#: the caption's vokens shuffled or reversed, or the token ids themselves.
+VOKEN_ABLATIONS = ("none", "random", "shuffle", "reverse", "token")
 
 
 class ConfigError(MmdataError):
@@ -54,10 +58,21 @@ class EvalConfig:
 
 
 @dataclass
+class VokenConfig:
+    """Where ``voken_cls`` finds its labels: a vokens layer of the corpus (a ``vokenize``
+    layer run), its weight beside MLM, and an optional ablation."""
+
+    layer: str = ""
+    weight: float = 1.0
+    ablation: str = "none"
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    vokens: VokenConfig = field(default_factory=VokenConfig)
     objectives: dict[str, float] = field(
         default_factory=lambda: {"mlm": 1.0, "itm": 1.0, "mrfr": 1.0, "mrc": 1.0}
     )
@@ -126,6 +141,13 @@ def load_config(path: str | Path) -> TrainConfig:
     if min(config.checkpoint_every, config.log_every, config.optim.grad_accum) < 1:
         raise ConfigError(
             f"{source}: checkpoint_every, log_every and optim.grad_accum must be >= 1"
+        )
+    if config.enabled.get("voken_cls") and not config.vokens.layer:
+        raise ConfigError(f"{source}: objective voken_cls needs vokens.layer (a vokenize layer)")
+    if config.vokens.ablation not in VOKEN_ABLATIONS:
+        raise ConfigError(
+            f"{source}: vokens.ablation must be one of {list(VOKEN_ABLATIONS)}, "
+            f"got {config.vokens.ablation!r}"
         )
     if config.model.hidden % config.model.heads:
         raise ConfigError(f"{source}: model.hidden must be a multiple of model.heads")

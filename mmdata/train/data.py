@@ -3,11 +3,13 @@ tags, region tensors). Runs in DataLoader workers; masking happens later, on the
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from mmdata.models.vokens import revokenize
 from mmdata.models.wordpiece import Tokenizer
 from mmdata.stream.decode import RegionTensors, region_tensors, scene_graph_spans
 from mmdata.train.config import TrainConfig
@@ -15,6 +17,8 @@ from mmdata.train.config import TrainConfig
 #: Scene-graph node kinds in ``sg_kind`` (ERNIE-ViL's three prediction tasks).
 MAX_NODES = 16
 COLUMNS = ["image_id", "caption_id", "text", "scene_graph", "regions"]
+#: The label of a token that has no voken (cross_entropy's ignore_index).
+IGNORE = -100
 
 
 def regions_hook(config: TrainConfig) -> RegionTensors:
@@ -69,6 +73,11 @@ class Collator:
         for name in ("features", "boxes", "classes", "mask", "class_probs"):
             if name in regions[0]:
                 batch[name] = torch.stack([r[name] for r in regions])
+        if "vokens" in samples[0]:
+            batch["voken_targets"] = torch.full_like(text_ids, IGNORE)
+            for b, (sample, (ids, offsets)) in enumerate(zip(samples, encoded)):
+                labels = voken_labels(sample, ids, offsets, self.config)
+                batch["voken_targets"][b, 1 : len(labels) + 1] = torch.tensor(labels)
         if "tags" in regions[0]:
             tags = [tok.encode_words(r["tags"], m.max_tags) + [tok.sep_id] for r in regions]
             width = max(len(t) for t in tags)
@@ -76,3 +85,37 @@ class Collator:
             for b, t in enumerate(tags):
                 batch["tag_ids"][b, : len(t)] = torch.tensor(t)
         return batch
+
+
+def voken_labels(
+    sample: dict[str, Any], ids: list[int], offsets: list[tuple[int, int]], config: TrainConfig
+) -> list[int]:
+    """The voken of each of the trainer's pieces of this caption: the vokenizer's tokens'
+    vokens moved over by character span (revokenization); IGNORE where none overlaps or
+    the caption has no vokens. ``config.vokens.ablation`` replaces them as Vokenization's
+    ablations do (random, shuffle, reverse, token)."""
+    entry = next(
+        (v for v in sample.get("vokens") or [] if v["caption_id"] == sample["caption_id"]), None
+    )
+    if entry is None:
+        return [IGNORE] * len(ids)
+    spans = list(zip(entry["starts"], entry["ends"]))
+    moved = revokenize(spans, entry["voken_ids"], offsets)
+    labels = [IGNORE if v is None else int(v) for v in moved]
+    ablation = config.vokens.ablation
+    if ablation == "token":
+        return list(ids)
+    if ablation == "none":
+        return labels
+    rng = random.Random(f"{config.seed}/{sample['caption_id']}")
+    where = [i for i, v in enumerate(labels) if v != IGNORE]
+    values = [labels[i] for i in where]
+    if ablation == "random":
+        values = [rng.randrange(config.model.voken_classes) for _ in values]
+    elif ablation == "shuffle":
+        rng.shuffle(values)
+    elif ablation == "reverse":
+        values.reverse()
+    for i, v in zip(where, values):
+        labels[i] = v
+    return labels

@@ -148,7 +148,9 @@ class Session:
     ) -> None:  # fmt: skip
         self.config, self.device = config, device
         self.model = VLPModel(config.model, tok.vocab_size, feature_dim).to(device)
-        self.objectives = Objectives(self.model, tok, config.wra_weight, config.itm_hard_fraction)
+        self.objectives = Objectives(
+            self.model, tok, config.wra_weight, config.itm_hard_fraction, config.vokens.weight
+        )
         self.runner: torch.nn.Module = TaskRunner(self.objectives)
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -194,12 +196,38 @@ class Session:
 def training_stream(
     config: TrainConfig, catalog: str, corpus: str, rank: int = 0, world: int = 1
 ) -> ShardStream:
-    """The training captions (held-out images left out), shuffled, split by rank."""
+    """The training captions (held-out images left out), shuffled, split by rank; with
+    voken_cls, the vokens layer zipped on."""
+    vokens = bool(config.enabled.get("voken_cls"))
     return ShardStream(
-        catalog, corpus, columns=COLUMNS, unit="caption", where=f"NOT ({held_out(config)})",
-        seed=config.seed, shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
+        catalog, corpus, columns=COLUMNS + (["vokens"] if vokens else []), unit="caption",
+        where=f"NOT ({held_out(config)})", seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer, rank=rank, world_size=world,
         decode={"regions": regions_hook(config)}, batch_size=config.optim.batch_size,
+        layers=[config.vokens.layer] if vokens else (),
     )  # fmt: skip
+
+
+def voken_classes(config: TrainConfig, catalog: str, corpus: str, tok: Tokenizer) -> int:
+    """The size of the voken set the corpus's vokens layer points into (the vocabulary's
+    for the ``token`` ablation): the voken head's output size."""
+    if config.vokens.ablation == "token":
+        return tok.vocab_size
+    cat = Catalog(catalog)
+    _, sets = cat.query(
+        "SELECT DISTINCT vokenizer_id, keys_layer FROM vokens WHERE layer = ? AND corpus = ?",
+        [config.vokens.layer, corpus],
+    )
+    if len(sets) != 1:
+        raise ConfigError(
+            f"{catalog}: vokens layer {config.vokens.layer!r} of corpus {corpus!r} must point "
+            f"into one voken set, found {len(sets)} (run a vokenize layer first)"
+        )
+    ((ident, keys),) = sets
+    _, [(size,)] = cat.query(
+        "SELECT count(*) FROM voken_set WHERE vokenizer_id = ? AND layer = ?", [ident, keys]
+    )
+    return int(size)
 
 
 def batches(stream: ShardStream, tok: Tokenizer, config: TrainConfig) -> DataLoader:
@@ -230,6 +258,8 @@ def train(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     tok = corpus_tokenizer(config, catalog, corpus, out)
+    if config.enabled.get("voken_cls"):
+        config.model.voken_classes = voken_classes(config, catalog, corpus, tok)
     run = Session(config, tok, _feature_dim(catalog, corpus), device, world)
     per_rank = config.optim.batch_size
     stream = training_stream(config, catalog, corpus, rank, world)
@@ -287,7 +317,11 @@ def train(
     summary: dict[str, Any] = {"steps": step}
     if rank == 0:
         summary.update(_evaluate(config, run.objectives, tok, catalog, corpus, device))
-    for name in [*run.names, *(["wra"] if "itm" in run.names and config.wra_weight > 0 else [])]:
+    extra = ["wra"] if "itm" in run.names and config.wra_weight > 0 else []
+    if "voken_cls" in run.names:
+        extra.append("voken_mlm")
+        summary["voken_classes"] = config.model.voken_classes
+    for name in [*run.names, *extra]:
         values = history.get(name)
         summary[f"loss_{name}"] = sum(values) / len(values) if values else None
     if rank == 0:

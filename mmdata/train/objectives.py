@@ -6,6 +6,8 @@ probability 0.5; WRA is IPOT over cosine distance, weight 0.1, on ITM batches.
 ERNIE-ViL: 30% of scene-graph nodes, all words of each, 80/10/10 replacement.
 Oscar: tags as extra text; 15% of caption and tag tokens masked; the contrastive loss
 replaces the tags half of the time. CLIP/ALIGN: symmetric InfoNCE on pooled outputs.
+Vokenization: voken classification on every word with a voken, summed with MLM on the
+same text-only step.
 """
 
 from __future__ import annotations
@@ -59,8 +61,12 @@ def word_candidates(ids: torch.Tensor, tok: Tokenizer) -> torch.Tensor:
 class Objectives:
     """Computes any objective's loss on a batch already on the model's device."""
 
-    def __init__(self, model: VLPModel, tok: Tokenizer, wra_weight: float, hard: float) -> None:
+    def __init__(
+        self, model: VLPModel, tok: Tokenizer, wra_weight: float, hard: float,
+        voken_weight: float = 1.0,
+    ) -> None:  # fmt: skip
         self.model, self.tok, self.wra_weight, self.hard = model, tok, wra_weight, hard
+        self.voken_weight = voken_weight
         self.tasks: dict[str, Callable[[Batch, torch.Generator], dict[str, torch.Tensor]]] = {
             "mlm": self.mlm,
             "itm": self.itm,
@@ -71,6 +77,7 @@ class Objectives:
             "tags": self.tags,
             "tag_contrast": self.tag_contrast,
             "contrastive": self.contrastive,
+            "voken_cls": self.voken_cls,
         }
 
     # ---- shared pieces -----------------------------------------------------------------
@@ -158,11 +165,31 @@ class Objectives:
         return out
 
     def total(self, task: str, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss a task's batch trains on: its own, plus WRA (weighted) on ITM batches."""
+        """The loss a task's batch trains on: its own, plus WRA (weighted) on ITM batches,
+        plus MLM on voken_cls batches (Vokenization sums them on one step)."""
         loss = losses[task]
         if "wra" in losses:
             loss = loss + self.wra_weight * losses["wra"]
+        if task == "voken_cls":
+            loss = self.voken_weight * loss + losses["voken_mlm"]
         return loss
+
+    def voken_cls(self, b: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Vokenization's step on text alone: 15% of the words masked (BERT's 80/10/10);
+        MLM on the masked ones and voken classification (the head: Linear -> GELU ->
+        LayerNorm -> Linear over the voken set) on every word that has a voken."""
+        if self.model.voken is None:
+            raise ValueError("voken_cls needs model.voken_classes > 0 (set by the trainer)")
+        chosen = choose(word_candidates(b["text_ids"], self.tok), 0.15, g)
+        ids = replace_tokens(b["text_ids"], chosen, self.tok, g)
+        hidden, _ = self.model.encode(ids, text_keep(b["text_ids"], self.tok))
+        targets = b["voken_targets"]
+        labelled = targets >= 0
+        logits = self.model.voken(hidden[labelled]).float()
+        return {
+            "voken_cls": F.cross_entropy(logits, targets[labelled]),
+            "voken_mlm": self._token_loss(hidden, b["text_ids"], chosen),
+        }
 
     def sgp(self, b: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
         nodes = b["sg_kind"] >= 0
