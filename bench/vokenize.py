@@ -3,7 +3,13 @@
     python bench/vokenize.py                         # 10k, 50k and 1M keys (minutes)
     python bench/vokenize.py --sizes 10000,50000     # a minute or two on 2 cores
 
-Only the search is measured (a later piece adds the encoder). For each key count the
+Two parts. **The encoder** (``--encoder``, on by default): tokens/s of the vokenizer's
+language side (mmdata.models.vokenizer: the reference trainer's transformer, its last 4
+layers concatenated, the MLP to 64-d unit vectors) against the original's language side
+(a Hugging Face ``BertModel`` with ``output_hidden_states``, the same last-4 concat and
+MLP), at BERT-base's shape (12 layers, 768 hidden) on batches of 16 sentences of 32
+tokens, with the same weights (BERT's loaded into mmdata's encoder) and their outputs
+compared. **The search**: for each key count the
 script draws random unit keys (64-d float32, like the original's keys) and random unit
 queries standing for token embeddings, and times, with 1 thread (the per-core figure)
 and with every core this process may use:
@@ -257,8 +263,67 @@ def print_table(rows: list[dict], table_ratios: list[dict]) -> None:
         )
 
 
+def bench_encoder(args: argparse.Namespace) -> list[dict]:
+    """Tokens/s of mmdata's vokenizer language side and of the original's (HF BERT)."""
+    import transformers
+
+    from mmdata.models.vlp import ModelConfig
+    from mmdata.models.vokenizer import Vokenizer, VokenizerConfig, load_bert
+
+    layers, hidden = args.encoder_layers, args.encoder_hidden
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    bert = transformers.BertModel(config, add_pooling_layer=False).eval()
+    text = ModelConfig(hidden=hidden, layers=layers, heads=hidden // 64,
+                       intermediate=4 * hidden, dropout=0.0, max_text_tokens=126)  # fmt: skip
+    ours = Vokenizer(VokenizerConfig(text=text, lang_layers=4, feature_dim=16), 30522).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(bert.state_dict(), Path(folder) / "bert.bin")
+        load_bert(ours.text, Path(folder) / "bert.bin")
+    mlp = ours.lang_mlp  # the same head on both sides
+
+    def original(ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        out = bert(input_ids=ids, attention_mask=keep.long(), output_hidden_states=True)
+        hidden_states = torch.cat(out.hidden_states[-4:], dim=-1)
+        return torch.nn.functional.normalize(mlp(hidden_states), dim=-1)
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (16, 32), generator=g)
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    with torch.inference_mode():
+        diff = float((ours.encode_text(ids, keep) - original(ids, keep)).abs().max())
+    rows = []
+    for threads in sorted({1, ALL}):
+        set_threads(threads)
+        for name, encode in (("mmdata", ours.encode_text), ("original (HF BERT)", original)):
+            with torch.inference_mode():
+                encode(ids, keep)  # warm up
+                count = args.encoder_batches
+                seconds, _ = timed(lambda f=encode, n=count: [f(ids, keep) for _ in range(n)])
+            tokens = ids.numel() * args.encoder_batches
+            rows.append({"part": "encoder", "method": name, "threads": threads,
+                         "tokens": tokens, "tokens_per_s": tokens / seconds})  # fmt: skip
+    set_threads(ALL)
+    for row in rows:
+        print(f"encoder {row['method']:<20} {row['threads']} thread(s): "
+              f"{row['tokens_per_s']:,.0f} tokens/s")  # fmt: skip
+    print(f"encoder outputs agree to {diff:.1e} (max abs difference of the unit vectors)\n")
+    for threads in sorted({1, ALL}):
+        pair = {r["method"]: r["tokens_per_s"] for r in rows if r["threads"] == threads}
+        rows.append({"part": "encoder", "ratio": pair["mmdata"] / pair["original (HF BERT)"],
+                     "threads": threads, "max_abs_difference": diff})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-encoder", action="store_true", help="skip the encoder part")
+    parser.add_argument("--encoder-layers", type=int, default=12)
+    parser.add_argument("--encoder-hidden", type=int, default=768)
+    parser.add_argument("--encoder-batches", type=int, default=4, help="timed batches of 16")
     parser.add_argument("--sizes", default="10000,50000,1000000", help="key counts")
     parser.add_argument("--queries", type=int, default=20_000, help="token embeddings searched")
     parser.add_argument("--dim", type=int, default=64)
@@ -275,10 +340,12 @@ def main() -> None:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     document: dict[str, Any] = {
-        "bench": "vokenize (search only)",
+        "bench": "vokenize (encoder and search)",
         "machine": {"cores": ALL, "torch": torch.__version__, "faiss": faiss.__version__},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
+    if not args.no_encoder:
+        document["encoder"] = bench_encoder(args)
     original = None
     with tempfile.TemporaryDirectory(prefix="vokenization-") as folder:
         if not args.no_original:
