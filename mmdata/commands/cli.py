@@ -155,15 +155,20 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export",
         help="write a corpus for other code: region features for LXMERT/UNITER, "
-        "webdataset tars, a Hugging Face dataset folder",
+        "webdataset tars, a Hugging Face dataset folder, vokens for the original "
+        "Vokenization trainer",
     )
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument(
-        "--out", required=True, help="the .tsv file, or the folder (npz, tars, hf dataset)"
+        "--out",
+        required=True,
+        help="the .tsv file, or the folder (npz, tars, hf dataset, vokenization hdf5 files)",
     )
     _add_catalog_flag(export)
     export.add_argument(
-        "--corpus", help="only this corpus (default: every corpus; webdataset and hf need one)"
+        "--corpus",
+        help="only this corpus (default: every corpus; webdataset, hf and vokenization-hdf5 "
+        "need one)",
     )
     export.add_argument("--extractor", help="only regions of this extractor id")
     export.add_argument(
@@ -171,6 +176,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=("image", "caption"),
         help="webdataset: one sample per image, .txt its first caption (the default), or one "
         "per caption, the image repeated (what CLIP training wants)",
+    )
+    export.add_argument(
+        "--layer", help="vokenization-hdf5: the corpus's vokens layer (a vokenize stage's)"
+    )
+    export.add_argument(
+        "--vokenizer",
+        help="vokenization-hdf5: the saved vokenizer folder that vokenized the layer (its "
+        "vocab.txt gives the token ids)",
     )
     add_progress_flags(export)
     export.set_defaults(handler=_cmd_export)
@@ -334,7 +347,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     extra: dict = {}
     if args.unit and args.format != "webdataset":
         raise MmdataError("--unit is for --format webdataset")
-    if args.format in ("webdataset", "hf"):
+    for flag in ("layer", "vokenizer"):
+        if getattr(args, flag) and args.format != "vokenization-hdf5":
+            raise MmdataError(f"--{flag} is for --format vokenization-hdf5")
+    if args.format == "vokenization-hdf5":
+        from mmdata.exports.vokenization import export_vokenization
+
+        missing = [f"--{f}" for f in ("corpus", "layer", "vokenizer") if not getattr(args, f)]
+        if missing:
+            raise MmdataError(f"--format vokenization-hdf5 needs {' '.join(missing)}")
+        count = export_vokenization(
+            args.catalog, args.corpus, args.layer, args.vokenizer, args.out, progress
+        )
+        unit = "tokens"
+        said = (
+            f"{count} tokens of layer {args.layer} written to {args.out} (the original "
+            "Vokenization trainer's hdf5 files; docs/vokenization.md section 6)"
+        )
+    elif args.format in ("webdataset", "hf"):
         from mmdata.exports.interop import export_hf, export_webdataset
         from mmdata.stream.shards import StreamError
 
