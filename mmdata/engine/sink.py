@@ -103,23 +103,31 @@ def layer_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def _write_layer_part(
-    rows: pa.Table, shard: int, staging: str, step_names: list[str], schema: pa.Schema
+def _new_part(
+    rows: pa.Table, shard: int, staging: str, kind: str, kept: pa.Table, step_names: list[str]
 ) -> Part:
-    table = layer_rows(rows, schema)
+    """A part's description before its files are written: its shard's input rows, the
+    staged data file (``{shard}-{token}.{kind}.parquet``) holding ``kept``, no rejects."""
     token = uuid.uuid4().hex[:12]
-    part: Part = {
+    return {
         "shard": shard,
         "input_rows": rows.num_rows,
         "shard_rows": rows.column("_shard_rows")[0].as_py(),
-        "data_path": io.join(staging, f"{shard:05d}-{token}.layer.parquet"),
-        "data_rows": table.num_rows,
-        "data_order": rows.column("_row").to_pylist(),
+        "data_path": io.join(staging, f"{shard:05d}-{token}.{kind}.parquet"),
+        "data_rows": kept.num_rows,
+        "data_order": kept.column("_row").to_pylist(),
         "reject_path": None,
         "reject_rows": 0,
         "reject_order": [],
         "stats": json.dumps(stage_stats(rows, step_names)),
     }
+
+
+def _write_layer_part(
+    rows: pa.Table, shard: int, staging: str, step_names: list[str], schema: pa.Schema
+) -> Part:
+    table = layer_rows(rows, schema)
+    part = _new_part(rows, shard, staging, "layer", rows, step_names)
     part["data_file"] = _write_file(part["data_path"], table, schema)
     faults.point("worker_write")
     return part
@@ -129,23 +137,12 @@ def _write_part(rows: pa.Table, shard: int, staging: str, step_names: list[str])
     kept = rows.filter(ok_mask(rows))
     validate(public(kept))  # a stage that broke the schema fails here, before any write
     rejects, reject_order = reject_rows(rows, step_names)
-    token = uuid.uuid4().hex[:12]
-    part: Part = {
-        "shard": shard,
-        "input_rows": rows.num_rows,
-        "shard_rows": rows.column("_shard_rows")[0].as_py(),
-        "data_path": io.join(staging, f"{shard:05d}-{token}.data.parquet"),
-        "data_rows": kept.num_rows,
-        "data_order": kept.column("_row").to_pylist(),
-        "reject_path": None,
-        "reject_rows": rejects.num_rows,
-        "reject_order": reject_order,
-        "stats": json.dumps(stage_stats(rows, step_names)),
-    }
+    part = _new_part(rows, shard, staging, "data", kept, step_names)
+    part.update(reject_rows=rejects.num_rows, reject_order=reject_order)
     part["data_file"] = _write_file(part["data_path"], public(kept), IMAGE_SCHEMA)
     faults.point("worker_write")  # between a part's two files (Ray worker or local process)
     if rejects.num_rows:
-        part["reject_path"] = io.join(staging, f"{shard:05d}-{token}.rejects.parquet")
+        part["reject_path"] = part["data_path"].removesuffix(".data.parquet") + ".rejects.parquet"
         part["reject_file"] = _write_file(part["reject_path"], rejects, REJECT_SCHEMA)
     return part
 
