@@ -221,3 +221,22 @@ def test_run_progress_for_people_and_for_scripts(demo_data, tmp_path, capsys):
     assert main(["run", str(path), "--executor", "local", "-q"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "(0 written now, 4 already done)" in captured.out
+
+
+def test_sigpipe_is_the_console_scripts_business_not_a_library_callers(tmp_path):
+    """`mmdata stages | head -1` ends quietly, but main([...]) called in-process (tests,
+    notebooks) must not make the whole process die on the next broken pipe."""
+    import signal
+    import subprocess
+    import sys
+
+    before = signal.getsignal(signal.SIGPIPE)
+    assert main(["stages"]) == 0
+    assert signal.getsignal(signal.SIGPIPE) == before
+    done = subprocess.run(
+        f"{sys.executable} -m mmdata.commands.cli stages | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (
+        done.stdout.strip() and "BrokenPipe" not in done.stderr and "Traceback" not in done.stderr
+    )

@@ -20,7 +20,9 @@ DEFAULT_CATALOG_ENV = "MMDATA_CATALOG"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mmdata`` console script; returns the exit status."""
-    if hasattr(signal, "SIGPIPE"):  # `mmdata sql ... | head` ends quietly
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        # the console script only (`mmdata sql ... | head` ends quietly): a library call
+        # (tests, notebooks) must not change how its whole process handles SIGPIPE
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = _parser()
     args = parser.parse_args(argv)
