@@ -36,10 +36,13 @@ KEEP_CHECKPOINTS = 2
 
 def held_out(config: TrainConfig) -> str:
     """SQL over sample columns selecting the evaluation images."""
-    if config.eval.where:
-        return config.eval.where
-    # a stable hash of image_id (md5), so the split never depends on order or runs
-    buckets = int(round(config.eval.fraction * 1000))
+    return config.eval.where or image_fraction(config.eval.fraction)
+
+
+def image_fraction(fraction: float) -> str:
+    """SQL over sample columns picking ``fraction`` of the images by a stable hash of
+    image_id (md5), so the split never depends on order or runs."""
+    buckets = int(round(fraction * 1000))
     return f"('0x' || substr(md5(image_id), 1, 8))::UBIGINT % 1000 < {buckets}"
 
 
@@ -68,13 +71,22 @@ def caption_texts(catalog: str, corpus: str) -> Iterator[str]:
 def corpus_tokenizer(config: TrainConfig, catalog: str, corpus: str, out: Path) -> Tokenizer:
     """The config's vocab file, else the corpus's stored one, else one trained now on the
     corpus's captions and stored with the corpus."""
-    if config.tokenizer:
-        return Tokenizer(config.tokenizer)
+    return vocabulary(config.tokenizer, config.vocab_size, catalog, corpus, out)
+
+
+def vocabulary(
+    vocab_file: str | None, vocab_size: int, catalog: str, corpus: str, out: Path,
+    lowercase: bool = True,
+) -> Tokenizer:  # fmt: skip
+    """``vocab_file``, else the corpus's stored vocabulary, else one of ``vocab_size``
+    pieces trained now on the corpus's captions and stored with the corpus."""
+    if vocab_file:
+        return Tokenizer(vocab_file, lowercase=lowercase)
     home = tokenizer_home(catalog, corpus, out)
     if not (home / WORDPIECE_FILE).exists():
-        train_wordpiece(caption_texts(catalog, corpus), config.vocab_size, home)
-        log.info("trained a %d-piece WordPiece vocabulary in %s", config.vocab_size, home)
-    return Tokenizer(home / WORDPIECE_FILE)
+        train_wordpiece(caption_texts(catalog, corpus), vocab_size, home)
+        log.info("trained a %d-piece WordPiece vocabulary in %s", vocab_size, home)
+    return Tokenizer(home / WORDPIECE_FILE, lowercase=lowercase)
 
 
 def _distributed() -> tuple[int, int, int]:

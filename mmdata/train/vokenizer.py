@@ -42,11 +42,12 @@ from mmdata.models.vokenizer import (
     save_vokenizer,
     text_batch,
 )
-from mmdata.models.wordpiece import WORDPIECE_FILE, Tokenizer, train_wordpiece
+from mmdata.models.wordpiece import Tokenizer
 from mmdata.stream import ShardStream
 from mmdata.stream.decode import region_tensors
 from mmdata.train.config import ConfigError
-from mmdata.train.loop import caption_texts, tokenizer_home
+from mmdata.train.loop import image_fraction, vocabulary
+from mmdata.train.objectives import word_candidates
 
 log = logging.getLogger(__name__)
 LOSSES = ("hinge", "infonce")
@@ -145,12 +146,6 @@ def info_nce_loss(
 # ---- data -------------------------------------------------------------------------------
 
 
-def held_out_sql(fraction: float) -> str:
-    """SQL over sample columns picking the evaluation images (a stable hash of the id)."""
-    buckets = int(round(fraction * 1000))
-    return f"('0x' || substr(md5(image_id), 1, 8))::UBIGINT % 1000 < {buckets}"
-
-
 class Batches:
     """Caption samples -> (token ids, keep, image inputs, image keys) batches."""
 
@@ -181,6 +176,7 @@ class Batches:
         return {
             "ids": ids,
             "keep": keep,
+            "words": word_candidates(ids, self.tok),  # no [CLS], [SEP], padding
             "image_id": names,
             "image_key": torch.tensor([index[n] for n in names]),
             "offsets": offsets,
@@ -194,7 +190,7 @@ def stream(
     c = config.vokenizer
     columns = ["image_id", "text", "image_bytes" if c.image == "backbone" else "regions"]
     decode = {} if c.image == "backbone" else {"regions": region_tensors(c.max_regions)}
-    test = held_out_sql(config.held_out)
+    test = image_fraction(config.held_out)
     where = test if evaluation else f"NOT ({test})"
     return ShardStream(
         catalog, corpus, columns=columns, unit="caption", where=where, seed=seed,
@@ -264,15 +260,17 @@ def train_vokenizer(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = torch.device(resolve_device(config.device))
-    tokenizer = _tokenizer(config, catalog, corpus, out)
+    tokenizer = vocabulary(
+        config.tokenizer, config.vocab_size, catalog, corpus, out, config.vokenizer.lowercase
+    )
     model = build(config, tokenizer).to(device)
     batches = Batches(tokenizer, config)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], config.lr)
     rng = torch.Generator().manual_seed(config.seed)
     losses, steps = [], 0
+    ds = stream(catalog, corpus, config, evaluation=False, seed=config.seed)
     with Progress(config.epochs, "epoch", progress, desc="train-vokenizer") as bar:
         for epoch in range(config.epochs):
-            ds = stream(catalog, corpus, config, evaluation=False, seed=config.seed)
             ds.set_epoch(epoch)
             model.train()
             epoch_losses = []
@@ -312,29 +310,10 @@ def _loss(
 ) -> torch.Tensor:
     lang = model.encode_text(batch["ids"].to(device), batch["keep"].to(device))
     visn = image_vectors(model, batch, device)
-    keep = _token_mask(batch["keep"]).to(device)
+    keep = batch["words"].to(device)
     if config.loss == "hinge":
         return paired_hinge_loss(lang, visn, keep, config.margin)
     return info_nce_loss(lang, visn, keep, batch["image_key"].to(device), config.temperature)
-
-
-def _token_mask(keep: torch.Tensor) -> torch.Tensor:
-    """Real tokens without [CLS] and [SEP] (the words the loss and the metric count)."""
-    mask = keep.clone()
-    mask[:, 0] = False
-    lengths = keep.sum(1)
-    mask[torch.arange(len(keep)), lengths - 1] = False
-    return mask
-
-
-def _tokenizer(config: VokenizerTraining, catalog: str, corpus: str, out: Path) -> Tokenizer:
-    lowercase = config.vokenizer.lowercase
-    if config.tokenizer:
-        return Tokenizer(config.tokenizer, lowercase=lowercase)
-    home = tokenizer_home(catalog, corpus, out)
-    if not (home / WORDPIECE_FILE).exists():
-        train_wordpiece(caption_texts(catalog, corpus), config.vocab_size, home)
-    return Tokenizer(home / WORDPIECE_FILE, lowercase=lowercase)
 
 
 # ---- evaluation -------------------------------------------------------------------------
@@ -358,7 +337,7 @@ def evaluate_retrieval(
     for batch in _loader(stream(catalog, corpus, config, evaluation=True), batches, config, False):
         visn = image_vectors(model, batch, device).cpu()
         lang = model.encode_text(batch["ids"].to(device), batch["keep"].to(device)).cpu()
-        mask = _token_mask(batch["keep"])
+        mask = batch["words"]
         for row, name in enumerate(batch["image_id"]):
             keys.setdefault(name, visn[row])
             for position in mask[row].nonzero().flatten().tolist():
@@ -378,7 +357,8 @@ def retrieval_metrics(
     if not names or not tokens:
         return {"eval_images": len(names), "eval_tokens": len(tokens)}
     matrix = torch.stack([keys[n] for n in names])
-    own = torch.tensor([names.index(name) for _, _, name in tokens])
+    position = {name: i for i, name in enumerate(names)}
+    own = torch.tensor([position[name] for _, _, name in tokens])
     scores = torch.stack([vector for vector, _, _ in tokens]) @ matrix.T
     # rank of the own image: how many images score strictly higher
     rank = (scores > scores.gather(1, own[:, None])).sum(1)
