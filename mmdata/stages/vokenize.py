@@ -46,20 +46,21 @@ class VokenSetError(ValueError):
     """The voken set cannot be loaded (the message names the catalog and the layer)."""
 
 
-def load_voken_set(catalog: str, layer: str, vokenizer_id: str) -> tuple[list[str], Any]:
-    """``(["corpus/image_id", ...], keys [n, dim] float32)`` of the voken set: the rows
-    of layer ``layer`` holding keys of ``vokenizer_id``, by (corpus, image_id)."""
+def load_voken_set(catalog: str, layer: str, vokenizer_id: str) -> Any:
+    """The voken set's keys [n, dim] float32, row ``i`` the key of voken id ``i``: the
+    ``voken_set`` view numbers the images (one numbering, shared with every query), the
+    keys come from layer ``layer``."""
     import numpy as np
 
-    from mmdata.catalog.store import Catalog, CatalogError
+    from mmdata.catalog.store import Catalog, CatalogError, layer_view
 
-    view = '"' + f"layer_{layer}".replace('"', '""') + '"'
     sql = (
-        f"SELECT corpus, image_id, voken_key.key FROM {view} WHERE voken_key IS NOT NULL "
-        "AND voken_key.vokenizer_id = ? ORDER BY corpus, image_id"
+        f"SELECT k.voken_key.key FROM voken_set s JOIN {layer_view(layer)} k "
+        "USING (corpus, image_id) WHERE s.layer = ? AND s.vokenizer_id = ? "
+        "AND k.voken_key.vokenizer_id = s.vokenizer_id ORDER BY s.voken_id"
     )
     try:
-        _, rows = Catalog(catalog).query(sql, [vokenizer_id])
+        _, rows = Catalog(catalog).query(sql, [layer, vokenizer_id])
     except CatalogError as exc:
         raise VokenSetError(
             f"{catalog}: cannot read the voken keys of layer {layer!r}: {exc}"
@@ -69,8 +70,7 @@ def load_voken_set(catalog: str, layer: str, vokenizer_id: str) -> tuple[list[st
             f"{catalog}: layer {layer!r} holds no keys of {vokenizer_id} (run a voken_keys "
             "layer with this vokenizer first)"
         )
-    names = [f"{corpus}/{image_id}" for corpus, image_id, _ in rows]
-    return names, np.asarray([key for _, _, key in rows], dtype=np.float32)
+    return np.asarray([key for (key,) in rows], dtype=np.float32)
 
 
 @STAGES.register("vokenize")
@@ -124,7 +124,7 @@ class Vokenize(Stage):
         model, self._tokenizer, self._id = load_vokenizer(
             self.vokenizer, resolve_device(self.device)
         )
-        _, keys = load_voken_set(self.keys_catalog, self.keys_layer, self._id)
+        keys = load_voken_set(self.keys_catalog, self.keys_layer, self._id)
         self._index = KeyIndex(keys, self.backend)
         limit = model.text.max_positions - 2  # [CLS] and [SEP]
         self._upper = min(self.upper_bound or 128, limit)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from mmdata.catalog.store import Catalog
+from mmdata.catalog.store import Catalog, CatalogError, layer_view
 from mmdata.core.devices import autocast, resolve_device
 from mmdata.core.io import written_whole
 from mmdata.core.progress import Progress
@@ -226,10 +226,15 @@ def voken_classes(config: TrainConfig, catalog: str, corpus: str, tok: Tokenizer
     if config.vokens.ablation == "token":
         return tok.vocab_size
     cat = Catalog(catalog)
-    _, sets = cat.query(
-        "SELECT DISTINCT vokenizer_id, keys_layer FROM vokens WHERE layer = ? AND corpus = ?",
-        [config.vokens.layer, corpus],
-    )
+    # the layer's caption entries, not the per-token ``vokens`` view: no token is unnested
+    try:
+        _, sets = cat.query(
+            "SELECT DISTINCT v.vokenizer_id, v.keys_layer FROM (SELECT unnest(vokens) AS v "
+            f"FROM {layer_view(config.vokens.layer)} WHERE corpus = ? AND vokens IS NOT NULL)",
+            [corpus],
+        )
+    except CatalogError:
+        sets = []  # no such layer (or no vokens column): said below
     if len(sets) != 1:
         raise ConfigError(
             f"{catalog}: vokens layer {config.vokens.layer!r} of corpus {corpus!r} must point "
