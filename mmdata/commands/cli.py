@@ -204,6 +204,17 @@ def _parser() -> argparse.ArgumentParser:
     sg_eval.add_argument("--model", help="spaCy model (default: en_core_web_sm or its re-upload)")
     sg_eval.add_argument("--peer", action="store_true", help="also score sng_parser, side by side")
     sg_eval.add_argument("--limit", type=positive_int, help="score only the first N captions")
+    sg_eval.add_argument(
+        "--rows",
+        type=_rows,
+        help="only data rows START:END (0-based, END exclusive; applied before the others)",
+    )
+    sg_eval.add_argument(
+        "--min-words",
+        type=positive_int,
+        default=0,
+        help="only captions of at least N words (8: the long-caption subset)",
+    )
     sg_eval.set_defaults(handler=_cmd_sg_eval)
     return parser
 
@@ -402,11 +413,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sg_eval(args: argparse.Namespace) -> int:
-    from mmdata.models.scenegraph.evaluate import compare, format_report, load_factual
+def _rows(text: str) -> slice:
+    """argparse type of ``--rows START:END``."""
+    from mmdata.models.scenegraph.evaluate import parse_rows  # imports spaCy: only when given
 
-    golds = load_factual(args.gold)[: args.limit]
-    print(format_report(compare(golds, args.model, args.peer)))
+    try:
+        return parse_rows(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_sg_eval(args: argparse.Namespace) -> int:
+    from mmdata.core.errors import MmdataError
+    from mmdata.models.scenegraph import evaluate as ev
+    from mmdata.models.scenegraph import factual_eval
+
+    golds = ev.select(ev.load_factual(args.gold), args.rows, args.min_words, args.limit)
+    if not golds:
+        raise MmdataError(f"{args.gold}: no caption left to score after --rows/--min-words")
+    graphs, lemmatiser = ev.parse_graphs(golds, args.model, args.peer)
+    print("mmdata's scorer (SPICE-style tuple micro F1, one spaCy lemmatiser for all words)")
+    print(ev.format_report({k: ev.evaluate(g, golds, lemmatiser) for k, g in graphs.items()}))
+    reason = factual_eval.unavailable()
+    if reason:  # the package or WordNet is missing: say how to get them, keep our figures
+        print(f"FACTUAL's SPICE / Set Match: not scored: {reason}")
+        return 0
+    print(
+        factual_eval.format_factual(
+            {k: factual_eval.factual_scores(g, golds) for k, g in graphs.items()}
+        )
+    )
     return 0
 
 

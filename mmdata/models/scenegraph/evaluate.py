@@ -370,16 +370,59 @@ def sng_graphs(
     return [sng_to_graph(parser.parse(t), lemmatiser) for t in texts]
 
 
-def compare(golds: Sequence[GoldCaption], model: str | None, peer: bool) -> dict[str, Report]:
-    """Reports for mmdata's parser and, with ``peer``, sng_parser on the same spaCy model."""
+def parse_rows(text: str) -> slice:
+    """``START:END`` (0-based data rows, END exclusive; either may be left out) as a slice.
+
+    Raises:
+        ValueError: not two non-negative integers around a colon, or END before START.
+    """
+    start, colon, end = text.partition(":")
+    try:
+        bounds = [int(b) if b.strip() else None for b in (start, end)]
+    except ValueError:
+        bounds = []
+    if not colon or len(bounds) != 2 or any(b is not None and b < 0 for b in bounds):
+        raise ValueError(f"rows {text!r} is not START:END (0-based data rows, END exclusive)")
+    if None not in bounds and bounds[1] < bounds[0]:
+        raise ValueError(f"rows {text!r}: END is before START")
+    return slice(*bounds)
+
+
+def words_in(caption: str) -> int:
+    """A caption's length in words, as the long-caption subset counts it (whitespace split)."""
+    return len(caption.split())
+
+
+def select(
+    golds: Sequence[GoldCaption],
+    rows: slice | None = None,
+    min_words: int = 0,
+    limit: int | None = None,
+) -> list[GoldCaption]:
+    """The data rows ``rows``, then those of at least ``min_words`` words, then the first
+    ``limit`` of them."""
+    chosen = [g for g in golds[rows or slice(None)] if words_in(g.caption) >= min_words]
+    return chosen[:limit]
+
+
+def parse_graphs(
+    golds: Sequence[GoldCaption], model: str | None, peer: bool
+) -> tuple[dict[str, list[dict]], Lemmatiser]:
+    """Graphs of the gold captions by mmdata's parser and, with ``peer``, by sng_parser on
+    the same spaCy model (converted by :func:`sng_to_graph`), and the lemmatiser they share."""
     from mmdata.models.scenegraph.parser import CaptionParser
 
     name = resolve_model(model)
     parser = CaptionParser(model=name)
     lemmatiser = Lemmatiser(parser.nlp)
     captions = [g.caption for g in golds]
-    reports = {"mmdata": evaluate(parser.parse_many(captions), golds, lemmatiser)}
+    graphs = {"mmdata": parser.parse_many(captions)}
     if peer:
-        peer_graphs = sng_graphs(captions, name, lemmatiser)
-        reports["sng_parser"] = evaluate(peer_graphs, golds, lemmatiser)
-    return reports
+        graphs["sng_parser"] = sng_graphs(captions, name, lemmatiser)
+    return graphs, lemmatiser
+
+
+def compare(golds: Sequence[GoldCaption], model: str | None, peer: bool) -> dict[str, Report]:
+    """Reports for mmdata's parser and, with ``peer``, sng_parser on the same spaCy model."""
+    graphs, lemmatiser = parse_graphs(golds, model, peer)
+    return {name: evaluate(g, golds, lemmatiser) for name, g in graphs.items()}

