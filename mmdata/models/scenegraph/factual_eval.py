@@ -145,6 +145,7 @@ def ensure_wordnet() -> str:
         # written beside, then renamed: a reader never sees half a copy
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".wordnet-"))
+        staging.chmod(0o755)  # mkdtemp makes it private; the copy is for every user
         for path in source.iterdir():
             if path.is_file():
                 (staging / path.name).write_bytes(path.read_bytes().replace(b"\r\n", b"\n"))
