@@ -94,8 +94,7 @@ def graph_text(graph: Mapping[str, Any]) -> str:
     attributes = [(o["head"], a["text"]) for o in objects for a in o.get("attributes") or []]
     attributes += [(o["head"], str(o["count"])) for o in objects if o.get("count") is not None]
     relations = [
-        (heads[r["subject"]], r["predicate_lemma"], heads[r["object"]])
-        for r in graph["relations"]
+        (heads[r["subject"]], r["predicate_lemma"], heads[r["object"]]) for r in graph["relations"]
     ]
     return tuples_text(heads, attributes, relations)
 
