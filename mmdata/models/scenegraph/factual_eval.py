@@ -29,6 +29,7 @@ import importlib.util
 import io
 import logging
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -254,15 +255,17 @@ def factual_scores(
 
 @contextlib.contextmanager
 def _quiet() -> Any:
-    """The evaluator's tqdm bar (stderr) and INFO lines (the ``root`` logger) silenced."""
+    """The evaluator's tqdm bar (stderr) and INFO lines (the ``root`` logger) silenced, and
+    the global ``random`` state it draws from (to sample inputs for a format check) kept."""
     root = logging.getLogger()
-    level = root.level
+    level, state = root.level, random.getstate()
     root.setLevel(max(level, logging.WARNING))
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         root.setLevel(level)
+        random.setstate(state)
 
 
 def version() -> str:
