@@ -92,21 +92,33 @@ def clip_argv(gpu: bool) -> list[str]:
             "--precision", "fp32"]  # fmt: skip
 
 
-def target(value: float | None, goal: float, gpu: bool, at_most: bool = False) -> dict:
-    """A target's value, goal and verdict; no verdict off a GPU or without a value."""
-    verdict: bool | str = "not measured: CPU run" if not gpu else "not measured: cut or failed"
-    if gpu and value is not None:
+def target(
+    value: float | None, goal: float, gpu: bool, record: dict, at_most: bool = False
+) -> dict:
+    """A target's value, goal and verdict: ``pass`` is true or false on a GPU, else a
+    string saying why there is no verdict."""
+    if not gpu:
+        verdict: bool | str = "not measured: CPU run"
+    elif value is not None:
         verdict = value <= goal if at_most else value >= goal
+    elif "error" in record:
+        verdict = "not measured: the section failed"
+    elif record.get("cut"):
+        verdict = "not measured: the section was cut short"
+    elif "peak_flops" in record and record["peak_flops"] is None:
+        verdict = "not measured: unknown GPU peak (pass --peak-tflops)"
+    else:
+        verdict = "not measured"
     return {"value": value, ("at_most" if at_most else "at_least"): goal, "pass": verdict}
 
 
 def targets(sections: dict, gpu: bool) -> dict:
     r, t = sections.get("regions", {}), sections.get("training", {})
     return {
-        "regions_images_per_s": target(r.get("best_images_per_s"), regions.TARGET_RATE, gpu),
-        "regions_vs_reference": target(r.get("best_ratio"), regions.TARGET_RATIO, gpu),
-        "regions_fp16_feature_gap": target(r.get("feature_gap"), TARGET_GAP, gpu, at_most=True),
-        "training_mfu": target(t.get("mfu"), train.TARGET_MFU, gpu),
+        "regions_images_per_s": target(r.get("best_images_per_s"), regions.TARGET_RATE, gpu, r),
+        "regions_vs_reference": target(r.get("best_ratio"), regions.TARGET_RATIO, gpu, r),
+        "regions_fp16_feature_gap": target(r.get("feature_gap"), TARGET_GAP, gpu, r, True),
+        "training_mfu": target(t.get("mfu"), train.TARGET_MFU, gpu, t),
     }
 
 

@@ -15,7 +15,8 @@ scale (``--min-size 600 --max-size 1000``: photo-like 640x480 and 500x375 images
   the model runs (the regions stage's ``prepare``, which Ray runs as CPU tasks ahead of
   the GPU actor), on CUDA fp16 autocast + channels_last.
 
-Prints images/s for the reference and for each batch size, the ratio against the
+Each batch size is timed after one untimed batch of its size (kernels chosen, memory
+pooled). Prints images/s for the reference and for each batch size, the ratio against the
 reference, and how far the fast path's features are from the reference's on the same
 boxes (given-boxes mode, so both pool identical regions): targets on an H100-class GPU
 are >= 100 images/s with 36 boxes, >= 5x the reference, and features equal within fp16

@@ -1,7 +1,7 @@
 """Training throughput and model FLOPs utilisation of the reference trainer.
 
     python bench/train.py [--size base] [--batch 256] [--steps 30] [--workers 4]
-                          [--peak-tflops T]
+                          [--peak-tflops T] [--device cuda]
 
 Generates (once, cached in --dir) a corpus of ``images x captions`` caption samples with
 ``--boxes`` x 2048 float16 region features and 16-word captions (bench/stream.py's
@@ -14,7 +14,8 @@ by side in this process:
   workers and the trainer's collator, as ``mmdata train`` gets them;
 - ceiling: the same steps on one batch collated once (no reading, no collating).
 
-Prints samples/s of each and their ratio. Model FLOPs per step are counted by
+Prints samples/s of each and their ratio (over the steps actually run: a stream that runs
+dry before ``--steps`` says so). Model FLOPs per step are counted by
 ``torch.utils.flop_counter`` on one forward and backward of each task (weighted by the
 task mix; ITM's no-grad pass that picks hard negatives included), so MFU = FLOPs per
 second / the GPU's dense bf16 peak (H100 SXM 989 TFLOPS, PCIe 756; H200 989; A100 312;

@@ -174,3 +174,21 @@ def test_timed_loops_stop_at_their_deadline(gpu_module):
     seconds, steps = train.timed(run, iter(range(100)), 2, 20, past)
     assert steps == 1 and run.calls == 3  # the warm-up is never cut
     assert train.timed(Recorder(), iter(range(5)), 2, 20)[1] == 3  # a dry source
+
+
+def test_targets_pass_or_fail_on_a_gpu_and_say_why_not(gpu_module):
+    sections = {
+        "regions": {"best_images_per_s": 120.0, "best_ratio": 4.0, "feature_gap": 0.01},
+        "training": {"peak_flops": None, "mfu": None, "cut": []},
+    }
+    verdicts = {k: v["pass"] for k, v in gpu_module.targets(sections, gpu=True).items()}
+    assert verdicts == {
+        "regions_images_per_s": True,
+        "regions_vs_reference": False,
+        "regions_fp16_feature_gap": True,
+        "training_mfu": "not measured: unknown GPU peak (pass --peak-tflops)",
+    }
+    sections["training"] = {"error": "RuntimeError: CUDA out of memory"}
+    assert gpu_module.targets(sections, gpu=True)["training_mfu"]["pass"] == (
+        "not measured: the section failed"
+    )
