@@ -21,8 +21,8 @@ loop, keeps what it measured and lists what it cut under ``cut``. A watchdog pri
 document as it stands and exits (status 3) if the whole run passes the budget by
 ``--grace-s`` (45 s).
 A section that fails records its ``error`` and the others still run (exit status 1).
-Without CUDA (or with ``--device cpu``) every size is tiny and the document says the GPU
-figures were not measured. Progress goes to stderr.
+Without CUDA (or with ``--device cpu``) every size is tiny, torch runs one thread, and
+the document says the GPU figures were not measured. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -210,6 +210,10 @@ def main() -> None:
         parser.error("--device cuda but CUDA is not available")
     gpu = opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
     why_not = NOT_MEASURED if not torch.cuda.is_available() else "not measured: --device cpu"
+    if not gpu:
+        # A smoke run: one thread. Two OpenMP threads on a 2-core machine that something
+        # else keeps busy spin against it: the run took 58 s there, 14 s with one thread.
+        torch.set_num_threads(1)
     import open_clip
 
     doc = {
