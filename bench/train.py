@@ -1,7 +1,7 @@
 """Training throughput and model FLOPs utilisation of the reference trainer.
 
     python bench/train.py [--size base] [--batch 256] [--steps 30] [--workers 4]
-                          [--peak-tflops T]
+                          [--peak-tflops T] [--device cuda]
 
 Generates (once, cached in --dir) a corpus of ``images x captions`` caption samples with
 ``--boxes`` x 2048 float16 region features and 16-word captions (bench/stream.py's
@@ -14,7 +14,8 @@ by side in this process:
   workers and the trainer's collator, as ``mmdata train`` gets them;
 - ceiling: the same steps on one batch collated once (no reading, no collating).
 
-Prints samples/s of each and their ratio. Model FLOPs per step are counted by
+Prints samples/s of each and their ratio (over the steps actually run: a stream that runs
+dry before ``--steps`` says so). Model FLOPs per step are counted by
 ``torch.utils.flop_counter`` on one forward and backward of each task (weighted by the
 task mix; ITM's no-grad pass that picks hard negatives included), so MFU = FLOPs per
 second / the GPU's dense bf16 peak (H100 SXM 989 TFLOPS, PCIe 756; H200 989; A100 312;
@@ -28,6 +29,7 @@ import argparse
 import itertools
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -87,9 +89,13 @@ def flops_per_step(run: Session, batch: dict) -> float:
     return total / sum(weights.values())
 
 
-def timed(run: Session, source, warmup: int, steps: int) -> float:  # noqa: ANN001
-    """Seconds for ``steps`` optimizer steps after ``warmup`` untimed ones."""
-    started = 0.0
+def timed(
+    run: Session, source: Iterable[dict], warmup: int, steps: int, deadline: float | None = None
+) -> tuple[float, int]:
+    """(seconds, steps timed) for up to ``steps`` optimizer steps after ``warmup`` untimed
+    ones; fewer where the source runs dry or a step ends past ``deadline`` (a
+    ``time.perf_counter`` value)."""
+    started, done = 0.0, 0
     for step, batch in enumerate(itertools.islice(source, warmup + steps)):
         if step == warmup:
             sync(run.device)
@@ -98,12 +104,18 @@ def timed(run: Session, source, warmup: int, steps: int) -> float:  # noqa: ANN0
         losses = run.forward_backward(task, batch, step)
         run.optimizer_step()
         float(losses[task].detach())  # the loop logs every step's loss, so pays this sync
+        if step >= warmup:
+            done += 1
+            if deadline is not None and time.perf_counter() > deadline:
+                break
     sync(run.device)
-    return time.perf_counter() - started
+    return (time.perf_counter() - started if done else 0.0), done
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """This script's options (bench/gpu.py parses its own settings with it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (cuda when there is one)")
     parser.add_argument("--size", choices=sorted(SIZES), default="base")
     parser.add_argument("--batch", type=int, help="samples a step (256 on CUDA, else 8)")
     parser.add_argument("--steps", type=int, help="timed steps per side (default 30 / 5)")
@@ -114,11 +126,38 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=36)
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/mmdata-bench-train"))
-    args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def settings(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parsed options, with the device-dependent defaults filled in (``device`` becomes a
+    torch.device)."""
+    args = parser().parse_args(argv)
+    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpu = args.device.type == "cuda"
+    args.batch = args.batch or (256 if gpu else 8)
+    args.steps = args.steps or (30 if gpu else 5)
+    return args
+
+
+def measure(
+    args: argparse.Namespace,
+    record: dict | None = None,
+    deadline: float | None = None,
+    say: Callable[[str], object] = print,
+) -> dict:
+    """Build the corpus, the tokenizer and the model, count FLOPs, and time both sides.
+
+    Figures go into ``record`` as they are measured: ``flops_per_step``, ``peak_flops``
+    (None where unknown), and per side (``mmdata``, ``ceiling``) ``samples_per_s``,
+    ``tflops_per_s``, ``mfu`` (None without a peak) and ``steps``; ``mfu`` and
+    ``mmdata_over_ceiling``; ``cut``: a list of the sides that ``deadline`` (a
+    ``time.perf_counter`` value) or a dry stream cut short. Lines for people go to ``say``.
+    """
+    record = {} if record is None else record
+    cut = record.setdefault("cut", [])
+    device, batch_size, steps = args.device, args.batch, args.steps
     gpu = device.type == "cuda"
-    batch_size = args.batch or (256 if gpu else 8)
-    steps = args.steps or (30 if gpu else 5)
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
     catalog = str(generate(args.dir, args.images, args.captions, args.boxes, words=16))
@@ -135,27 +174,49 @@ def main() -> None:
     stream = batches(training_stream(config, catalog, "bench"), tok, config)
     fixed = next(iter(stream))
     flops = flops_per_step(run, fixed)
-    print(
-        f"{args.size}: {params / 1e6:.1f} M parameters, batch {batch_size}, "
-        f"{config.model.max_regions} regions, {fixed['text_ids'].shape[1]} text tokens; "
-        f"{torch.cuda.get_device_name(device) if gpu else 'CPU, no GPU'}; "
-        f"{flops / 1e9:,.1f} GFLOP per step (task mix)"
-    )
     peak = peak_flops(device, args.peak_tflops)
-    rates = {}
+    record.update(
+        size=args.size, parameters=params, batch=batch_size,
+        regions=config.model.max_regions, text_tokens=int(fixed["text_ids"].shape[1]),
+        device=torch.cuda.get_device_name(device) if gpu else "CPU, no GPU",
+        flops_per_step=flops, peak_flops=peak,
+    )  # fmt: skip
+    say(
+        f"{args.size}: {params / 1e6:.1f} M parameters, batch {batch_size}, "
+        f"{config.model.max_regions} regions, {record['text_tokens']} text tokens; "
+        f"{record['device']}; {flops / 1e9:,.1f} GFLOP per step (task mix)"
+    )
     for name, source in (("mmdata", iter(stream)), ("ceiling", itertools.repeat(fixed))):
-        seconds = timed(run, source, args.warmup, steps)
-        rates[name] = steps * batch_size / seconds
-        achieved = steps * flops / seconds
-        line = f"{name:8s} {rates[name]:,.1f} samples/s, {achieved / 1e12:.3f} TFLOP/s"
+        seconds, done = timed(run, source, args.warmup, steps, deadline)
+        if done < steps:
+            late = deadline is not None and time.perf_counter() > deadline
+            why = "out of time" if late else "the stream ran dry"
+            cut.append(f"{name}: {done} of {steps} steps ({why})")
+        if not done:
+            continue
+        rate, achieved = done * batch_size / seconds, done * flops / seconds
+        record[name] = {
+            "samples_per_s": rate, "tflops_per_s": achieved / 1e12, "steps": done,
+            "mfu": achieved / peak if peak else None,
+        }  # fmt: skip
+        line = f"{name:8s} {rate:,.1f} samples/s, {achieved / 1e12:.3f} TFLOP/s"
         if peak:
             line += f", MFU {achieved / peak:.1%}"
-        print(line)
-    print(f"mmdata / ceiling: {rates['mmdata'] / rates['ceiling']:.2f}x")
-    if peak:
-        mfu = rates["mmdata"] * flops / batch_size / peak
-        verdict = "ok" if mfu >= TARGET_MFU else "MISSED"
-        print(f"MFU {mfu:.1%} (target >= {TARGET_MFU:.0%}: {verdict})")
+        say(line)
+    if "mmdata" in record and "ceiling" in record:
+        ratio = record["mmdata"]["samples_per_s"] / record["ceiling"]["samples_per_s"]
+        record["mmdata_over_ceiling"] = ratio
+        say(f"mmdata / ceiling: {ratio:.2f}x")
+    if "mmdata" in record:
+        record["mfu"] = record["mmdata"]["mfu"]
+    return record
+
+
+def main() -> None:
+    record = measure(settings())
+    if record.get("mfu") is not None:
+        verdict = "ok" if record["mfu"] >= TARGET_MFU else "MISSED"
+        print(f"MFU {record['mfu']:.1%} (target >= {TARGET_MFU:.0%}: {verdict})")
 
 
 if __name__ == "__main__":
