@@ -125,7 +125,11 @@ class ImageEncoder:
             with _reasons(data, self.max_pixels):
                 header = open_capped(data, self.max_pixels)
             size = header.width * header.height
-            if header.format == "JPEG" and header.mode in ("RGB", "L") and size <= self._fast_pixels:
+            if (
+                header.format == "JPEG"
+                and header.mode in ("RGB", "L")
+                and size <= self._fast_pixels
+            ):
                 done = self.jpeg(data, header.width, header.height, grey=header.mode == "L")
                 if done is not None:
                     return self._stored(data, *done, source_format="jpeg")

@@ -161,7 +161,9 @@ class JpegResizer:
         if plan is None:
             return image
         if plan.scale > 1:  # the full size's geometry; the rounded-up edge is cut off
-            image = cv2.resize(image, None, fx=plan.fx, fy=plan.fy, interpolation=plan.interpolation)
+            image = cv2.resize(
+                image, None, fx=plan.fx, fy=plan.fy, interpolation=plan.interpolation
+            )
             image = image[: plan.height_px, : plan.width_px]
             if image.shape[:2] != (plan.height_px, plan.width_px):  # float rounding: refit
                 dsize = (plan.width_px, plan.height_px)

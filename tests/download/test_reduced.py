@@ -114,9 +114,7 @@ def test_reduction_is_the_largest_that_covers_the_target() -> None:
     for width, height in itertools.product(range(250, 2200, 37), range(250, 2200, 53)):
         plan = enc.jpeg.plan(width, height)
         assert plan is not None
-        covered = [
-            s for s in SCALES if width >= s * plan.width_px and height >= s * plan.height_px
-        ]
+        covered = [s for s in SCALES if width >= s * plan.width_px and height >= s * plan.height_px]
         assert plan.scale == (max(covered) if covered and min(width, height) > 256 else 1)
         reduced = reduced_size(width, height, plan.scale)
         assert round(reduced[0] * plan.fx) >= plan.width_px
