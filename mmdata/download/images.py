@@ -17,6 +17,7 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -90,11 +91,12 @@ class ImageEncoder:
         reduced_decode: bool = True,
         reducing_gap: float = REDUCING_GAP,
     ) -> None:
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
-        from img2dataset.resizer import Resizer  # 2 s to import: only where it is used
-
+        if encode_format not in _FORMAT_NAMES:
+            raise ValueError(f"Invalid encode format {encode_format}")
+        if encode_format == "png" and not 0 <= encode_quality <= 9:
+            raise ValueError(f"png encode quality is a compression level 0-9, got {encode_quality}")
         self.max_pixels = max_pixels
-        self.resizer = Resizer(
+        self.settings = dict(
             image_size=image_size,
             resize_mode=resize_mode,
             resize_only_if_bigger=resize_only_if_bigger,
@@ -103,13 +105,27 @@ class ImageEncoder:
             skip_reencode=skip_reencode,
         )
         self.format_name = _FORMAT_NAMES[encode_format]
+        # Validates resize_mode; built here so a bad setting fails at recipe validation.
+        jpeg = JpegResizer(**self.settings, reducing_gap=reducing_gap)
         # resize_mode "no" has nothing to reduce, and its full-size decodes would be held
         # by every fetch thread at once: those stay on img2dataset's one-at-a-time path.
         use_jpeg = reduced_decode and resize_mode != "no" and cv2_rejects_truncated()
-        self.jpeg = JpegResizer(self.resizer, reducing_gap) if use_jpeg else None
+        self.jpeg = jpeg if use_jpeg else None
+        self._resizer: Any = None
         # Pillow warns (it does not raise) between its own cap and twice it: bodies that
         # large take the checked path, where the warning is an error.
         self._fast_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+
+    @property
+    def resizer(self) -> Any:
+        """img2dataset's Resizer, imported and built on first use: importing img2dataset
+        takes seconds, and a worker whose bodies are all baseline JPEGs never needs it."""
+        if self._resizer is None:
+            os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
+            from img2dataset.resizer import Resizer
+
+            self._resizer = Resizer(**self.settings)
+        return self._resizer
 
     def check(self, data: bytes) -> str:
         """``check_image`` with this encoder's pixel cap; thread-safe (Pillow only)."""

@@ -24,6 +24,7 @@ descriptors, so unlike img2dataset's Resizer it runs in the fetch threads.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -95,33 +96,51 @@ def _flag(scale: int, grey: bool) -> int:
     return (_REDUCED_GREY if grey else _REDUCED_COLOR)[scale] | _KEEP_ORIENTATION
 
 
+#: img2dataset's Resizer settings per encode format: (cv2 quality flag, imghdr name).
+ENCODERS = {
+    "jpg": (cv2.IMWRITE_JPEG_QUALITY, "jpeg"),
+    "png": (cv2.IMWRITE_PNG_COMPRESSION, "png"),
+    "webp": (cv2.IMWRITE_WEBP_QUALITY, "webp"),
+}
+RESIZE_MODES = ("no", "keep_ratio", "center_crop", "border", "keep_ratio_largest")
+
+
 class JpegResizer:
     """img2dataset's ``Resizer`` for baseline RGB or greyscale JPEGs, reduced decode first.
 
-    Built from a Resizer so the mode, size, interpolations, encoder and skip_reencode
-    are the Resizer's own. Thread-safe.
+    Takes the Resizer's arguments and sets itself up as the Resizer's constructor does
+    (its default interpolations: lanczos up, area down), without importing img2dataset
+    (seconds of start-up in every worker; tests/download/test_reduced.py checks the
+    settings against a real Resizer). Thread-safe.
     """
 
-    def __init__(self, resizer: Any, reducing_gap: float = REDUCING_GAP) -> None:
-        from img2dataset.resizer import ResizeMode
-
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        resize_mode: str,
+        resize_only_if_bigger: bool,
+        encode_format: str,
+        encode_quality: int,
+        skip_reencode: bool,
+        reducing_gap: float = REDUCING_GAP,
+    ) -> None:
         if reducing_gap < 1:
             raise ValueError(f"reducing_gap must be >= 1, got {reducing_gap}")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"Invalid option for resize_mode: {resize_mode}")
         self.reducing_gap = reducing_gap
-
-        self.size = resizer.image_size
-        self.only_if_bigger = resizer.resize_only_if_bigger
-        self.upscale = resizer.upscale_interpolation
-        self.downscale = resizer.downscale_interpolation
-        self.extension = f".{resizer.encode_format}"
-        self.encode_params = resizer.encode_params
-        self.what_ext = resizer.what_ext
-        self.skip_reencode = resizer.skip_reencode
-        mode = resizer.resize_mode
-        self.smallest_side = mode in (ResizeMode.keep_ratio, ResizeMode.center_crop)
-        self.largest_side = mode in (ResizeMode.border, ResizeMode.keep_ratio_largest)
-        self.crop = mode == ResizeMode.center_crop
-        self.pad = mode == ResizeMode.border
+        self.size = image_size
+        self.only_if_bigger = resize_only_if_bigger
+        self.upscale, self.downscale = cv2.INTER_LANCZOS4, cv2.INTER_AREA
+        quality_flag, self.what_ext = ENCODERS[encode_format]
+        self.extension = f".{encode_format}"
+        self.encode_params = [int(quality_flag), encode_quality]
+        self.skip_reencode = skip_reencode
+        self.smallest_side = resize_mode in ("keep_ratio", "center_crop")
+        self.largest_side = resize_mode in ("border", "keep_ratio_largest")
+        self.crop = resize_mode == "center_crop"
+        self.pad = resize_mode == "border"
         self._local = threading.local()  # albumentations transforms: one set per thread
         cv2.setNumThreads(1)  # as img2dataset's Resizer does: parallelism is per image
 
@@ -207,6 +226,7 @@ class JpegResizer:
     def _transforms(self) -> tuple[Any, Any]:
         transforms = getattr(self._local, "transforms", None)
         if transforms is None:
+            os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
             import albumentations as A
 
             # Exactly as img2dataset's Resizer builds them.

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +22,7 @@ from PIL import Image
 from mmdata.core.imagefile import ImageError
 from mmdata.demo.webserver import bomb_png
 from mmdata.download.images import ImageEncoder, StoredImage
-from mmdata.download.reduced import SCALES, cv2_rejects_truncated, reduced_size
+from mmdata.download.reduced import SCALES, JpegResizer, cv2_rejects_truncated, reduced_size
 
 MODES = ("keep_ratio", "center_crop", "border", "keep_ratio_largest")
 
@@ -191,3 +194,55 @@ def test_reduced_decode_off_and_mode_no_use_img2dataset() -> None:
     data = photo(1000, 800)
     assert encoder("keep_ratio", 64, reduced_decode=False).prepare(data) == "jpeg"
     assert encoder("no", 64).jpeg is None
+
+
+@pytest.mark.parametrize(
+    "encode_format,quality", [("jpg", 95), ("jpg", 80), ("png", 9), ("webp", 90)]
+)
+@pytest.mark.parametrize("mode", (*MODES, "no"))
+def test_settings_are_img2dataset_resizers(mode: str, encode_format: str, quality: int) -> None:
+    enc = encoder(mode, 77, True, encode_format=encode_format, encode_quality=quality)
+    jpeg = JpegResizer(**enc.settings)  # type: ignore[arg-type]
+    theirs = enc.resizer  # the real one, built from the same settings
+    assert jpeg.encode_params == theirs.encode_params
+    assert jpeg.extension == f".{theirs.encode_format}" and jpeg.what_ext == theirs.what_ext
+    assert (jpeg.upscale, jpeg.downscale) == (
+        theirs.upscale_interpolation,
+        theirs.downscale_interpolation,
+    )
+    assert (jpeg.size, jpeg.only_if_bigger, jpeg.skip_reencode) == (
+        theirs.image_size,
+        theirs.resize_only_if_bigger,
+        theirs.skip_reencode,
+    )
+    assert theirs.resize_mode.name == mode
+
+
+def test_bad_settings_fail_at_construction() -> None:
+    with pytest.raises(ValueError, match="resize_mode"):
+        encoder("squash", 64)
+    with pytest.raises(ValueError, match="encode format"):
+        encoder("keep_ratio", 64, encode_format="gif")
+    with pytest.raises(ValueError, match="png"):
+        encoder("keep_ratio", 64, encode_format="png", encode_quality=95)
+
+
+def test_jpeg_downloads_do_not_import_img2dataset() -> None:
+    # Importing img2dataset costs seconds of CPU in every cold worker: a download of
+    # JPEGs without X-Robots-Tag headers needs none of it.
+    code = (
+        "import sys\n"
+        "from mmdata.demo.webserver import FaultServer\n"
+        "from mmdata.stages.download import Download\n"
+        "from tests.stages.helpers import work_batch\n"
+        "stage = Download(resize_mode='center_crop', image_size=32,\n"
+        "                 allowed_networks=['127.0.0.1/32'])\n"
+        "with FaultServer() as server:\n"
+        "    urls = [server.url('/img/red.jpg'), server.url('/gen/3.jpg')]\n"
+        "    rows = stage.process(work_batch(url=urls)).to_pylist()\n"
+        "assert [(r['width_px'], r['height_px']) for r in rows] == [(32, 32)] * 2, rows\n"
+        "assert 'img2dataset' not in sys.modules, 'img2dataset imported'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
