@@ -146,7 +146,10 @@ class ImageEncoder:
                 and header.mode in ("RGB", "L")
                 and size <= self._fast_pixels
             ):
-                done = self.jpeg(data, header.width, header.height, grey=header.mode == "L")
+                try:
+                    done = self.jpeg(data, header.width, header.height, grey=header.mode == "L")
+                except Exception:  # noqa: BLE001 - as img2dataset's Resizer: the body's fault
+                    done = None  # img2dataset's path below gives the reason it gives
                 if done is not None:
                     return self._stored(data, *done, source_format="jpeg")
             # Not a baseline JPEG, or OpenCV could not decode it: the checks name why.

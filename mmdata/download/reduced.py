@@ -23,6 +23,7 @@ descriptors, so unlike img2dataset's Resizer it runs in the fetch threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -37,6 +38,9 @@ import numpy as np
 SCALES = (8, 4, 2)
 #: How many times the target the reduced image must still hold, per side (see module).
 REDUCING_GAP = 1.0
+#: Decodes larger than this (pixels) run at most two at a time per process.
+BIG_DECODE_PX = 4_000_000
+_BIG_DECODES = threading.BoundedSemaphore(2)
 _REDUCED_COLOR = {
     1: cv2.IMREAD_UNCHANGED,
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -212,13 +216,18 @@ class JpegResizer:
         """(encoded, width, height) of a JPEG of this full size; None when OpenCV cannot
         decode it (the caller then runs the checks that name the reason)."""
         plan = self.plan(width_px, height_px)
-        encode = self.encode_needed(data, plan)
-        image = self.decode(data, plan, grey)
-        if image is None:
-            return None
-        image = self.resize(image, plan)
+        scale = plan.scale if plan is not None else 1
+        decoded_w, decoded_h = reduced_size(width_px, height_px, scale)
+        # Every fetch thread may be here at once: big decodes go a few at a time, so
+        # memory stays near img2dataset's one full-size image per process.
+        gate = _BIG_DECODES if decoded_w * decoded_h > BIG_DECODE_PX else contextlib.nullcontext()
+        with gate:
+            image = self.decode(data, plan, grey)
+            if image is None:
+                return None
+            image = self.resize(image, plan)
         height, width = image.shape[:2]
-        if not encode:
+        if not self.encode_needed(data, plan):
             return data, width, height
         encoded = cv2.imencode(self.extension, image, params=self.encode_params)[1]
         return encoded.tobytes(), width, height

@@ -12,6 +12,8 @@ import io
 import itertools
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -246,3 +248,46 @@ def test_jpeg_downloads_do_not_import_img2dataset() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_failure_in_the_reduced_path_falls_back_to_img2dataset(monkeypatch) -> None:
+    enc = encoder("keep_ratio", 64)
+    data = photo(300, 200)
+
+    def broken(*args: object) -> None:
+        raise cv2.error("simulated")
+
+    monkeypatch.setattr(enc.jpeg, "resize", broken)
+    assert enc.prepare(data) == "jpeg"  # checked; the stage's thread runs the Resizer
+    assert enc(data, "jpeg").width_px == 96
+
+
+def test_big_decodes_run_two_at_a_time(monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmdata.download import reduced
+
+    inside, most = 0, 0
+    lock = threading.Lock()
+    real_decode = reduced.JpegResizer.decode
+
+    def counting(self, *args):  # type: ignore[no-untyped-def]
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.02)
+            return real_decode(self, *args)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(reduced, "BIG_DECODE_PX", 100)  # their 1/4 decodes count as big
+    monkeypatch.setattr(reduced.JpegResizer, "decode", counting)
+    enc = encoder("keep_ratio", 16)
+    bodies = [photo(120, 90, seed=s) for s in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        stored = list(pool.map(enc.prepare, bodies))
+    assert all(isinstance(s, StoredImage) for s in stored)
+    assert most == 2
