@@ -32,6 +32,16 @@ class PixelCapError(ValueError):
         self.width_px, self.height_px, self.max_pixels = width_px, height_px, max_pixels
 
 
+def open_capped(data: bytes, max_pixels: int) -> Image.Image:
+    """Open ``data`` and read its header only (format, mode, size: no pixels decoded),
+    checking the pixel cap. Raises like ``load_capped``; Pillow's bomb guard warns
+    (``Image.DecompressionBombWarning``) unless the caller turns warnings into errors."""
+    image = Image.open(io.BytesIO(data))
+    if image.width * image.height > max_pixels:
+        raise PixelCapError(image.width, image.height, max_pixels)
+    return image
+
+
 def load_capped(data: bytes, max_pixels: int, draft_scale: int = 1) -> Image.Image:
     """Open and decode ``data``, checking the pixel cap from the header first, so a
     decompression bomb costs nothing. ``draft_scale`` > 1 lets JPEG decode at that
@@ -43,9 +53,7 @@ def load_capped(data: bytes, max_pixels: int, draft_scale: int = 1) -> Image.Ima
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > max_pixels:
-            raise PixelCapError(image.width, image.height, max_pixels)
+        image = open_capped(data, max_pixels)
         if draft_scale > 1:
             size = (max(image.width // draft_scale, 1), max(image.height // draft_scale, 1))
             image.draft("RGB", size)

@@ -129,7 +129,10 @@ class Fetcher:
     def _check_opt_out(self, headers: Message) -> None:
         directives = self.options.opt_out_directives
         token = self.options.user_agent_token
-        if directives and img2dataset_is_disallowed()(headers, token, directives):
+        # img2dataset's parser loops over the X-Robots-Tag headers: with none there is
+        # nothing to refuse, and nothing to import (img2dataset costs seconds per worker).
+        tagged = headers.get("X-Robots-Tag") is not None
+        if directives and tagged and img2dataset_is_disallowed()(headers, token, directives):
             tags = "; ".join(headers.get_all("X-Robots-Tag", []))
             raise DownloadError("opt_out", f"X-Robots-Tag: {tags}")
 

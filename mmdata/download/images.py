@@ -1,21 +1,28 @@
 """Check a downloaded body is a whole image, then resize and encode it with img2dataset.
 
-The checks run before img2dataset's Resizer decodes anything at full size: the header
-gives the pixel count (a decompression bomb is refused without allocating it), and a
-reduced-size decode (JPEG DCT scaling, 1/8 per side) reads every byte of the file, which
-is what finds a truncated body: OpenCV would decode it with a grey bottom and no error.
+The checks run before anything is decoded at full size: the header gives the pixel
+count (a decompression bomb is refused without allocating it). For a baseline RGB or
+grey JPEG (most of the web) ``prepare`` then does all the work in the fetch thread:
+one decode at the smallest size the resize allows (``reduced.JpegResizer``), which is
+also the body check because OpenCV rejects truncated JPEGs, then img2dataset's resize,
+encode and sha256. Every other body gets the Pillow check (a 1/8-scale draft decode that
+reads every byte, so a truncated file fails) and img2dataset's own Resizer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from mmdata.core.imagefile import ImageError, PixelCapError, load_capped
+from mmdata.core.imagefile import ImageError, PixelCapError, load_capped, open_capped
+from mmdata.download.reduced import REDUCING_GAP, JpegResizer, cv2_rejects_truncated
 
 _FORMAT_NAMES = {"jpg": "jpeg", "png": "png", "webp": "webp"}
 
@@ -33,8 +40,16 @@ class StoredImage:
 
 def check_image(data: bytes, max_pixels: int) -> str:
     """The image format of ``data``; raises ImageError when it cannot be used."""
-    try:
+    with _reasons(data, max_pixels):
         image = load_capped(data, max_pixels, draft_scale=8)
+    return (image.format or "").lower()
+
+
+@contextlib.contextmanager
+def _reasons(data: bytes, max_pixels: int) -> Iterator[None]:
+    """Pillow's and the pixel cap's exceptions as ImageError with the reject reason."""
+    try:
+        yield
     except PixelCapError as exc:
         detail = f"{exc.width_px}x{exc.height_px} px > max_pixels {max_pixels}"
         raise ImageError("decompression_bomb", detail) from exc
@@ -45,7 +60,6 @@ def check_image(data: bytes, max_pixels: int) -> str:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "truncated" if "truncated" in str(exc) else "image_decode_error"
         raise ImageError(reason, f"{type(exc).__name__}: {exc}") from exc
-    return (image.format or "").lower()
 
 
 def _sniff(data: bytes) -> str:
@@ -56,7 +70,13 @@ def _sniff(data: bytes) -> str:
 
 
 class ImageEncoder:
-    """img2dataset's Resizer (its resize modes and encoders) plus our checks and sha256."""
+    """img2dataset's Resizer (its resize modes and encoders) plus our checks and sha256.
+
+    ``reduced_decode``: decode baseline JPEGs at the smallest size the resize allows and
+    resize them in the calling thread (``prepare``); False keeps img2dataset's full-size
+    decode for every image. ``reducing_gap``: how many times the target the reduced
+    decode must still hold per side (1: any reduction that covers it).
+    """
 
     def __init__(
         self,
@@ -68,12 +88,15 @@ class ImageEncoder:
         resize_only_if_bigger: bool,
         skip_reencode: bool,
         max_pixels: int,
+        reduced_decode: bool = True,
+        reducing_gap: float = REDUCING_GAP,
     ) -> None:
-        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
-        from img2dataset.resizer import Resizer  # 2 s to import: only where it is used
-
+        if encode_format not in _FORMAT_NAMES:
+            raise ValueError(f"Invalid encode format {encode_format}")
+        if encode_format == "png" and not 0 <= encode_quality <= 9:
+            raise ValueError(f"png encode quality is a compression level 0-9, got {encode_quality}")
         self.max_pixels = max_pixels
-        self.resizer = Resizer(
+        self.settings = dict(
             image_size=image_size,
             resize_mode=resize_mode,
             resize_only_if_bigger=resize_only_if_bigger,
@@ -82,10 +105,55 @@ class ImageEncoder:
             skip_reencode=skip_reencode,
         )
         self.format_name = _FORMAT_NAMES[encode_format]
+        # Validates resize_mode; built here so a bad setting fails at recipe validation.
+        jpeg = JpegResizer(**self.settings, reducing_gap=reducing_gap)
+        # resize_mode "no" has nothing to reduce, and its full-size decodes would be held
+        # by every fetch thread at once: those stay on img2dataset's one-at-a-time path.
+        use_jpeg = reduced_decode and resize_mode != "no" and cv2_rejects_truncated()
+        self.jpeg = jpeg if use_jpeg else None
+        self._resizer: Any = None
+        # Pillow warns (it does not raise) between its own cap and twice it: bodies that
+        # large take the checked path, where the warning is an error.
+        self._fast_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+
+    @property
+    def resizer(self) -> Any:
+        """img2dataset's Resizer, imported and built on first use: importing img2dataset
+        takes seconds, and a worker whose bodies are all baseline JPEGs never needs it."""
+        if self._resizer is None:
+            os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # it phones home otherwise
+            from img2dataset.resizer import Resizer
+
+            self._resizer = Resizer(**self.settings)
+        return self._resizer
 
     def check(self, data: bytes) -> str:
         """``check_image`` with this encoder's pixel cap; thread-safe (Pillow only)."""
         return check_image(data, self.max_pixels)
+
+    def prepare(self, data: bytes) -> StoredImage | str:
+        """In a fetch thread: the stored image of a baseline JPEG (reduced decode, resize,
+        encode, sha256), else the checked body's format for ``__call__``.
+
+        Raises ImageError as ``check`` does. Thread-safe.
+        """
+        if self.jpeg is not None:
+            with _reasons(data, self.max_pixels):
+                header = open_capped(data, self.max_pixels)
+            size = header.width * header.height
+            if (
+                header.format == "JPEG"
+                and header.mode in ("RGB", "L")
+                and size <= self._fast_pixels
+            ):
+                try:
+                    done = self.jpeg(data, header.width, header.height, grey=header.mode == "L")
+                except Exception:  # noqa: BLE001 - as img2dataset's Resizer: the body's fault
+                    done = None  # img2dataset's path below gives the reason it gives
+                if done is not None:
+                    return self._stored(data, *done, source_format="jpeg")
+            # Not a baseline JPEG, or OpenCV could not decode it: the checks name why.
+        return self.check(data)
 
     def __call__(self, data: bytes, source_format: str | None = None) -> StoredImage:
         """Resize and encode ``data``; ``source_format`` when ``check`` already ran.
@@ -97,6 +165,11 @@ class ImageEncoder:
         encoded, width, height, _, _, error = self.resizer(io.BytesIO(data))
         if error is not None:
             raise ImageError("image_decode_error", f"img2dataset resizer: {error}")
+        return self._stored(data, encoded, width, height, source_format)
+
+    def _stored(
+        self, data: bytes, encoded: bytes, width: int, height: int, source_format: str
+    ) -> StoredImage:
         stored_format = source_format if encoded is data or encoded == data else self.format_name
         return StoredImage(
             encoded, width, height, stored_format, hashlib.sha256(encoded).hexdigest()

@@ -67,6 +67,7 @@ class Download(Stage):
         keep_bytes: bool = True,
         user_agent_token: str = "mmdata",
         dns_ttl_s: float = DEFAULT_TTL_S,
+        reduced_decode: bool = True,
     ) -> None:
         """Args:
         timeout_s: socket timeout per connect or read, seconds (img2dataset's ``timeout``).
@@ -97,6 +98,10 @@ class Download(Stage):
         dns_ttl_s: seconds a host's resolved addresses are reused by a worker (one lookup
             per host, not per URL; failed lookups are kept at most 30 s); 0 resolves for
             every connection. The guard checks every address each time either way.
+        reduced_decode: decode a JPEG at 1/2, 1/4 or 1/8 size when the resize still has
+            enough pixels from that (same output size and encoding as img2dataset, pixels
+            within a few grey levels), and do its resize in the fetch threads; False
+            decodes every image at full size as img2dataset does.
         """
         _check_positive(
             timeout_s=timeout_s,
@@ -136,6 +141,7 @@ class Download(Stage):
             resize_only_if_bigger=resize_only_if_bigger,
             skip_reencode=skip_reencode,
             max_pixels=max_pixels,
+            reduced_decode=reduced_decode,
         )
         self.threads, self.respect_robots_txt, self.keep_bytes = (
             threads,
@@ -165,20 +171,23 @@ class Download(Stage):
                 raise DownloadError("robots_disallow", problem)
         return self._fetcher.get(url)
 
-    def _body(self, url: str) -> tuple[bytes, str] | tuple[str, str]:
-        """In a fetch thread: the body and its checked format, or (reason, detail).
+    def _body(self, url: str) -> StoredImage | tuple[bytes, str] | tuple[str, str]:
+        """In a fetch thread: the stored image, or the body and its checked format
+        (for img2dataset's Resizer), or (reason, detail).
 
-        The body check (header pixel cap, 1/8-scale decode) runs here: Pillow releases
-        the GIL while decoding, so it overlaps with the other threads' fetches.
+        The image work that can run in threads runs here (a JPEG's reduced decode,
+        resize, encode and sha256; other bodies' Pillow check): OpenCV and Pillow
+        release the GIL, so it overlaps with the other threads' fetches.
         """
         try:
             body = self.fetch_body(url)
-            return body, self.encoder.check(body)
+            prepared = self.encoder.prepare(body)
         except (DownloadError, ImageError) as exc:
             return exc.reason, f"{url}: {exc}"
+        return prepared if isinstance(prepared, StoredImage) else (body, prepared)
 
-    def _image(self, url: str, fetched: tuple) -> StoredImage | tuple[str, str]:
-        if isinstance(fetched[0], str):
+    def _image(self, url: str, fetched: StoredImage | tuple) -> StoredImage | tuple[str, str]:
+        if isinstance(fetched, StoredImage) or isinstance(fetched[0], str):
             return fetched
         try:
             return self.encoder(*fetched)
@@ -189,9 +198,10 @@ class Download(Stage):
         if self._fetcher is None:  # here, not in each fetch thread: one fetcher, one cache
             self.setup()
         urls = table.column("url").to_pylist()
-        # Threads fetch and check; this thread resizes each body as it arrives, in
-        # order. img2dataset does the same, and must: its resizer silences OpenCV by
-        # swapping the process's stdout/stderr file descriptors, which is not thread-safe.
+        # Threads fetch, check, and finish what they can (JPEGs); this thread runs
+        # img2dataset's Resizer on the other bodies as they arrive, in order. It must be
+        # one thread: that resizer silences OpenCV by swapping the process's stdout/stderr
+        # file descriptors, which is not thread-safe.
         with ThreadPoolExecutor(max_workers=min(self.threads, max(len(urls), 1))) as pool:
             fetched = pool.map(self._body, urls)
             outcomes = [self._image(url, item) for url, item in zip(urls, fetched)]
