@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -239,10 +240,19 @@ def side(name: str, folder: Path, args: argparse.Namespace) -> None:
         loader = DataLoader(
             dataset(name, folder, args, hook), batch_size=args.batch, num_workers=args.workers
         )
+        first = None
         for batch in loader:
             count += len(batch["caption_id"])
+            first = first or time.perf_counter() - started
+        del loader  # its workers exit and are reaped: their CPU time counts below
     seconds = time.perf_counter() - started
-    print("RESULT " + json.dumps({"samples": count, "seconds": seconds}), flush=True)
+    cpu = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
+    result = {"samples": count, "seconds": seconds, "cpu": cpu, "first": first or seconds}
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def dataset(name: str, folder: Path, args: argparse.Namespace, hook) -> IterableDataset:  # noqa: ANN001
@@ -332,7 +342,9 @@ def main() -> None:
             print(
                 f"run {rep + 1} {name:7s} {result['samples']:,} samples in "
                 f"{result['seconds']:.1f} s: {result['rate']:,.0f} samples/s, "
-                f"peak RSS {result['rss'] / 2**20:,.0f} MiB",
+                f"peak RSS {result['rss'] / 2**20:,.0f} MiB, CPU "
+                f"{result['cpu'] / result['samples'] * 1e6:.0f} us/sample, first batch at "
+                f"{result['first']:.1f} s",
                 flush=True,
             )
         report(runs, rep + 1)
