@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -205,24 +204,20 @@ class ShardReader:
         image_cols = [c for c in self.columns if c not in CAPTION_COLUMNS]
         caption_cols = [c for c in self.columns if c in CAPTION_COLUMNS]
         images = self._image_values(table, image_cols)
-        captions = table.column("captions").to_pylist()
-        out: list[dict[str, Any]] = []
-        position = -1  # index among captions that pass the filter
-        flat = -1  # index among all captions
-        for row, caps in enumerate(captions):
-            for cap in caps or []:
-                flat += 1
-                if keep is not None and not keep[flat]:
-                    continue
-                position += 1
-                if position < start:
-                    continue
-                if stop is not None and position >= stop:
-                    return out
-                sample = {c: values[row] for c, values in images.items()}
-                sample.update({c: cap[c] for c in caption_cols})
-                out.append(sample)
-        return out
+        captions = _one_chunk(table.column("captions"))
+        flat = pc.list_flatten(captions)  # every caption, in order
+        parents = pc.list_parent_indices(captions).to_numpy()
+        chosen = np.arange(len(flat)) if keep is None else np.flatnonzero(keep)
+        chosen = chosen[start:stop]
+        rows = parents[chosen].tolist()
+        take = pa.array(chosen, pa.int64())
+        # column by column, then one dict per sample: no per-caption struct dicts
+        values = [[images[c][r] for r in rows] for c in image_cols]
+        values += [flat.field(c).take(take).to_pylist() for c in caption_cols]
+        keys = image_cols + caption_cols
+        if not keys:
+            return [{} for _ in rows]
+        return [dict(zip(keys, row)) for row in zip(*values)]
 
 
 def _schema(path: str) -> pa.Schema:
