@@ -1,25 +1,34 @@
-"""Streaming throughput and memory: mmdata.stream into a DataLoader vs a raw pyarrow scan.
+"""Streaming throughput and memory: mmdata.stream into a DataLoader against MosaicML
+Streaming and webdataset (and a raw pyarrow scan, and a no-read ceiling).
 
     python bench/stream.py [--images 10000] [--captions 20] [--boxes 36] [--workers 2]
+                           [--repeat 3] [--sides raw,mmdata,mds,wds,ceiling]
 
-Generates (once, cached in --dir) a corpus of ``images x captions`` caption samples
-(default 200,000) whose images carry bottom-up-attention-sized region features
-(``--boxes`` x 2048 float16, random), in mmdata's shard schema (1,000 images a shard),
-listed in a DuckDB catalog. Then, each side in its own process:
+Generates (once, cached in --dir, default /tmp/stream-peers-bench) a corpus of ``images x
+captions`` caption samples (default 200,000) whose images carry bottom-up-attention-sized
+region features (``--boxes`` x 2048 float16, random), in mmdata's shard schema (1,000
+images a shard) listed in a DuckDB catalog; then writes the same images as MDS shards
+(MDSWriter) and as webdataset tars (ShardWriter), each by its own library (see
+bench/stream_peers.py: one record per image, expanded to caption samples when read).
+Prints each format's write time (seconds inside its writer) and size on disk. Then, each
+side in its own process, every sample of one epoch into training batches of ``--batch``
+samples (torch's ``default_collate``), the regions as ``region_tensors(boxes, float16)``
+gives them:
 
-- raw: ``ParquetFile.iter_batches`` over the same columns, shard after shard, in order,
-  in this one process: one Python sample per caption (an image's values shared by its
-  captions), the same region hook once per image, and training batches of ``--batch``
-  samples made by torch's ``default_collate``, as a trainer needs them;
-- mmdata: ``ShardStream(unit="caption", shuffle_buffer=...)`` with the same columns and
-  the same hook (``mmdata.stream.decode.region_tensors``, float16 features), through a
-  torch DataLoader with ``--workers`` workers and ``batch_size=--batch``.
-
+- raw: ``ParquetFile.iter_batches`` shard after shard, in order, in this one process: the
+  region hook once per image on ``to_pylist`` values, no shuffle;
+- mmdata: ``ShardStream(unit="caption", shuffle_buffer=...)`` through a torch DataLoader
+  with ``--workers`` workers (the hook decodes a row group at a time from Arrow);
+- mds: ``StreamingDataset(local=..., shuffle=True)`` (its default py1e shuffle), records
+  expanded to captions and shuffled in a buffer of ``shuffle_buffer / workers`` per worker;
+- wds: ``WebDataset(tars, shardshuffle=True)``, decoded, expanded, ``.shuffle(shuffle_buffer
+  / workers)``; both peers through the same DataLoader settings as mmdata;
 - ceiling: the same DataLoader over a dataset that reads nothing (it yields ready-made
   samples of the same shapes): what moving the batches between processes alone allows.
 
-Prints samples/s of each, the ratio (target >= 0.8), and the peak RSS of each process
-tree (main process + workers, sampled every 50 ms).
+Prints samples/s, peak RSS of each process tree (main process + workers, sampled every
+50 ms), CPU time per sample (all processes) and the time to the first batch; the ratio of
+mmdata to the faster peer (target >= 1.0) and to the others, per run and as medians.
 """
 
 from __future__ import annotations
@@ -208,7 +217,7 @@ def side(name: str, folder: Path, args: argparse.Namespace) -> None:
 
     catalog = str(folder / "mmdata" / "catalog.duckdb")
     hook = region_tensors(args.boxes, dtype=torch.float16)
-    count = 0
+    count, first = 0, None
     started = time.perf_counter()
     if name == "raw":
         _, rows = Catalog(catalog).query(
@@ -233,6 +242,7 @@ def side(name: str, folder: Path, args: argparse.Namespace) -> None:
                         )
                         if len(pending) == args.batch:
                             count += len(default_collate(pending)["caption_id"])
+                            first = first or time.perf_counter() - started
                             pending = []
         if pending:
             count += len(default_collate(pending)["caption_id"])
@@ -240,7 +250,6 @@ def side(name: str, folder: Path, args: argparse.Namespace) -> None:
         loader = DataLoader(
             dataset(name, folder, args, hook), batch_size=args.batch, num_workers=args.workers
         )
-        first = None
         for batch in loader:
             count += len(batch["caption_id"])
             first = first or time.perf_counter() - started
