@@ -1,25 +1,34 @@
-"""Streaming throughput and memory: mmdata.stream into a DataLoader vs a raw pyarrow scan.
+"""Streaming throughput and memory: mmdata.stream into a DataLoader against MosaicML
+Streaming and webdataset (and a raw pyarrow scan, and a no-read ceiling).
 
     python bench/stream.py [--images 10000] [--captions 20] [--boxes 36] [--workers 2]
+                           [--repeat 3] [--sides raw,mmdata,mds,wds,ceiling]
 
-Generates (once, cached in --dir) a corpus of ``images x captions`` caption samples
-(default 200,000) whose images carry bottom-up-attention-sized region features
-(``--boxes`` x 2048 float16, random), in mmdata's shard schema (1,000 images a shard),
-listed in a DuckDB catalog. Then, each side in its own process:
+Generates (once, cached in --dir, default /tmp/stream-peers-bench) a corpus of ``images x
+captions`` caption samples (default 200,000) whose images carry bottom-up-attention-sized
+region features (``--boxes`` x 2048 float16, random), in mmdata's shard schema (1,000
+images a shard) listed in a DuckDB catalog; then writes the same images as MDS shards
+(MDSWriter) and as webdataset tars (ShardWriter), each by its own library (see
+bench/stream_peers.py: one record per image, expanded to caption samples when read).
+Prints each format's write time (seconds inside its writer) and size on disk. Then, each
+side in its own process, every sample of one epoch into training batches of ``--batch``
+samples (torch's ``default_collate``), the regions as ``region_tensors(boxes, float16)``
+gives them:
 
-- raw: ``ParquetFile.iter_batches`` over the same columns, shard after shard, in order,
-  in this one process: one Python sample per caption (an image's values shared by its
-  captions), the same region hook once per image, and training batches of ``--batch``
-  samples made by torch's ``default_collate``, as a trainer needs them;
-- mmdata: ``ShardStream(unit="caption", shuffle_buffer=...)`` with the same columns and
-  the same hook (``mmdata.stream.decode.region_tensors``, float16 features), through a
-  torch DataLoader with ``--workers`` workers and ``batch_size=--batch``.
-
+- raw: ``ParquetFile.iter_batches`` shard after shard, in order, in this one process: the
+  region hook once per image on ``to_pylist`` values, no shuffle;
+- mmdata: ``ShardStream(unit="caption", shuffle_buffer=...)`` through a torch DataLoader
+  with ``--workers`` workers (the hook decodes a row group at a time from Arrow);
+- mds: ``StreamingDataset(local=..., shuffle=True)`` (its default py1e shuffle), records
+  expanded to captions and shuffled in a buffer of ``shuffle_buffer / workers`` per worker;
+- wds: ``WebDataset(tars, shardshuffle=True)``, decoded, expanded, ``.shuffle(shuffle_buffer
+  / workers)``; both peers through the same DataLoader settings as mmdata;
 - ceiling: the same DataLoader over a dataset that reads nothing (it yields ready-made
   samples of the same shapes): what moving the batches between processes alone allows.
 
-Prints samples/s of each, the ratio (target >= 0.8), and the peak RSS of each process
-tree (main process + workers, sampled every 50 ms).
+Prints samples/s, peak RSS of each process tree (main process + workers, sampled every
+50 ms), CPU time per sample (all processes) and the time to the first batch; the ratio of
+mmdata to the faster peer (target >= 1.0) and to the others, per run and as medians.
 """
 
 from __future__ import annotations
@@ -27,17 +36,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from stream_peers import MDSCaptions, folder_bytes, make_peer, wds_dataset
 from torch.utils.data import IterableDataset
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["caption_id", "text", "regions"]
-TARGET = 0.8
+TARGET = 1.0  # mmdata against the faster of MosaicML Streaming and webdataset
 
 
 def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 0) -> Path:
@@ -55,7 +66,7 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
     catalog = folder / "catalog.duckdb"
     marker = folder / "done.json"
     spec = {"images": images, "captions": captions, "boxes": boxes, "words": words}
-    if marker.exists() and json.loads(marker.read_text()) == spec:
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
         return catalog
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*"), *folder.glob("data/*")]:
@@ -99,9 +110,20 @@ def generate(folder: Path, images: int, captions: int, boxes: int, words: int = 
             )
         return conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
 
+    made = [0.0]  # seconds making the random tables, not writing them
+
+    def timed_shard(index: int) -> pa.Table:
+        started = time.perf_counter()
+        table = shard(index)
+        made[0] += time.perf_counter() - started
+        return table
+
     shards = -(-images // per_shard)
-    write_listed_corpus(Catalog(catalog), "bench", str(folder), spec, shards, shard, "bench")
-    marker.write_text(json.dumps(spec))
+    started = time.perf_counter()
+    write_listed_corpus(Catalog(catalog), "bench", str(folder), spec, shards, timed_shard, "bench")
+    write_s = time.perf_counter() - started - made[0]
+    done = {"spec": spec, "write_s": write_s, "bytes": folder_bytes(folder)}
+    marker.write_text(json.dumps(done))
     return catalog
 
 
@@ -180,18 +202,22 @@ class Premade(IterableDataset):
             yield {"caption_id": f"{i}", "text": f"caption {i} of an image", "regions": regions}
 
 
-def side(name: str, catalog: str, args: argparse.Namespace) -> None:
+SIDES = ("raw", "mmdata", "mds", "wds", "ceiling")
+PEERS = ("mds", "wds")
+
+
+def side(name: str, folder: Path, args: argparse.Namespace) -> None:
     """Runs in a child process: stream every sample once, print RESULT json."""
     import pyarrow.parquet as pq
     import torch
     from torch.utils.data import DataLoader, default_collate
 
     from mmdata.catalog.store import Catalog
-    from mmdata.stream import ShardStream
     from mmdata.stream.decode import region_tensors
 
+    catalog = str(folder / "mmdata" / "catalog.duckdb")
     hook = region_tensors(args.boxes, dtype=torch.float16)
-    count = 0
+    count, first = 0, None
     started = time.perf_counter()
     if name == "raw":
         _, rows = Catalog(catalog).query(
@@ -216,32 +242,75 @@ def side(name: str, catalog: str, args: argparse.Namespace) -> None:
                         )
                         if len(pending) == args.batch:
                             count += len(default_collate(pending)["caption_id"])
+                            first = first or time.perf_counter() - started
                             pending = []
         if pending:
             count += len(default_collate(pending)["caption_id"])
-    elif name == "ceiling":
-        loader = DataLoader(
-            Premade(hook, args.images * args.captions, args.captions),
-            batch_size=args.batch,
-            num_workers=args.workers,
-        )
-        for batch in loader:
-            count += len(batch["caption_id"])
     else:
-        ds = ShardStream(
-            catalog,
-            "bench",
-            columns=COLUMNS,
-            unit="caption",
-            shuffle_buffer=args.shuffle_buffer,
-            decode={"regions": hook},
-            streams=args.streams,
+        loader = DataLoader(
+            dataset(name, folder, args, hook), batch_size=args.batch, num_workers=args.workers
         )
-        loader = DataLoader(ds, batch_size=args.batch, num_workers=args.workers)
         for batch in loader:
             count += len(batch["caption_id"])
+            first = first or time.perf_counter() - started
+        del loader  # its workers exit and are reaped: their CPU time counts below
     seconds = time.perf_counter() - started
-    print("RESULT " + json.dumps({"samples": count, "seconds": seconds}), flush=True)
+    cpu = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
+    result = {"samples": count, "seconds": seconds, "cpu": cpu, "first": first or seconds}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def dataset(name: str, folder: Path, args: argparse.Namespace, hook) -> IterableDataset:  # noqa: ANN001
+    """The IterableDataset side ``name`` puts behind the DataLoader."""
+    per_worker = args.shuffle_buffer // max(args.workers, 1)  # the peers' buffers: per worker
+    if name == "ceiling":
+        return Premade(hook, args.images * args.captions, args.captions)
+    if name == "mds":
+        # MDS partitions by batches of records: an image record is ``captions`` samples
+        return MDSCaptions(folder / "mds", per_worker, max(1, args.batch // args.captions))
+    if name == "wds":
+        return wds_dataset(folder / "wds", per_worker)
+    from mmdata.stream import ShardStream
+
+    return ShardStream(
+        str(folder / "mmdata" / "catalog.duckdb"),
+        "bench",
+        columns=COLUMNS,
+        unit="caption",
+        shuffle_buffer=args.shuffle_buffer,
+        decode={"regions": hook},
+        streams=args.streams,
+    )
+
+
+def run_side(name: str, argv: list[str]) -> dict:
+    """Side ``name`` in a child process, its peak process-tree RSS sampled alongside."""
+    cmd = [sys.executable, __file__, "--side", name, *argv]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench")])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    stop, peak = threading.Event(), []
+    watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
+    watcher.start()
+    out, _ = proc.communicate()
+    stop.set()
+    watcher.join()
+    if proc.returncode:
+        raise SystemExit(f"{name} failed ({proc.returncode})")
+    result = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
+    return {**result, "rate": result["samples"] / result["seconds"], "rss": peak[0]}
+
+
+def make_corpora(args: argparse.Namespace) -> dict[str, dict]:
+    """mmdata's corpus and, written from it, each peer's; write seconds and bytes each."""
+    catalog = generate(args.dir / "mmdata", args.images, args.captions, args.boxes)
+    made = {"mmdata": json.loads((args.dir / "mmdata" / "done.json").read_text())}
+    for peer in PEERS:
+        made[peer] = make_peer(peer, args.dir / peer, str(catalog), "bench", args.boxes)
+    return made
 
 
 def main() -> None:
@@ -252,48 +321,75 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256, help="samples per training batch")
     parser.add_argument("--streams", type=int, default=48)
-    parser.add_argument("--shuffle-buffer", type=int, default=2000)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/mmdata-bench-stream"))
-    parser.add_argument("--side", choices=("raw", "mmdata", "ceiling"), help=argparse.SUPPRESS)
+    parser.add_argument("--shuffle-buffer", type=int, default=2000, help="samples, per rank")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every side")
+    parser.add_argument("--sides", default=",".join(SIDES), help="comma-separated")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/stream-peers-bench"))
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        side(args.side, str(args.dir / "catalog.duckdb"), args)
+        side(args.side, args.dir, args)
         return
+    argv = sys.argv[1:]
     started = time.perf_counter()
-    generate(args.dir, args.images, args.captions, args.boxes)
+    made = make_corpora(args)
     print(
         f"corpus: {args.images * args.captions:,} caption samples, {args.boxes} x 2048 fp16 "
         f"features per image ({time.perf_counter() - started:.0f} s to make or find)"
     )
-    results = {}
-    for name in ("raw", "mmdata", "ceiling"):
-        cmd = [sys.executable, __file__, "--side", name, *sys.argv[1:]]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
-        stop, peak = threading.Event(), []
-        watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
-        watcher.start()
-        out, _ = proc.communicate()
-        stop.set()
-        watcher.join()
-        if proc.returncode:
-            raise SystemExit(f"{name} failed ({proc.returncode})")
-        result = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
-        results[name] = {**result, "rate": result["samples"] / result["seconds"], "rss": peak[0]}
+    for name, done in made.items():
         print(
-            f"{name:7s} {result['samples']:,} samples in {result['seconds']:.1f} s: "
-            f"{results[name]['rate']:,.0f} samples/s, peak RSS {peak[0] / 2**20:,.0f} MiB"
+            f"  {name:6s} written in {done['write_s']:.1f} s (time in its writer), "
+            f"{done['bytes'] / 2**30:.2f} GiB on disk"
         )
-    ratio = results["mmdata"]["rate"] / results["raw"]["rate"]
-    verdict = "ok" if ratio >= TARGET else "MISSED"
-    print(f"mmdata / raw: {ratio:.2f}x (target >= {TARGET}: {verdict})")
-    bound = results["ceiling"]["rate"] / results["raw"]["rate"]
-    own = results["mmdata"]["rate"] / results["ceiling"]["rate"]
-    print(
-        f"ceiling / raw: {bound:.2f}x (the DataLoader moving ready-made batches, reading "
-        f"nothing); mmdata / ceiling: {own:.2f}x"
-    )
+    sides = [s for s in args.sides.split(",") if s]
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    for rep in range(args.repeat if sides else 0):
+        for name in sides:
+            result = run_side(name, argv)
+            runs[name].append(result)
+            print(
+                f"run {rep + 1} {name:7s} {result['samples']:,} samples in "
+                f"{result['seconds']:.1f} s: {result['rate']:,.0f} samples/s, "
+                f"peak RSS {result['rss'] / 2**20:,.0f} MiB, CPU "
+                f"{result['cpu'] / result['samples'] * 1e6:.0f} us/sample, first batch at "
+                f"{result['first']:.1f} s",
+                flush=True,
+            )
+        report(runs, rep + 1)
+
+
+def report(runs: dict[str, list[dict]], rep: int) -> None:
+    """Ratios of run ``rep`` and, over the runs so far, their medians."""
+    import statistics
+
+    def ratios(index: int) -> dict[str, float]:
+        rate = {name: results[index]["rate"] for name, results in runs.items()}
+        out = {}
+        peers = [rate[p] for p in PEERS if p in rate]
+        if "mmdata" in rate and peers:
+            out["mmdata / faster peer"] = rate["mmdata"] / max(peers)
+        for other in ("mds", "wds", "raw", "ceiling"):
+            if "mmdata" in rate and other in rate:
+                out[f"mmdata / {other}"] = rate["mmdata"] / rate[other]
+        return out
+
+    latest = ratios(rep - 1)
+    print("  " + ", ".join(f"{k}: {v:.2f}x" for k, v in latest.items()))
+    if rep > 1:
+        every = [ratios(i) for i in range(rep)]
+        median = {k: statistics.median(r[k] for r in every) for k in latest}
+        rates = {n: statistics.median(r["rate"] for r in res) for n, res in runs.items()}
+        print(
+            f"medians of {rep} runs: "
+            + ", ".join(f"{n} {v:,.0f}/s" for n, v in rates.items())
+            + "; "
+            + ", ".join(f"{k}: {v:.2f}x" for k, v in median.items())
+        )
+    if "mmdata / faster peer" in latest:
+        value = latest["mmdata / faster peer"]
+        verdict = "ok" if value >= TARGET else "MISSED"
+        print(f"  mmdata / faster peer (target >= {TARGET}): {verdict} in run {rep}")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,9 @@ def test_the_first_screen_gives_the_two_commands_and_ci_runs_the_second():
     assert lang == "bash"
     setup = 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"'
     assert demo == f"{setup} && .venv/bin/mmdata demo"
-    # FACTUAL's evaluator (sg-eval's tests) without its dependencies: they would replace
-    # the pinned torch (docs/benchmarks.md, "Scene graphs").
-    evaluator = ".venv/bin/pip install --no-deps factualscenegraph==0.7.3"
+    # FACTUAL's evaluator (sg-eval's tests) and MosaicML Streaming (bench/stream.py's peer)
+    # without their dependencies: they would replace the pinned torch, numpy, transformers.
+    evaluator = ".venv/bin/pip install --no-deps factualscenegraph==0.7.3 mosaicml-streaming==0.13.0"
     assert tests == f"{setup} && {evaluator} && .venv/bin/python -m pytest"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci == tests

@@ -84,7 +84,8 @@ class RegionTensors:
 
     def arrow(self, column: pa.Array) -> list[dict[str, Any]]:
         """One decoded value per row of a ``regions`` Arrow column (a row group's)."""
-        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if isinstance(column, pa.ChunkedArray):  # combine_chunks copies even one chunk
+            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         valid = column.is_valid().to_numpy(zero_copy_only=False)
         count = _ints(column.field("num_boxes"))
         dims = _ints(column.field("feature_dim"))
@@ -126,7 +127,8 @@ class RegionTensors:
         m = self.max_boxes
         n = min(count, m)
         out = {
-            "features": torch.zeros(m, dim, dtype=self.dtype),
+            # all rows are written below when the image fills max_boxes: no zeroing pass
+            "features": (torch.empty if n == m else torch.zeros)(m, dim, dtype=self.dtype),
             "boxes": torch.zeros(m, self.width),
             "classes": torch.zeros(m, dtype=torch.long),
             "attributes": torch.zeros(m, dtype=torch.long),

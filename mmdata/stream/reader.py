@@ -7,12 +7,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from torch.utils.data import get_worker_info
 
 from mmdata.catalog.store import CatalogError, where_mask
 from mmdata.core.io import resolve
@@ -68,6 +68,14 @@ class ShardReader:
         self.unit, self.where, self.columns = unit, where, columns
         self.columnar = {c: f for c, f in (columnar or {}).items() if c not in CAPTION_COLUMNS}
         self.filter_columns = referenced(where, names)
+        # in caption units ``captions`` only carries the caption fields asked for (and the
+        # list lengths): reading just those leaves skips the scene graphs' many columns
+        wanted = set(columns) | set(self.filter_columns)
+        self.caption_fields: tuple[str, ...] | None = None
+        if unit == "caption":
+            self.caption_fields = tuple(c for c in CAPTION_COLUMNS if c in wanted) or (
+                "caption_id",
+            )
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -85,10 +93,11 @@ class ShardReader:
             taken |= set(layer_cols[path])
         from_layers = {c for cols in layer_cols.values() for c in cols}
         base = [c for c in wanted if c not in from_layers]
-        table = _read_table(shard.path, base, shard.rows, rows)
+        fields = {"captions": self.caption_fields} if self.caption_fields else {}
+        table = _read_table(shard.path, base, shard.rows, rows, fields)
         for _, path, count in shard.layers:
             if layer_cols[path]:
-                extra = _read_table(path, layer_cols[path], count, rows)
+                extra = _read_table(path, layer_cols[path], count, rows, fields)
                 for name in layer_cols[path]:
                     table = table.append_column(extra.schema.field(name), extra.column(name))
         return table.select(wanted) if wanted else table
@@ -111,7 +120,7 @@ class ShardReader:
 
     def _caption_table(self, table: pa.Table, columns: Sequence[str]) -> pa.Table:
         """One row per caption with ``columns`` (image columns taken by parent row)."""
-        captions = table.column("captions").combine_chunks()
+        captions = _one_chunk(table.column("captions"))
         flat = pc.list_flatten(captions)
         parents = pc.list_parent_indices(captions)
         out = {}
@@ -195,24 +204,20 @@ class ShardReader:
         image_cols = [c for c in self.columns if c not in CAPTION_COLUMNS]
         caption_cols = [c for c in self.columns if c in CAPTION_COLUMNS]
         images = self._image_values(table, image_cols)
-        captions = table.column("captions").to_pylist()
-        out: list[dict[str, Any]] = []
-        position = -1  # index among captions that pass the filter
-        flat = -1  # index among all captions
-        for row, caps in enumerate(captions):
-            for cap in caps or []:
-                flat += 1
-                if keep is not None and not keep[flat]:
-                    continue
-                position += 1
-                if position < start:
-                    continue
-                if stop is not None and position >= stop:
-                    return out
-                sample = {c: values[row] for c, values in images.items()}
-                sample.update({c: cap[c] for c in caption_cols})
-                out.append(sample)
-        return out
+        captions = _one_chunk(table.column("captions"))
+        flat = pc.list_flatten(captions)  # every caption, in order
+        parents = pc.list_parent_indices(captions).to_numpy()
+        chosen = np.arange(len(flat)) if keep is None else np.flatnonzero(keep)
+        chosen = chosen[start:stop]
+        rows = parents[chosen].tolist()
+        take = pa.array(chosen, pa.int64())
+        # column by column, then one dict per sample: no per-caption struct dicts
+        values = [[images[c][r] for r in rows] for c in image_cols]
+        values += [flat.field(c).take(take).to_pylist() for c in caption_cols]
+        keys = image_cols + caption_cols
+        if not keys:
+            return [{} for _ in rows]
+        return [dict(zip(keys, row)) for row in zip(*values)]
 
 
 def _schema(path: str) -> pa.Schema:
@@ -256,20 +261,51 @@ def group_starts(path: str, rows: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=256)
+def _leaves(path: str, rows: int, column: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The Parquet paths reading only ``fields`` of the list-of-struct ``column`` of shard
+    ``path`` (``captions.list.element.text``...), or just ``column`` when the file lacks
+    one of them (read whole, it fails or succeeds as before)."""
+    found: dict[str, str] = {}
+    schema = _parquet(path, rows).schema
+    for i in range(len(schema)):
+        parts = schema.column(i).path.split(".")
+        if parts[0] == column and len(parts) > 3 and parts[3] in fields:
+            found.setdefault(parts[3], ".".join(parts[:4]))
+    if set(found) != set(fields):
+        return (column,)
+    return tuple(found[f] for f in fields)
+
+
 def _read_table(
-    path: str, columns: Sequence[str], rows: int, span: tuple[int, int] | None = None
+    path: str,
+    columns: Sequence[str],
+    rows: int,
+    span: tuple[int, int] | None = None,
+    fields: Mapping[str, tuple[str, ...]] | None = None,
 ) -> pa.Table:
     """``columns`` of rows ``span`` (default all) of the Parquet file ``path``, which must
-    hold ``rows`` rows; only the row groups overlapping ``span`` are read."""
+    hold ``rows`` rows; only the row groups overlapping ``span`` are read. ``fields``:
+    list-of-struct columns to read only some struct fields of (``{column: fields}``)."""
     parquet = _parquet(path, rows)
+    columns = [
+        leaf
+        for c in columns
+        for leaf in (_leaves(path, rows, c, fields[c]) if c in (fields or {}) else (c,))
+    ]
+    # in a dataloader worker the workers are the parallelism: Arrow's own thread pool (one
+    # thread per core in every worker) only contends with them (2x slower on 2 cores)
+    threads = get_worker_info() is None
     try:
         if span is None:
-            table = parquet.read(columns=list(columns))
+            table = parquet.read(columns=columns, use_threads=threads)
         else:
             starts = group_starts(path, rows)
             first = int(np.searchsorted(starts, span[0], side="right")) - 1
             last = int(np.searchsorted(starts, span[1], side="left"))
-            table = parquet.read_row_groups(list(range(first, last)), columns=list(columns))
+            table = parquet.read_row_groups(
+                list(range(first, last)), columns=columns, use_threads=threads
+            )
             table = table.slice(span[0] - int(starts[first]), span[1] - span[0])
     except FileNotFoundError:
         raise StreamError(f"{path}: shard listed in the catalog is missing") from None
@@ -288,3 +324,8 @@ def layer_columns(shards: Mapping[str, Sequence[ShardInfo]]) -> list[str]:
         if listed:
             return [c for _, path, _ in listed[0].layers for c in _schema(path).names]
     return []
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array; a single chunk as it is (combine_chunks copies it)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()

@@ -273,3 +273,41 @@ def test_resume_behind_a_batching_dataloader(corpora, workers):
         batches(moved)
     with pytest.raises(StreamError, match="whole number of batches"):
         moved.load_state_dict(moved.state_dict(num_samples=6))
+
+
+def test_caption_units_carry_exactly_the_stored_caption_fields(tmp_path):
+    """Caption samples read only the caption fields they need from the shards; the values
+    (scene graphs included) are the stored ones, and without any caption column there is
+    still one sample per caption."""
+    from mmdata.core.schema import IMAGE_SCHEMA, conform
+    from mmdata.engine.run import write_listed_corpus
+
+    graph = {
+        "objects": [{"head": "dog", "text": "a dog", "span": {"start": 0, "end": 5},
+                     "count": 1, "attributes": [], "lemma": "dog"}],
+        "relations": [], "note": None,
+    }  # fmt: skip
+    rows = [
+        {"image_id": f"i{i}", "source": "t", "status": "ok", "captions": [
+            {"caption_id": f"{i}-{c}", "text": f"a dog {i} {c}",
+             "scene_graph": graph if c == 0 else None} for c in range(i % 3)]}
+        for i in range(7)
+    ]  # fmt: skip
+    table = conform(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), IMAGE_SCHEMA)
+    catalog = tmp_path / "catalog.duckdb"
+    write_listed_corpus(Catalog(catalog), "g", str(tmp_path), {"t": 1}, 1, lambda _: table)
+    stored = {
+        c["caption_id"]: (r["image_id"], c["text"], c["scene_graph"])
+        for r in rows
+        for c in r["captions"]
+    }
+    full = ShardStream(str(catalog), "g", ["image_id", "caption_id", "text", "scene_graph"],
+                       unit="caption")  # fmt: skip
+    got = {s["caption_id"]: (s["image_id"], s["text"], s["scene_graph"]) for s in full}
+    assert got.keys() == stored.keys()
+    for key, (image, text, want) in stored.items():
+        assert got[key][:2] == (image, text)
+        assert (got[key][2] or {}).get("objects") == (want or {}).get("objects")
+    bare = list(ShardStream(str(catalog), "g", ["image_id"], unit="caption"))
+    assert Counter(s["image_id"] for s in bare) == Counter(i for i, _, _ in stored.values())
+    assert all(set(s) == {"image_id"} for s in bare)
