@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import spacy
 from spacy.language import Language
 
+from mmdata.models.scenegraph.conventions import Conventions
 from mmdata.models.scenegraph.lemmas import lemma_rule
 from mmdata.models.scenegraph.rules import build_graph
 
@@ -62,12 +63,24 @@ def blank_tags(text: str) -> str:
 class CaptionParser:
     """Parses captions into scene-graph dicts (the SCENE_GRAPH struct of mmdata.core.schema)."""
 
-    def __init__(self, model: str | None = None, max_tokens: int = 64, batch_size: int = 256):
+    def __init__(
+        self,
+        model: str | None = None,
+        max_tokens: int = 64,
+        batch_size: int = 256,
+        conventions: Conventions | str | None = "bundled",
+    ):
+        """``conventions``: how graphs are written down (conventions.py): "bundled" (the
+        table shipped with the package, learned from FACTUAL's train split), a path to a
+        table, a :class:`Conventions`, or None for the rules' own defaults."""
         if max_tokens < 1 or batch_size < 1:
             raise ValueError("max_tokens and batch_size must be >= 1")
         self.nlp = load_model(model)
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.lemma = lemma_rule(self.nlp)
+        if isinstance(conventions, str):
+            conventions = Conventions.load(None if conventions == "bundled" else conventions)
+        self.conventions = conventions
 
     def parse(self, text: str) -> dict:
         """The scene graph of one caption."""
@@ -80,7 +93,7 @@ class CaptionParser:
         docs = self.nlp.pipe((prepared[i][0] for i in todo), batch_size=self.batch_size)
         graphs: list[dict] = [empty_graph(note or "") for _, note in prepared]
         for i, doc in zip(todo, docs):
-            graph = build_graph(doc, self.lemma)
+            graph = build_graph(doc, self.lemma, self.conventions)
             graph["note"] = prepared[i][1]
             if not graph["objects"]:
                 graph["note"] = "; ".join(filter(None, [graph["note"], "no object found"]))

@@ -148,6 +148,44 @@ def compound_tokens(head: Token) -> list[Token]:
     return list(head.doc[start : head.i + 1])
 
 
+#: Dependencies of the words in front of a head that may be part of its name.
+NAME_DEPS = frozenset({"compound", "amod", "nmod"})
+
+
+def name_candidates(head: Token) -> list[Token]:
+    """The words right in front of ``head`` that may be part of its name, in order: its
+    compound words and adjacent modifiers ("coffee table", "hot dog", "pine trees").
+    Whether each is part of the name is a convention of the corpus (conventions.py)."""
+    doc, start = head.doc, head.i
+    while start > 0:
+        token = doc[start - 1]
+        if token.dep_ not in NAME_DEPS or not token.text.isalpha():
+            break
+        if token.pos_ not in ("NOUN", "PROPN", "ADJ", "VERB"):
+            break
+        if not (_attached(token, head) or _modifies(token, head)):
+            break
+        start -= 1
+    return list(doc[start : head.i])
+
+
+def default_in_name(token: Token) -> bool:
+    """The rules' own call: a compound noun is part of the name, unless a colour or a
+    material; an adjective or participle is not."""
+    return (
+        token.dep_ == "compound"
+        and token.pos_ != "ADJ"
+        and token.lower_ not in COLOURS
+        and token.lower_ not in MATERIALS
+    )
+
+
+def _modifies(token: Token, head: Token) -> bool:
+    """``token`` modifies ``head`` or one of its compound words."""
+    target = token.head
+    return target.i == head.i or (target.dep_ == "compound" and _attached(target, head))
+
+
 def _attached(token: Token, head: Token) -> bool:
     while token.dep_ == "compound" and token.head.i != token.i:
         if token.head.i == head.i:

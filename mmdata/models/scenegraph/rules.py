@@ -24,16 +24,18 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
+from mmdata.models.scenegraph.conventions import Conventions
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
     adjacent,
-    compound_tokens,
     conjuncts,
     count_of,
+    default_in_name,
     is_object_head,
     merge_spatial,
     modifiers,
+    name_candidates,
     phrase_start,
     pointing_back,
     resolve,
@@ -58,6 +60,7 @@ class GraphBuilder:
 
     doc: Doc
     lemma: Callable[[Token], str] = plain_lemma
+    conventions: Conventions | None = None
     objects: list[dict] = field(default_factory=list)
     relations: list[dict] = field(default_factory=list)
     index: dict[int, int] = field(default_factory=dict)  # head token index -> object index
@@ -74,9 +77,16 @@ class GraphBuilder:
         return {"objects": self.objects, "relations": self.relations, "note": None}
 
     def add_object(self, head: Token) -> None:
-        compounds = compound_tokens(head)
+        compounds = self.name_tokens(head)
         phrase = [t for t in head.subtree if t.i <= head.i and t.i >= phrase_start(head)]
         count = next((count_of(c) for c in head.children if c.dep_ == "nummod"), None)
+        if count is not None and self.conventions and count < self.conventions.min_count:
+            count = None
+        # words in front of the name that are not part of it describe the thing
+        described = {t.i: t for t in modifiers(head) if t.i < compounds[0].i or t.i > head.i}
+        for token in name_candidates(head):
+            if token.i < compounds[0].i and token.pos_ in ("NOUN", "PROPN", "ADJ"):
+                described.setdefault(token.i, token)
         self.index[head.i] = len(self.objects)
         self.objects.append(
             {
@@ -85,9 +95,25 @@ class GraphBuilder:
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,
-                "attributes": [self.attribute(t) for t in modifiers(head)],
+                "attributes": [self.attribute(described[i]) for i in sorted(described)],
             }
         )
+
+    def name_tokens(self, head: Token) -> list[Token]:
+        """The words that name the object ``head`` heads, contiguous, ending at ``head``:
+        the nearest words in front of it while each is part of the name."""
+        start = head.i
+        head_lemma = head.lemma_.lower()
+        for token in reversed(name_candidates(head)):
+            default = default_in_name(token)
+            if self.conventions is not None:
+                keep = self.conventions.keep_in_name(token.lower_, head_lemma, default)
+            else:
+                keep = default
+            if not keep:
+                break
+            start = token.i
+        return list(head.doc[start : head.i + 1])
 
     def attribute(self, token: Token) -> dict:
         return {"text": token.text, "lemma": self.lemma(token), "span": span([token])}
@@ -276,19 +302,26 @@ class GraphBuilder:
         if key in self.seen:
             return
         self.seen.add(key)
+        # "on the side of" matches "on side of": determiners carry no relation
+        lemma = lemma or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det")
+        if self.conventions is not None:
+            lemma = self.conventions.predicate(lemma, obj.lemma_.lower())
         self.relations.append(
             {
                 "subject": key[0],
                 "predicate": text,
-                # "on the side of" matches "on side of": determiners carry no relation
-                "predicate_lemma": lemma
-                or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det"),
+                "predicate_lemma": lemma,
                 "object": key[2],
                 "span": span(predicate),
             }
         )
 
 
-def build_graph(doc: Doc, lemma: Callable[[Token], str] = plain_lemma) -> dict:
-    """The scene graph of a parsed caption (objects, relations, spans into its text)."""
-    return GraphBuilder(doc, lemma).build()
+def build_graph(
+    doc: Doc,
+    lemma: Callable[[Token], str] = plain_lemma,
+    conventions: Conventions | None = None,
+) -> dict:
+    """The scene graph of a parsed caption (objects, relations, spans into its text),
+    written by ``conventions`` where given (else by the rules' defaults)."""
+    return GraphBuilder(doc, lemma, conventions).build()

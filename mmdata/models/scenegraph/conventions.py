@@ -1,0 +1,86 @@
+"""Annotation conventions learned from gold scene graphs: which words name an object, which
+predicate a relation is written with, which counts are written.
+
+English leaves these choices to the annotator: FACTUAL keeps "tree trunk" and "stop sign" as
+one object but splits "pine trees" into trees + pine; it writes "a man in a red shirt" as
+(man, wear, shirt). The rules (:mod:`mmdata.models.scenegraph.rules`) find the words and
+their syntax; a :class:`Conventions` table, counted from gold graphs by
+:mod:`mmdata.models.scenegraph.train_conventions`, says how a corpus writes them down. Each
+decision backs off from the most specific key seen often enough to the rules' own default,
+so an unseen word is parsed as before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mmdata.core.errors import InputFormatError
+
+#: The table shipped with the package (trained on the FACTUAL train rows; docs/scenegraph_model.md).
+BUNDLED = "conventions.json"
+FORMAT = "mmdata-scenegraph-conventions/1"
+
+
+@dataclass
+class Conventions:
+    """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
+    ``"* head"`` to ``[kept, split]`` counts (is the modifier part of the object's name?);
+    ``predicates`` maps ``"predicate|object"`` and ``"predicate"`` to ``[written, count,
+    total]`` (the gold predicate written most often, its count, all counts)."""
+
+    names: dict[str, list[int]] = field(default_factory=dict)
+    predicates: dict[str, list] = field(default_factory=dict)
+    min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
+    meta: dict = field(default_factory=dict)
+    #: Evidence a key needs before it overrides the default (pairs are specific: less).
+    min_pair: int = 1
+    min_word: int = 3
+
+    def keep_in_name(self, modifier: str, head: str, default: bool) -> bool:
+        """Is ``modifier`` (lower-cased, as written) part of the name of ``head`` (its lemma)?"""
+        for key, floor in ((f"{modifier} {head}", self.min_pair), (f"{modifier} *", self.min_word)):
+            kept, split = self.names.get(key, (0, 0))
+            if kept + split >= floor and kept != split:
+                return kept > split
+        return default
+
+    def predicate(self, lemma: str, obj: str) -> str:
+        """The predicate gold graphs write for the parser's ``lemma`` before object ``obj``
+        (the object's head lemma): "in" before "shirt" is written "wear"."""
+        for key, floor in ((f"{lemma}|{obj}", self.min_pair), (lemma, self.min_word)):
+            entry = self.predicates.get(key)
+            if entry and entry[2] >= floor and 2 * entry[1] > entry[2]:
+                return entry[0]
+        return lemma
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "meta": self.meta,
+            "min_count": self.min_count,
+            "names": dict(sorted(self.names.items())),
+            "predicates": dict(sorted(self.predicates.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "<dict>") -> Conventions:
+        if data.get("format") != FORMAT:
+            raise InputFormatError(f"{source}: format {data.get('format')!r} is not {FORMAT}")
+        return cls(data["names"], data["predicates"], data["min_count"], data.get("meta", {}))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Conventions:
+        """The table at ``path``, or the bundled one."""
+        if path is None:
+            text = resources.files(__package__).joinpath(BUNDLED).read_text()
+            return cls.from_json(json.loads(text), BUNDLED)
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()), str(path))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise InputFormatError(f"{path}: not a conventions table ({exc})") from None

@@ -1,0 +1,155 @@
+"""Counts a :class:`~mmdata.models.scenegraph.conventions.Conventions` table from gold graphs.
+
+    python -m mmdata.models.scenegraph.train_conventions --gold train.csv --rows 0:33861 \\
+        --out mmdata/models/scenegraph/conventions.json
+
+The captions are parsed by the rules; each decision the rules leave to convention is then
+read off the gold graph of the same caption:
+
+- names: for each object, the longest run of words ending at its head that the gold graph
+  names as one object; each word in front of the head is counted as kept (inside that run)
+  or split (outside it), by itself and paired with the head's lemma;
+- predicates: for each parsed relation whose subject and object the gold graph relates, the
+  gold predicate is counted against the parser's predicate lemma, by itself and paired with
+  the object's lemma;
+- counts: the smallest count the gold graphs write.
+
+Counting is deterministic: the same rows give the same table, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from spacy.tokens import Doc
+
+from mmdata.models.scenegraph.conventions import Conventions
+from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
+from mmdata.models.scenegraph.parser import CaptionParser
+from mmdata.models.scenegraph.phrases import name_candidates
+from mmdata.models.scenegraph.rules import GraphBuilder
+
+log = logging.getLogger(__name__)
+
+
+def parse_docs(parser: CaptionParser, captions: Iterable[str]) -> list[Doc]:
+    """spaCy parses of ``captions``, prepared as :class:`CaptionParser` prepares them."""
+    texts = [parser._prepare(c)[0] or "" for c in captions]
+    return list(parser.nlp.pipe(texts, batch_size=parser.batch_size))
+
+
+def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[kept, split]`` per "modifier head" and "modifier *" key."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            candidates = name_candidates(head)
+            if not candidates:
+                continue
+            suffixes = [builder.doc[t.i : head.i + 1].text.lower() for t in candidates]
+            suffixes.append(head.lower_)
+            first = next((k for k, s in enumerate(suffixes) if s in named), None)
+            if first is None:
+                continue  # the gold graph names this thing some other way: no evidence
+            for k, token in enumerate(candidates):
+                kept = k >= first
+                for key in (f"{token.lower_} {head.lemma_.lower()}", f"{token.lower_} *"):
+                    counts[key][0 if kept else 1] += 1
+    return dict(counts)
+
+
+def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """Gold predicates per "predicate|object lemma" and "predicate" key of the parse."""
+    written: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for s, p, o in gold.relations:
+            by_pair[s.lower(), o.lower()].add(p)
+        heads = {index: head_i for head_i, index in builder.index.items()}
+        objects = builder.objects
+        for rel in builder.relations:
+            pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
+            gold_predicates = by_pair.get(pair)
+            if not gold_predicates:
+                continue
+            lemma = rel["predicate_lemma"]
+            if lemma in gold_predicates:
+                label = lemma
+            elif len(gold_predicates) == 1:
+                label = next(iter(gold_predicates))
+            else:
+                continue  # two gold relations, neither ours: which one is ours is unknown
+            obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
+            written[f"{lemma}|{obj_lemma}"][label] += 1
+            written[lemma][label] += 1
+    table = {}
+    for key, labels in written.items():
+        # most written first, ties by name: the table does not depend on row order
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        table[key] = [best, n, sum(labels.values())]
+    return table
+
+
+def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
+    """A table counted from ``docs`` (the parsed captions of ``golds``)."""
+    if len(docs) != len(golds):
+        raise ValueError(f"{len(docs)} parsed captions for {len(golds)} gold graphs")
+
+    def build(conventions: Conventions | None) -> list[GraphBuilder]:
+        builders = [GraphBuilder(doc, parser.lemma, conventions) for doc in docs]
+        for builder in builders:
+            builder.build()
+        return builders
+
+    counts = [int(a) for g in golds for _, a in g.attributes if a.isdigit()]
+    conventions = Conventions(min_count=min(counts, default=0))
+    conventions.names = count_names(build(None), golds)
+    # predicates are read off graphs whose objects are already named the learned way
+    conventions.predicates = count_predicates(build(conventions), golds)
+    return conventions
+
+
+def row_range(text: str) -> slice:
+    start, _, stop = text.partition(":")
+    return slice(int(start) if start else None, int(stop) if stop else None)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--gold", required=True, type=Path, help="FACTUAL CSV of captions + graphs")
+    ap.add_argument("--rows", default=":", help="data rows to learn from, START:STOP (0-based)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--model", default=None, help="spaCy model (default: the parser's)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    golds = load_factual(args.gold)[row_range(args.rows)]
+    parser = CaptionParser(model=args.model, conventions=None)
+    docs = parse_docs(parser, [g.caption for g in golds])
+    conventions = train(docs, golds, parser)
+    conventions.meta = {
+        "gold": args.gold.name,
+        "rows": args.rows,
+        "captions": len(golds),
+        "spacy_model": parser.nlp.meta.get("name", ""),
+    }
+    conventions.save(args.out)
+    log.info(
+        "%d captions -> %s (%d name keys, %d predicate keys) in %.1f s",
+        len(golds),
+        args.out,
+        len(conventions.names),
+        len(conventions.predicates),
+        time.perf_counter() - started,
+    )
+
+
+if __name__ == "__main__":
+    main()
