@@ -22,6 +22,8 @@ from mmdata.core.errors import InputFormatError
 #: The table shipped with the package (trained on the FACTUAL train rows; docs/scenegraph_model.md).
 BUNDLED = "conventions.json"
 FORMAT = "mmdata-scenegraph-conventions/1"
+#: Marks a written predicate that swaps subject and object.
+FLIP = "^"
 
 
 @dataclass
@@ -29,10 +31,14 @@ class Conventions:
     """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
     ``"* head"`` to ``[kept, split]`` counts (is the modifier part of the object's name?);
     ``predicates`` maps ``"predicate|object"`` and ``"predicate"`` to ``[written, count,
-    total]`` (the gold predicate written most often, its count, all counts)."""
+    total]`` (the gold predicate written most often, its count, all counts; a written
+    predicate starting with :data:`FLIP` relates object to subject: "a field surrounded by a
+    fence" is written (fence, surround, field)); ``attributes`` maps an attribute's words to
+    ``[written, not written]`` ("several people": FACTUAL writes no "several")."""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
+    attributes: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -56,6 +62,11 @@ class Conventions:
                 return entry[0]
         return lemma
 
+    def keep_attribute(self, text: str) -> bool:
+        """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
+        written, dropped = self.attributes.get(text, (0, 0))
+        return written + dropped < self.min_word or written >= dropped
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT,
@@ -63,13 +74,20 @@ class Conventions:
             "min_count": self.min_count,
             "names": dict(sorted(self.names.items())),
             "predicates": dict(sorted(self.predicates.items())),
+            "attributes": dict(sorted(self.attributes.items())),
         }
 
     @classmethod
     def from_json(cls, data: dict, source: str = "<dict>") -> Conventions:
         if data.get("format") != FORMAT:
             raise InputFormatError(f"{source}: format {data.get('format')!r} is not {FORMAT}")
-        return cls(data["names"], data["predicates"], data["min_count"], data.get("meta", {}))
+        return cls(
+            data["names"],
+            data["predicates"],
+            data["attributes"],
+            data["min_count"],
+            data.get("meta", {}),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n")

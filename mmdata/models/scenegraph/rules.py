@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
-from mmdata.models.scenegraph.conventions import Conventions
+from mmdata.models.scenegraph.conventions import FLIP, Conventions
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
@@ -74,6 +74,10 @@ class GraphBuilder:
         for token in self.doc:
             self.add_predicative(token)
             self.add_relations(token)
+        if self.conventions is not None:
+            for obj in self.objects:
+                keep = self.conventions.keep_attribute
+                obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
 
     def add_object(self, head: Token) -> None:
@@ -244,6 +248,10 @@ class GraphBuilder:
         # board", "is on the mat": the preposition alone says where the subject is.
         transitive = any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children)
         lead = [] if copula or transitive else [verb]
+        # "boats sitting quietly in the water", "hitting the ball with a racquet": the
+        # predicate's words are the preposition's, its meaning may take the verb too
+        # (conventions.py learns which a corpus writes)
+        via = None if copula or self.conventions is None else verb
         if (
             verb.pos_ == "VERB"
             and verb.dep_ == "acl"
@@ -263,26 +271,31 @@ class GraphBuilder:
             elif child.dep_ == "agent" and passive:
                 self.prep_relations(subs, [verb, child])
             elif child.dep_ == "prep":
-                self.prep_relations(subs, [*adjacent(lead, child), child])
+                self.prep_relations(subs, [*adjacent(lead, child), child], via)
             elif child.dep_ in ("advmod", "acomp") and child.lower_ in SPATIAL_HEADS:
                 for inner in child.children:
                     if inner.dep_ == "prep":
-                        self.prep_relations(subs, [*adjacent(lead, child), child, inner])
+                        self.prep_relations(subs, [*adjacent(lead, child), child, inner], via)
 
-    def prep_relations(self, subs: list[Token], predicate: list[Token]) -> None:
-        """Relations from ``subs`` through ``predicate`` (ending in a preposition)."""
+    def prep_relations(
+        self, subs: list[Token], predicate: list[Token], via: Token | None = None
+    ) -> None:
+        """Relations from ``subs`` through ``predicate`` (ending in a preposition), said
+        by the verb ``via`` where given."""
         prep = predicate[-1]
         targets = [t for t in prep.children if t.dep_ == "pobj"]
         for target in targets:
             words_, target = merge_spatial(predicate, target)
-            self.link(subs, words_, target)
+            self.link(subs, words_, target, via)
         if not targets:
             # "out of the water", "away from the car": a preposition that carries the next
             for inner in prep.children:
                 if inner.dep_ == "prep" and inner.i == prep.i + 1:
-                    self.prep_relations(subs, [*predicate, inner])
+                    self.prep_relations(subs, [*predicate, inner], via)
 
-    def link(self, subs: list[Token], predicate: list[Token], target: Token) -> None:
+    def link(
+        self, subs: list[Token], predicate: list[Token], target: Token, via: Token | None = None
+    ) -> None:
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
                 continue
@@ -290,22 +303,33 @@ class GraphBuilder:
                 # "a man and a woman sitting on a bench": the participle hangs on the
                 # last conjunct but says something of every one.
                 for sub in map(resolve, [subject, *subject.conjuncts]):
-                    self.add_relation(sub, predicate, obj)
+                    self.add_relation(sub, predicate, obj, via=via)
 
     def add_relation(
-        self, subject: Token, predicate: list[Token], obj: Token, lemma: str | None = None
+        self,
+        subject: Token,
+        predicate: list[Token],
+        obj: Token,
+        lemma: str | None = None,
+        via: Token | None = None,
     ) -> None:
+        """(subject, predicate, obj); ``lemma`` (else the predicate's words' lemmas) says
+        what it means, after the lemma of the verb ``via`` where the words lack it."""
         if subject.i not in self.index or subject.i == obj.i:
             return
         text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
+        # "on the side of" matches "on side of": determiners carry no relation
+        lemma = lemma or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det")
+        if via is not None and all(t.i != via.i for t in predicate):
+            lemma = f"{self.lemma(via)} {lemma}"
+        if self.conventions is not None:
+            lemma = self.conventions.predicate(lemma, obj.lemma_.lower())
+            if lemma.startswith(FLIP):  # "a field surrounded by a fence": (fence, surround, field)
+                lemma, subject, obj = lemma[len(FLIP) :], obj, subject
         key = (self.index[subject.i], text.lower(), self.index[obj.i])
         if key in self.seen:
             return
         self.seen.add(key)
-        # "on the side of" matches "on side of": determiners carry no relation
-        lemma = lemma or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det")
-        if self.conventions is not None:
-            lemma = self.conventions.predicate(lemma, obj.lemma_.lower())
         self.relations.append(
             {
                 "subject": key[0],

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
-from mmdata.models.scenegraph.conventions import Conventions
+from mmdata.models.scenegraph.conventions import FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.phrases import name_candidates
@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 def parse_docs(parser: CaptionParser, captions: Iterable[str]) -> list[Doc]:
     """spaCy parses of ``captions``, prepared as :class:`CaptionParser` prepares them."""
-    texts = [parser._prepare(c)[0] or "" for c in captions]
-    return list(parser.nlp.pipe(texts, batch_size=parser.batch_size))
+    return list(parser.docs([parser._prepare(c)[0] or "" for c in captions]))
 
 
 def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
@@ -76,10 +75,13 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
         objects = builder.objects
         for rel in builder.relations:
             pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
+            lemma = rel["predicate_lemma"]
             gold_predicates = by_pair.get(pair)
             if not gold_predicates:
+                # written the other way round: object first ("fence , surround , field")
+                gold_predicates = {FLIP + p for p in by_pair.get(pair[::-1], ())}
+            if not gold_predicates:
                 continue
-            lemma = rel["predicate_lemma"]
             if lemma in gold_predicates:
                 label = lemma
             elif len(gold_predicates) == 1:
@@ -97,6 +99,22 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
     return table
 
 
+def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not written]`` per attribute text, over objects the gold graph names."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        for obj in builder.objects:
+            name = obj["head"].lower()
+            if name not in named:
+                continue  # the gold graph names this thing some other way: no evidence
+            for attr in obj["attributes"]:
+                text = attr["text"].lower()
+                counts[text][0 if (name, text) in written else 1] += 1
+    return dict(counts)
+
+
 def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
     """A table counted from ``docs`` (the parsed captions of ``golds``)."""
     if len(docs) != len(golds):
@@ -112,7 +130,9 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions = Conventions(min_count=min(counts, default=0))
     conventions.names = count_names(build(None), golds)
     # predicates are read off graphs whose objects are already named the learned way
-    conventions.predicates = count_predicates(build(conventions), golds)
+    named = build(conventions)
+    conventions.predicates = count_predicates(named, golds)
+    conventions.attributes = count_attributes(named, golds)
     return conventions
 
 
