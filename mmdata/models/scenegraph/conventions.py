@@ -43,7 +43,7 @@ class Conventions:
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
     min_pair: int = 1
-    min_word: int = 3
+    min_word: int = 2
 
     def keep_in_name(self, modifier: str, head: str, default: bool) -> bool:
         """Is ``modifier`` (lower-cased, as written) part of the name of ``head`` (its lemma)?"""
@@ -58,8 +58,11 @@ class Conventions:
         (the object's head lemma): "in" before "shirt" is written "wear"."""
         for key, floor in ((f"{lemma}|{obj}", self.min_pair), (lemma, self.min_word)):
             entry = self.predicates.get(key)
-            if entry and entry[2] >= floor and 2 * entry[1] > entry[2]:
-                return entry[0]
+            if not entry or entry[2] < floor or 2 * entry[1] <= entry[2]:
+                continue
+            if entry[0].startswith(FLIP) and entry[1] < self.min_word:
+                continue  # swapping subject and object wants more than one sighting
+            return entry[0]
         return lemma
 
     def keep_attribute(self, text: str) -> bool:

@@ -51,6 +51,7 @@ from mmdata.models.scenegraph.words import (
     POSSESSIVE_PRONOUNS,
     RELATIVE_PRONOUNS,
     SPATIAL_HEADS,
+    SPATIAL_NOUNS,
 )
 
 
@@ -75,10 +76,32 @@ class GraphBuilder:
             self.add_predicative(token)
             self.add_relations(token)
         if self.conventions is not None:
+            self.bridge_lone_objects()
             for obj in self.objects:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def bridge_lone_objects(self) -> None:
+        """ "tree next to sidewalk", "building in the mountains": where the parse leaves an
+        object in no relation, the words between it and its neighbour object, if they are
+        a verb and/or preposition, relate the two (FACTUAL relates what a caption lists)."""
+        related = {r["subject"] for r in self.relations} | {r["object"] for r in self.relations}
+        heads = sorted(self.index)
+        for left, right in zip(heads, heads[1:]):
+            if self.index[left] in related or self.index[right] in related:
+                continue
+            start = phrase_start(self.doc[right])
+            between = list(self.doc[left + 1 : start])
+            while between and between[-1].pos_ in ("DET", "ADJ", "NUM", "PRON"):
+                between.pop()  # "on the", "in a large": the target's own words
+            if not between or not all(_bridge_word(t) for t in between):
+                continue
+            if not any(t.pos_ in ("ADP", "VERB") for t in between):
+                continue
+            while len(between) > 1 and between[0].pos_ == "AUX":
+                between.pop(0)  # "is lying in": a copula or auxiliary says nothing
+            self.add_relation(self.doc[left], between, self.doc[right])
 
     def add_object(self, head: Token) -> None:
         compounds = self.name_tokens(head)
@@ -323,9 +346,13 @@ class GraphBuilder:
         if via is not None and all(t.i != via.i for t in predicate):
             lemma = f"{self.lemma(via)} {lemma}"
         if self.conventions is not None:
-            lemma = self.conventions.predicate(lemma, obj.lemma_.lower())
-            if lemma.startswith(FLIP):  # "a field surrounded by a fence": (fence, surround, field)
-                lemma, subject, obj = lemma[len(FLIP) :], obj, subject
+            written = self.conventions.predicate(lemma, obj.lemma_.lower())
+            if not written.startswith(FLIP):
+                lemma = written
+            elif predicate[-1].dep_ != "agent":
+                # "a field covered in snow": (snow, cover, field). A passive with "by"
+                # keeps its surface order, as mmdata's graphs always wrote it.
+                lemma, subject, obj = written[len(FLIP) :], obj, subject
         key = (self.index[subject.i], text.lower(), self.index[obj.i])
         if key in self.seen:
             return
@@ -339,6 +366,14 @@ class GraphBuilder:
                 "span": span(predicate),
             }
         )
+
+
+def _bridge_word(token: Token) -> bool:
+    """A word that may stand between two objects in a relation's words: a verb, a
+    preposition, a particle, an adverb, a spatial word ("next to", "in front of")."""
+    if token.lower_ in SPATIAL_HEADS or token.lower_ in SPATIAL_NOUNS:
+        return True
+    return token.pos_ in ("ADP", "VERB", "AUX", "ADV", "PART", "SCONJ")
 
 
 def build_graph(
