@@ -24,6 +24,8 @@ BUNDLED = "conventions.json"
 FORMAT = "mmdata-scenegraph-conventions/1"
 #: Marks a written predicate that swaps subject and object.
 FLIP = "^"
+#: The written predicate of a relation gold graphs do not write.
+DROP = ""
 
 
 @dataclass
@@ -34,11 +36,18 @@ class Conventions:
     total]`` (the gold predicate written most often, its count, all counts; a written
     predicate starting with :data:`FLIP` relates object to subject: "a field surrounded by a
     fence" is written (fence, surround, field)); ``attributes`` maps an attribute's words to
-    ``[written, not written]`` ("several people": FACTUAL writes no "several")."""
+    ``[written, not written]`` ("several people": FACTUAL writes no "several");
+    ``partitives`` maps a partitive's lemma to ``[form, count, total]``, the form its gold
+    attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none);
+    ``implied`` maps "carry|lemma", "carry" and "plural|lemma" to ``[written, not]``: does a
+    plural object with no number take the caption's one count ("two men wearing jeans")
+    or, in a caption with none, 2 ("hands")?"""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
     attributes: dict[str, list[int]] = field(default_factory=dict)
+    partitives: dict[str, list] = field(default_factory=dict)
+    implied: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -47,7 +56,12 @@ class Conventions:
 
     def keep_in_name(self, modifier: str, head: str, default: bool) -> bool:
         """Is ``modifier`` (lower-cased, as written) part of the name of ``head`` (its lemma)?"""
-        for key, floor in ((f"{modifier} {head}", self.min_pair), (f"{modifier} *", self.min_word)):
+        keys = (
+            (f"{modifier} {head}", self.min_pair),
+            (f"{modifier} *", self.min_word),
+            (f"* {head}", self.min_word),
+        )
+        for key, floor in keys:
             kept, split = self.names.get(key, (0, 0))
             if kept + split >= floor and kept != split:
                 return kept > split
@@ -60,8 +74,8 @@ class Conventions:
             entry = self.predicates.get(key)
             if not entry or entry[2] < floor or 2 * entry[1] <= entry[2]:
                 continue
-            if entry[0].startswith(FLIP) and entry[1] < self.min_word:
-                continue  # swapping subject and object wants more than one sighting
+            if (entry[0] == DROP or entry[0].startswith(FLIP)) and entry[1] < self.min_word:
+                continue  # swapping or dropping wants more than one sighting
             return entry[0]
         return lemma
 
@@ -69,6 +83,27 @@ class Conventions:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
         written, dropped = self.attributes.get(text, (0, 0))
         return written + dropped < self.min_word or written >= dropped
+
+    def partitive_form(self, lemma: str) -> str:
+        """How gold graphs write the partitive ``lemma`` as an attribute (see the class)."""
+        entry = self.partitives.get(lemma)
+        if entry and entry[2] >= self.min_word and 2 * entry[1] > entry[2]:
+            return entry[0]
+        return ""
+
+    def implied_count(self, lemma: str, counts: list[int]) -> int | None:
+        """The count gold graphs write for a plural ``lemma`` with no number of its own, in a
+        caption whose counts are ``counts``."""
+        if len(counts) > 1:
+            return None
+        keys = [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]
+        for key in keys:
+            written, not_written = self.implied.get(key, (0, 0))
+            if written + not_written >= self.min_word:
+                if written > not_written:
+                    return counts[0] if counts else 2
+                return None
+        return None
 
     def to_json(self) -> dict:
         return {
@@ -78,6 +113,8 @@ class Conventions:
             "names": dict(sorted(self.names.items())),
             "predicates": dict(sorted(self.predicates.items())),
             "attributes": dict(sorted(self.attributes.items())),
+            "partitives": dict(sorted(self.partitives.items())),
+            "implied": dict(sorted(self.implied.items())),
         }
 
     @classmethod
@@ -88,6 +125,8 @@ class Conventions:
             data["names"],
             data["predicates"],
             data["attributes"],
+            data["partitives"],
+            data["implied"],
             data["min_count"],
             data.get("meta", {}),
         )

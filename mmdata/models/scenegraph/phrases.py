@@ -50,6 +50,18 @@ def count_of(token: Token) -> int | None:
     return NUMBER_WORDS.get(text)
 
 
+def own_count(head: Token) -> int | None:
+    """The count said of ``head``: its number ("two dogs"), else its partitive's ("two
+    slices of cake": 2 of the cake)."""
+    for token in (head, partitive_of(head)):
+        if token is None:
+            continue
+        count = next((count_of(c) for c in token.children if c.dep_ == "nummod"), None)
+        if count is not None:
+            return count
+    return None
+
+
 def retag_headline_nouns(doc: Doc) -> None:
     """ "sign on a metal pole", "the side windows on the bus": region captions are noun
     phrases, but the small model reads a leading noun that can be a verb as the root
@@ -93,6 +105,8 @@ def adjacent(lead: list[Token], prep: Token) -> list[Token]:
 
 def is_object_head(token: Token) -> bool:
     """A noun that names a thing: not the first half of a compound or a spatial noun."""
+    if token.pos_ == "ADJ" and token.dep_ in ("dobj", "pobj") and token.text.isalpha():
+        return True  # "slicing a croissant", "dressed in white": the tagger's adjective is a thing
     if token.pos_ not in NOUNS or not any(map(str.isalpha, token.text)):
         return False  # emoji and symbols get tagged as nouns too
     if token.dep_ == "compound" and token.head.pos_ in NOUNS:
@@ -159,6 +173,9 @@ def name_candidates(head: Token) -> list[Token]:
     doc, start = head.doc, head.i
     while start > 0:
         token = doc[start - 1]
+        if hyphenated(token):  # "t-shirt": one word the tokenizer cut at its hyphen
+            start -= 2
+            continue
         if token.dep_ not in NAME_DEPS or not token.text.isalpha():
             break
         if token.pos_ not in ("NOUN", "PROPN", "ADJ", "VERB"):
@@ -167,6 +184,32 @@ def name_candidates(head: Token) -> list[Token]:
             break
         start -= 1
     return list(doc[start : head.i])
+
+
+def hyphenated(token: Token) -> bool:
+    """``token`` is a hyphen joining the words either side of it, with no space."""
+    doc = token.doc
+    return (
+        token.text == "-"
+        and 0 < token.i < len(doc) - 1
+        and not token.whitespace_
+        and not doc[token.i - 1].whitespace_
+        and doc[token.i - 1].text.isalpha()
+    )
+
+
+def in_hyphenated(token: Token) -> bool:
+    """``token`` is a hyphen between words, or the word in front of one ("t" in "t-shirt")."""
+    return hyphenated(token) or (token.i + 1 < len(token.doc) and hyphenated(token.nbor()))
+
+
+def partitive_of(head: Token) -> Token | None:
+    """The partitive whose "of" names ``head``: "group" in "a group of people"."""
+    of = head.head
+    if head.dep_ != "pobj" or of.lower_ != "of" or of.head.i == of.i:
+        return None
+    whole = of.head
+    return whole if whole.lemma_.lower() in PARTITIVES else None
 
 
 def default_in_name(token: Token) -> bool:

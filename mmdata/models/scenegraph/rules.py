@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
-from mmdata.models.scenegraph.conventions import FLIP, Conventions
+from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
@@ -32,10 +32,13 @@ from mmdata.models.scenegraph.phrases import (
     conjuncts,
     count_of,
     default_in_name,
+    in_hyphenated,
     is_object_head,
     merge_spatial,
     modifiers,
     name_candidates,
+    own_count,
+    partitive_of,
     phrase_start,
     pointing_back,
     resolve,
@@ -106,9 +109,12 @@ class GraphBuilder:
     def add_object(self, head: Token) -> None:
         compounds = self.name_tokens(head)
         phrase = [t for t in head.subtree if t.i <= head.i and t.i >= phrase_start(head)]
-        count = next((count_of(c) for c in head.children if c.dep_ == "nummod"), None)
+        count = own_count(head)
         if count is not None and self.conventions and count < self.conventions.min_count:
             count = None
+        if count is None and self.conventions is not None and head.tag_ in ("NNS", "NNPS"):
+            # "two men wearing jeans", "hands": counts a corpus writes without a number word
+            count = self.conventions.implied_count(head.lemma_.lower(), self.counts())
         # words in front of the name that are not part of it describe the thing
         described = {t.i: t for t in modifiers(head) if t.i < compounds[0].i or t.i > head.i}
         for token in name_candidates(head):
@@ -125,6 +131,35 @@ class GraphBuilder:
                 "attributes": [self.attribute(described[i]) for i in sorted(described)],
             }
         )
+        whole = partitive_of(head)
+        if whole is not None and self.conventions is not None:
+            self.partitive_attribute(whole, self.objects[-1]["attributes"])
+
+    def counts(self) -> list[int]:
+        """The counts the caption says, each once, in order."""
+        found = (count_of(t) for t in self.doc if t.dep_ == "nummod")
+        floor = self.conventions.min_count if self.conventions else 0
+        return list(dict.fromkeys(n for n in found if n is not None and n >= floor))
+
+    def partitive_attribute(self, whole: Token, attributes: list[dict]) -> None:
+        """ "a group of people": the partitive as the corpus writes it, "group of" or
+        "piece" (the lemma, as the start of "pieces") or nothing."""
+        form = self.conventions.partitive_form(whole.lemma_.lower()) if self.conventions else ""
+        if form == "of":
+            of = whole.doc[whole.i + 1]
+            if of.lower_ == "of":
+                attributes.append(
+                    {"text": words([whole, of]), "lemma": f"{self.lemma(whole)} of",
+                     "span": span([whole, of])}
+                )
+        elif form in ("lemma", "word"):
+            lemma = whole.lemma_.lower()
+            cut = len(lemma) if form == "lemma" and whole.lower_.startswith(lemma) else len(whole)
+            start = whole.idx
+            attributes.append(
+                {"text": whole.text[:cut], "lemma": lemma,
+                 "span": {"start": start, "end": start + cut}}
+            )
 
     def name_tokens(self, head: Token) -> list[Token]:
         """The words that name the object ``head`` heads, contiguous, ending at ``head``:
@@ -133,7 +168,9 @@ class GraphBuilder:
         head_lemma = head.lemma_.lower()
         for token in reversed(name_candidates(head)):
             default = default_in_name(token)
-            if self.conventions is not None:
+            if in_hyphenated(token):
+                keep = True
+            elif self.conventions is not None:
                 keep = self.conventions.keep_in_name(token.lower_, head_lemma, default)
             else:
                 keep = default
@@ -347,6 +384,8 @@ class GraphBuilder:
             lemma = f"{self.lemma(via)} {lemma}"
         if self.conventions is not None:
             written = self.conventions.predicate(lemma, obj.lemma_.lower())
+            if written == DROP:
+                return  # a relation the corpus does not write ("a man and a dog")
             if not written.startswith(FLIP):
                 lemma = written
             elif predicate[-1].dep_ != "agent":

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
-from mmdata.models.scenegraph.conventions import FLIP, Conventions
+from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
-from mmdata.models.scenegraph.phrases import name_candidates
+from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
 from mmdata.models.scenegraph.rules import GraphBuilder
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) 
                 continue  # the gold graph names this thing some other way: no evidence
             for k, token in enumerate(candidates):
                 kept = k >= first
-                for key in (f"{token.lower_} {head.lemma_.lower()}", f"{token.lower_} *"):
+                lemma = head.lemma_.lower()
+                for key in (f"{token.lower_} {lemma}", f"{token.lower_} *", f"* {lemma}"):
                     counts[key][0 if kept else 1] += 1
     return dict(counts)
 
@@ -72,15 +73,20 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
         for s, p, o in gold.relations:
             by_pair[s.lower(), o.lower()].add(p)
         heads = {index: head_i for head_i, index in builder.index.items()}
+        named = {o.lower() for o in gold.objects}
         objects = builder.objects
         for rel in builder.relations:
             pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
             lemma = rel["predicate_lemma"]
+            obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
             gold_predicates = by_pair.get(pair)
             if not gold_predicates:
                 # written the other way round: object first ("fence , surround , field")
                 gold_predicates = {FLIP + p for p in by_pair.get(pair[::-1], ())}
             if not gold_predicates:
+                if pair[0] in named and pair[1] in named:
+                    written[f"{lemma}|{obj_lemma}"][DROP] += 1  # both named, not related
+                    written[lemma][DROP] += 1
                 continue
             if lemma in gold_predicates:
                 label = lemma
@@ -88,7 +94,6 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
                 label = next(iter(gold_predicates))
             else:
                 continue  # two gold relations, neither ours: which one is ours is unknown
-            obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
             written[f"{lemma}|{obj_lemma}"][label] += 1
             written[lemma][label] += 1
     table = {}
@@ -115,6 +120,39 @@ def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
     return dict(counts)
 
 
+def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> tuple:
+    """Partitive forms (``[form, count, total]`` per lemma) and implied counts (``[written,
+    not]`` per key of :meth:`Conventions.implied_count`), over objects the gold names."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    implied: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        counts = builder.counts()
+        for head_i, index in builder.index.items():
+            head, obj = builder.doc[head_i], builder.objects[index]
+            name = obj["head"].lower()
+            if name not in named:
+                continue
+            whole = partitive_of(head)
+            if whole is not None:
+                lemma = whole.lemma_.lower()
+                options = {"of": f"{whole.lower_} of", "lemma": lemma, "word": whole.lower_}
+                form = next((f for f, a in options.items() if (name, a) in written), "")
+                forms[lemma][form] += 1
+            if obj["count"] is not None or head.tag_ not in ("NNS", "NNPS") or len(counts) > 1:
+                continue
+            lemma = head.lemma_.lower()
+            said = (name, str(counts[0] if counts else 2)) in written
+            for key in [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]:
+                implied[key][0 if said else 1] += 1
+    partitives = {}
+    for lemma, labels in forms.items():
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        partitives[lemma] = [best, n, sum(labels.values())]
+    return partitives, dict(implied)
+
+
 def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
     """A table counted from ``docs`` (the parsed captions of ``golds``)."""
     if len(docs) != len(golds):
@@ -133,6 +171,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
     conventions.attributes = count_attributes(named, golds)
+    conventions.partitives, conventions.implied = count_counts(named, golds)
     return conventions
 
 
