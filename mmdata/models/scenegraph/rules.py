@@ -149,16 +149,22 @@ class GraphBuilder:
             of = whole.doc[whole.i + 1]
             if of.lower_ == "of":
                 attributes.append(
-                    {"text": words([whole, of]), "lemma": f"{self.lemma(whole)} of",
-                     "span": span([whole, of])}
+                    {
+                        "text": words([whole, of]),
+                        "lemma": f"{self.lemma(whole)} of",
+                        "span": span([whole, of]),
+                    }
                 )
         elif form in ("lemma", "word"):
             lemma = whole.lemma_.lower()
             cut = len(lemma) if form == "lemma" and whole.lower_.startswith(lemma) else len(whole)
             start = whole.idx
             attributes.append(
-                {"text": whole.text[:cut], "lemma": lemma,
-                 "span": {"start": start, "end": start + cut}}
+                {
+                    "text": whole.text[:cut],
+                    "lemma": lemma,
+                    "span": {"start": start, "end": start + cut},
+                }
             )
 
     def name_tokens(self, head: Token) -> list[Token]:
