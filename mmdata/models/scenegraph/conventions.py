@@ -41,13 +41,16 @@ class Conventions:
     attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none);
     ``implied`` maps "carry|lemma", "carry" and "plural|lemma" to ``[written, not]``: does a
     plural object with no number take the caption's one count ("two men wearing jeans")
-    or, in a caption with none, 2 ("hands")?"""
+    or, in a caption with none, 2 ("hands")? ``joins`` maps "word *" (a modifier before an
+    attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
+    one attribute, or "red" alone?"""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
     attributes: dict[str, list[int]] = field(default_factory=dict)
     partitives: dict[str, list] = field(default_factory=dict)
     implied: dict[str, list[int]] = field(default_factory=dict)
+    joins: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -84,6 +87,11 @@ class Conventions:
         written, dropped = self.attributes.get(text, (0, 0))
         return written + dropped < self.min_word or written >= dropped
 
+    def join_attribute(self, key: str) -> bool:
+        """Is the word of ``key`` ("bright *", "* up") written as part of the attribute?"""
+        joined, apart = self.joins.get(key, (0, 0))
+        return joined + apart >= self.min_word and joined > apart
+
     def partitive_form(self, lemma: str) -> str:
         """How gold graphs write the partitive ``lemma`` as an attribute (see the class)."""
         entry = self.partitives.get(lemma)
@@ -115,6 +123,7 @@ class Conventions:
             "attributes": dict(sorted(self.attributes.items())),
             "partitives": dict(sorted(self.partitives.items())),
             "implied": dict(sorted(self.implied.items())),
+            "joins": dict(sorted(self.joins.items())),
         }
 
     @classmethod
@@ -127,6 +136,7 @@ class Conventions:
             data["attributes"],
             data["partitives"],
             data["implied"],
+            data["joins"],
             data["min_count"],
             data.get("meta", {}),
         )

@@ -186,7 +186,18 @@ class GraphBuilder:
         return list(head.doc[start : head.i + 1])
 
     def attribute(self, token: Token) -> dict:
-        return {"text": token.text, "lemma": self.lemma(token), "span": span([token])}
+        """``token`` as an attribute, with the word next to it that the corpus writes as
+        part of it ("bright red", "rolled up"), where the conventions say so."""
+        tokens = [token]
+        if self.conventions is not None:
+            for word, key in attribute_extensions(token):
+                if self.conventions.join_attribute(key):
+                    tokens.append(word)
+        return {
+            "text": words(tokens),
+            "lemma": " ".join(self.lemma(t) for t in sorted(tokens, key=lambda t: t.i)),
+            "span": span(tokens),
+        }
 
     def add_predicative(self, token: Token) -> None:
         """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
@@ -411,6 +422,23 @@ class GraphBuilder:
                 "span": span(predicate),
             }
         )
+
+
+#: Words next to an attribute that may be part of it: "bright" red, rolled "up".
+EXTENSION_DEPS = frozenset({"advmod", "npadvmod", "amod", "compound"})
+
+
+def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
+    """``(word, key)`` for the words right next to the attribute ``token`` that may be
+    part of it: a modifier just before ("bright red": key "bright *") and a particle just
+    after ("rolled up": key "* up")."""
+    found = []
+    for child in token.children:
+        if child.i == token.i - 1 and child.dep_ in EXTENSION_DEPS and child.text.isalpha():
+            found.append((child, f"{child.lower_} *"))
+        elif child.i == token.i + 1 and child.dep_ == "prt":
+            found.append((child, f"* {child.lower_}"))
+    return found
 
 
 def _bridge_word(token: Token) -> bool:

@@ -32,7 +32,7 @@ from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
-from mmdata.models.scenegraph.rules import GraphBuilder
+from mmdata.models.scenegraph.rules import GraphBuilder, attribute_extensions
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,15 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
             pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
             lemma = rel["predicate_lemma"]
             obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
+            keys = (f"{lemma}|{obj_lemma}", lemma)
             gold_predicates = by_pair.get(pair)
             if not gold_predicates:
                 # written the other way round: object first ("fence , surround , field")
                 gold_predicates = {FLIP + p for p in by_pair.get(pair[::-1], ())}
             if not gold_predicates:
                 if pair[0] in named and pair[1] in named:
-                    written[f"{lemma}|{obj_lemma}"][DROP] += 1  # both named, not related
-                    written[lemma][DROP] += 1
+                    for key in keys:  # both named, not related
+                        written[key][DROP] += 1
                 continue
             if lemma in gold_predicates:
                 label = lemma
@@ -94,8 +95,8 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
                 label = next(iter(gold_predicates))
             else:
                 continue  # two gold relations, neither ours: which one is ours is unknown
-            written[f"{lemma}|{obj_lemma}"][label] += 1
-            written[lemma][label] += 1
+            for key in keys:
+                written[key][label] += 1
     table = {}
     for key, labels in written.items():
         # most written first, ties by name: the table does not depend on row order
@@ -117,6 +118,28 @@ def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
             for attr in obj["attributes"]:
                 text = attr["text"].lower()
                 counts[text][0 if (name, text) in written else 1] += 1
+    return dict(counts)
+
+
+def count_joins(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[joined, apart]`` per key of :func:`attribute_extensions`: does the gold graph
+    write the attribute with the word next to it ("bright red") or alone ("red")?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        for obj in builder.objects:
+            name = obj["head"].lower()
+            for attr in obj["attributes"]:
+                tokens = builder.doc.char_span(attr["span"]["start"], attr["span"]["end"])
+                if tokens is None or len(tokens) != 1:
+                    continue
+                token = tokens[0]
+                for word, key in attribute_extensions(token):
+                    phrase = builder.doc[min(word.i, token.i) : max(word.i, token.i) + 1]
+                    if (name, phrase.text.lower()) in written:
+                        counts[key][0] += 1
+                    elif (name, token.lower_) in written:
+                        counts[key][1] += 1
     return dict(counts)
 
 
@@ -172,6 +195,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.predicates = count_predicates(named, golds)
     conventions.attributes = count_attributes(named, golds)
     conventions.partitives, conventions.implied = count_counts(named, golds)
+    conventions.joins = count_joins(named, golds)
     return conventions
 
 
