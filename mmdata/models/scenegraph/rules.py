@@ -55,6 +55,7 @@ from mmdata.models.scenegraph.words import (
     RELATIVE_PRONOUNS,
     SPATIAL_HEADS,
     SPATIAL_NOUNS,
+    STRANDABLE,
 )
 
 
@@ -212,6 +213,7 @@ class GraphBuilder:
     def add_relations(self, token: Token) -> None:
         if token.pos_ in ("VERB", "AUX"):
             self.verb_relations(token)
+            self.stranded(token)
         elif token.i in self.index:
             self.possessive(token)
             self.verbless(token)
@@ -219,6 +221,32 @@ class GraphBuilder:
         elif resolve(token).i in self.index:
             # "a mound of dirt next to a fence": the partitive's phrases are the dirt's
             self.noun_relations(token, resolve(token))
+
+    def stranded(self, verb: Token) -> None:
+        """ "the desk the letters are placed on", "the helmet the child is wearing": a
+        clause after a noun, whose preposition (or transitive verb) has no object of its
+        own, relates its subject to that noun: (letters, placed on, desk)."""
+        subs = [c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass") and c.i in self.index]
+        if not subs or any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children):
+            return
+        subject = subs[-1]
+        if verb.dep_ == "relcl" and verb.head.i in self.index:
+            target = verb.head
+        else:  # the noun the caption opens with, before the clause's subject
+            earlier = [i for i in self.index if i < phrase_start(subject)]
+            if not earlier:
+                return
+            target = self.doc[max(earlier)]
+        if target.i == subject.i:
+            return
+        last = [t for t in verb.rights if t.dep_ != "punct"]
+        copula = verb.lemma_ == "be"
+        if last and last[-1].lower_ in STRANDABLE and not list(last[-1].children):
+            prep = last[-1]
+            words_ = [verb, prep] if not copula and prep.i == verb.i + 1 else [prep]
+            self.add_relation(subject, words_, target, via=None if copula else verb)
+        elif not last and not copula and verb.pos_ == "VERB" and verb.dep_ == "relcl":
+            self.add_relation(subject, [verb], target)
 
     def noun_relations(self, noun: Token, subject: Token) -> None:
         """Relations from the prepositions on ``noun``, said of ``subject``."""
