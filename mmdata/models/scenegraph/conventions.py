@@ -43,7 +43,8 @@ class Conventions:
     plural object with no number take the caption's one count ("two men wearing jeans")
     or, in a caption with none, 2 ("hands")? ``joins`` maps "word *" (a modifier before an
     attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
-    one attribute, or "red" alone?"""
+    one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
+    does the gold graph name the thing at all ("on the right": no)?"""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class Conventions:
     partitives: dict[str, list] = field(default_factory=dict)
     implied: dict[str, list[int]] = field(default_factory=dict)
     joins: dict[str, list[int]] = field(default_factory=dict)
+    objects: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -86,6 +88,11 @@ class Conventions:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
         written, dropped = self.attributes.get(text, (0, 0))
         return written + dropped < self.min_word or written >= dropped
+
+    def keep_object(self, lemma: str) -> bool:
+        """Do gold graphs name things whose head has ``lemma``? No only on clear evidence."""
+        written, not_written = self.objects.get(lemma, (0, 0))
+        return written + not_written < 2 * self.min_word or not_written <= 2 * written
 
     def join_attribute(self, key: str) -> bool:
         """Is the word of ``key`` ("bright *", "* up") written as part of the attribute?"""
@@ -124,6 +131,7 @@ class Conventions:
             "partitives": dict(sorted(self.partitives.items())),
             "implied": dict(sorted(self.implied.items())),
             "joins": dict(sorted(self.joins.items())),
+            "objects": dict(sorted(self.objects.items())),
         }
 
     @classmethod
@@ -137,6 +145,7 @@ class Conventions:
             data["partitives"],
             data["implied"],
             data["joins"],
+            data["objects"],
             data["min_count"],
             data.get("meta", {}),
         )

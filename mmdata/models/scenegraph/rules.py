@@ -74,7 +74,7 @@ class GraphBuilder:
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
         for token in self.doc:
-            if is_object_head(token):
+            if is_object_head(token) and self.writes_object(token):
                 self.add_object(token)
         for token in self.doc:
             self.add_predicative(token)
@@ -85,6 +85,11 @@ class GraphBuilder:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def writes_object(self, head: Token) -> bool:
+        """Does the corpus write ``head`` as an object? "on the right", "in the background":
+        FACTUAL writes no object "right" or "background" (the conventions' table says)."""
+        return self.conventions is None or self.conventions.keep_object(head.lemma_.lower())
 
     def bridge_lone_objects(self) -> None:
         """ "tree next to sidewalk", "building in the mountains": where the parse leaves an

@@ -121,6 +121,26 @@ def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
     return dict(counts)
 
 
+def count_objects(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not]`` per head lemma: does the gold graph use the head word anywhere
+    (in an object's name or an attribute)?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        used = {w for o in gold.objects for w in o.lower().split()}
+        used |= {w for _, a in gold.attributes for w in a.lower().split()}
+        # a gold object the caption does not spell ("person" for "guy", "hot dog" for
+        # "hotdog") may be ours renamed: such a caption says nothing of what is unwritten
+        spelled = {t.lower_ for t in builder.doc}
+        renamed = any(w not in spelled for o in gold.objects for w in o.lower().split())
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            if head.lower_ in used:
+                counts[head.lemma_.lower()][0] += 1
+            elif not renamed:
+                counts[head.lemma_.lower()][1] += 1
+    return dict(counts)
+
+
 def count_joins(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[joined, apart]`` per key of :func:`attribute_extensions`: does the gold graph
     write the attribute with the word next to it ("bright red") or alone ("red")?"""
@@ -196,6 +216,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.attributes = count_attributes(named, golds)
     conventions.partitives, conventions.implied = count_counts(named, golds)
     conventions.joins = count_joins(named, golds)
+    conventions.objects = count_objects(named, golds)
     return conventions
 
 
