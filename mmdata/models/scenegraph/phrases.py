@@ -22,6 +22,7 @@ from mmdata.models.scenegraph.words import (
 
 NOUNS = frozenset({"NOUN", "PROPN"})
 ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
+DESCRIBING = frozenset({"ADJ", "VERB", "NOUN", "PROPN"})
 #: Dependencies the small model gives a verb's real subject in headline-style captions.
 STRAY_SUBJECT_DEPS = frozenset({"npadvmod", "compound", "dep"})
 #: Children that make a verb a relation rather than a description of its subject.
@@ -111,6 +112,8 @@ def is_object_head(token: Token) -> bool:
         return False  # emoji and symbols get tagged as nouns too
     if token.dep_ == "compound" and token.head.pos_ in NOUNS:
         return False  # "fire" in "fire hydrant" is part of its head's name
+    if describes_later_noun(token):
+        return False  # "white sheep", "red and silver train": the tagger's noun modifies
     if token.lower_ in SPATIAL_NOUNS and token.dep_ == "pobj" and has_of(token):
         return False  # "in front of the car": front is part of the preposition
     if bare_spatial(token):
@@ -118,6 +121,17 @@ def is_object_head(token: Token) -> bool:
     if token.lemma_.lower() in PARTITIVES and has_of(token):
         return False  # "bits of ice": ice is the object
     return True
+
+
+def describes_later_noun(token: Token) -> bool:
+    """``token`` (or the first of the conjuncts it ends) modifies a noun after it:
+    "white" in "white sheep" tagged a proper noun, "silver" in "red and silver train"."""
+    first = token
+    while first.dep_ == "conj" and first.head.i < first.i:
+        first = first.head
+    if first.dep_ not in ("amod", "nmod") and not (first is not token and first.dep_ == "compound"):
+        return False
+    return first.head.pos_ in NOUNS and first.head.i > token.i
 
 
 def resolve(token: Token) -> Token:
@@ -258,7 +272,8 @@ def modifiers(head: Token) -> list[Token]:
         if child.dep_ in ATTRIBUTE_DEPS and child.pos_ in ("ADJ", "VERB", "NUM", "PROPN", "NOUN"):
             if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
                 continue
-            found.extend([child, *[c for c in conjuncts(child) if c.pos_ == child.pos_]])
+            # "red and silver train": the conjuncts describe too, whatever their tag
+            found.extend([child, *[c for c in conjuncts(child) if c.pos_ in DESCRIBING]])
         elif child.dep_ == "compound" and (
             child.pos_ == "ADJ" or child.lower_ in COLOURS or child.lower_ in MATERIALS
         ):
