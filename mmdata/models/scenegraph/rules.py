@@ -362,9 +362,13 @@ class GraphBuilder:
         # predicate's words are the preposition's, its meaning may take the verb too
         # (conventions.py learns which a corpus writes)
         via = None if copula or self.conventions is None else verb
+        describing = verb.dep_ == "acl" or (
+            # "man in dark suit smiling", "swinging at ball and looking up"
+            verb.tag_ in ("VBG", "VBN") and verb.dep_ in ("ROOT", "conj", "advcl", "ccomp")
+        )
         if (
             verb.pos_ == "VERB"
-            and verb.dep_ == "acl"
+            and describing
             and not any(c.dep_ in RELATION_DEPS for c in verb.children)
         ):
             # "a man walking": a participle with nothing to relate to describes its noun.
@@ -373,6 +377,7 @@ class GraphBuilder:
                     if sub.i in self.index:
                         self.objects[self.index[sub.i]]["attributes"].append(self.attribute(verb))
             return
+        self.object_complements(verb)
         for child in verb.children:
             if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
                 self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
@@ -386,6 +391,18 @@ class GraphBuilder:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [*adjacent(lead, child), child, inner], via)
+
+    def object_complements(self, verb: Token) -> None:
+        """ "the dog has its mouth open", "a man with arms extended": an adjective or a
+        bare participle completing the verb's object describes the object."""
+        objects = [c for c in verb.children if c.dep_ == "dobj" and c.i in self.index]
+        for child in verb.children:
+            if child.dep_ not in ("ccomp", "xcomp", "oprd") or list(child.children):
+                continue
+            if child.pos_ == "ADJ" or child.tag_ == "VBN":
+                for obj in objects[:1]:
+                    attrs = self.objects[self.index[obj.i]]["attributes"]
+                    attrs.append(self.attribute(child))
 
     def prep_relations(
         self, subs: list[Token], predicate: list[Token], via: Token | None = None
