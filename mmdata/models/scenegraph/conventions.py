@@ -24,6 +24,8 @@ BUNDLED = "conventions.json"
 FORMAT = "mmdata-scenegraph-conventions/1"
 #: Marks a written predicate that swaps subject and object.
 FLIP = "^"
+#: Share of a word's captions whose gold graph names an object with it, for ``nouns``.
+NOUN_SHARE = 0.8
 #: The written predicate of a relation gold graphs do not write.
 DROP = ""
 
@@ -44,7 +46,8 @@ class Conventions:
     or, in a caption with none, 2 ("hands")? ``joins`` maps "word *" (a modifier before an
     attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
     one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
-    does the gold graph name the thing at all ("on the right": no)?"""
+    does the gold graph name the thing at all ("on the right": no)? ``nouns``: words that
+    name a gold object in at least :data:`NOUN_SHARE` of the captions that have them."""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -53,6 +56,7 @@ class Conventions:
     implied: dict[str, list[int]] = field(default_factory=dict)
     joins: dict[str, list[int]] = field(default_factory=dict)
     objects: dict[str, list[int]] = field(default_factory=dict)
+    nouns: frozenset[str] = frozenset()
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -132,6 +136,7 @@ class Conventions:
             "implied": dict(sorted(self.implied.items())),
             "joins": dict(sorted(self.joins.items())),
             "objects": dict(sorted(self.objects.items())),
+            "nouns": sorted(self.nouns),
         }
 
     @classmethod
@@ -146,6 +151,7 @@ class Conventions:
             data["implied"],
             data["joins"],
             data["objects"],
+            frozenset(data["nouns"]),
             data["min_count"],
             data.get("meta", {}),
         )

@@ -73,6 +73,8 @@ class GraphBuilder:
 
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
+        if self.conventions is not None:
+            self.retag_known_nouns()
         for token in self.doc:
             if is_object_head(token) and self.writes_object(token):
                 self.add_object(token)
@@ -85,6 +87,21 @@ class GraphBuilder:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def retag_known_nouns(self) -> None:
+        """ "tree next to sidewalk", "building in the mountains": a word the corpus names
+        things with (conventions' ``nouns``), tagged a verb, adjective or adverb and not
+        modifying a noun after it, is the noun it nearly always is."""
+        for token in self.doc:
+            if (
+                token.pos_ not in ("VERB", "ADJ", "ADV")
+                or token.lower_ not in self.conventions.nouns
+            ):
+                continue
+            if token.dep_ in ("amod", "compound", "nmod") and token.head.i > token.i:
+                continue  # "hot dog": whether it is part of the name is the names' call
+            token.pos_ = "NOUN"
+            token.tag_ = "NNS" if token.tag_ == "VBZ" or token.lower_.endswith("s") else "NN"
 
     def writes_object(self, head: Token) -> bool:
         """Does the corpus write ``head`` as an object? "on the right", "in the background":
@@ -106,7 +123,7 @@ class GraphBuilder:
                 between.pop()  # "on the", "in a large": the target's own words
             if not between or not all(_bridge_word(t) for t in between):
                 continue
-            if not any(t.pos_ in ("ADP", "VERB") for t in between):
+            if not any(t.pos_ in ("ADP", "VERB") or t.lower_ in SPATIAL_HEADS for t in between):
                 continue
             while len(between) > 1 and between[0].pos_ == "AUX":
                 between.pop(0)  # "is lying in": a copula or auxiliary says nothing

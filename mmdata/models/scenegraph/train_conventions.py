@@ -28,7 +28,7 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
-from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
+from mmdata.models.scenegraph.conventions import DROP, FLIP, NOUN_SHARE, Conventions
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
@@ -141,6 +141,19 @@ def count_objects(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]
     return dict(counts)
 
 
+def count_nouns(docs: Sequence[Doc], golds: Sequence[GoldCaption], floor: int) -> frozenset:
+    """Words seen in at least ``floor`` captions that name a gold object (are a word of
+    one) in at least NOUN_SHARE of them."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for doc, gold in zip(docs, golds):
+        named = {w for o in gold.objects for w in o.lower().split()}
+        for word in {t.lower_ for t in doc if t.is_alpha}:
+            counts[word][0 if word in named else 1] += 1
+    return frozenset(
+        w for w, (yes, no) in counts.items() if yes + no >= floor and yes >= NOUN_SHARE * (yes + no)
+    )
+
+
 def count_joins(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[joined, apart]`` per key of :func:`attribute_extensions`: does the gold graph
     write the attribute with the word next to it ("bright red") or alone ("red")?"""
@@ -209,8 +222,10 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
 
     counts = [int(a) for g in golds for _, a in g.attributes if a.isdigit()]
     conventions = Conventions(min_count=min(counts, default=0))
-    conventions.names = count_names(build(None), golds)
-    # predicates are read off graphs whose objects are already named the learned way
+    conventions.nouns = count_nouns(docs, golds, conventions.min_word + 1)
+    # names are read off the parse as the nouns retag it, the rest off graphs whose
+    # objects are already named the learned way
+    conventions.names = count_names(build(conventions), golds)
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
     conventions.attributes = count_attributes(named, golds)
