@@ -24,6 +24,8 @@ BUNDLED = "conventions.json"
 FORMAT = "mmdata-scenegraph-conventions/1"
 #: Marks a written predicate that swaps subject and object.
 FLIP = "^"
+#: How a compound word left out of its head's name is written: as an attribute.
+SPLIT_ATTRIBUTE = "is"
 #: Share of a word's captions whose gold graph names an object with it, for ``nouns``.
 NOUN_SHARE = 0.8
 #: The written predicate of a relation gold graphs do not write.
@@ -47,7 +49,11 @@ class Conventions:
     attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
     one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
     does the gold graph name the thing at all ("on the right": no)? ``nouns``: words that
-    name a gold object in at least :data:`NOUN_SHARE` of the captions that have them."""
+    name a gold object in at least :data:`NOUN_SHARE` of the captions that have them.
+    ``splits`` maps "word head" and "word *" to ``[form, count, total]``: how a compound
+    noun left out of its head's name is written: an attribute (:data:`SPLIT_ATTRIBUTE`),
+    a relation from it to the head ("have": "bus wheel"), or the other way (FLIP + "in":
+    "bathroom sink" -> (sink, in, bathroom)), or not at all (:data:`DROP`)."""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -57,6 +63,7 @@ class Conventions:
     joins: dict[str, list[int]] = field(default_factory=dict)
     objects: dict[str, list[int]] = field(default_factory=dict)
     nouns: frozenset[str] = frozenset()
+    splits: dict[str, list] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -92,6 +99,15 @@ class Conventions:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
         written, dropped = self.attributes.get(text, (0, 0))
         return written + dropped < self.min_word or written >= dropped
+
+    def split_form(self, word: str, head: str) -> str:
+        """How the compound noun ``word`` left out of ``head``'s name is written."""
+        for key, floor in ((f"{word} {head}", self.min_pair), (f"{word} *", self.min_word)):
+            entry = self.splits.get(key)
+            if entry and entry[2] >= floor and 2 * entry[1] > entry[2]:
+                # a relation in place of an attribute wants more than one sighting
+                return entry[0] if entry[1] >= self.min_word else SPLIT_ATTRIBUTE
+        return SPLIT_ATTRIBUTE
 
     def keep_object(self, lemma: str) -> bool:
         """Do gold graphs name things whose head has ``lemma``? No only on clear evidence."""
@@ -137,6 +153,7 @@ class Conventions:
             "joins": dict(sorted(self.joins.items())),
             "objects": dict(sorted(self.objects.items())),
             "nouns": sorted(self.nouns),
+            "splits": dict(sorted(self.splits.items())),
         }
 
     @classmethod
@@ -152,6 +169,7 @@ class Conventions:
             data["joins"],
             data["objects"],
             frozenset(data["nouns"]),
+            data["splits"],
             data["min_count"],
             data.get("meta", {}),
         )

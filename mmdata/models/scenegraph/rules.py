@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
-from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
+from mmdata.models.scenegraph.conventions import DROP, FLIP, SPLIT_ATTRIBUTE, Conventions
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
@@ -70,6 +70,8 @@ class GraphBuilder:
     relations: list[dict] = field(default_factory=list)
     index: dict[int, int] = field(default_factory=dict)  # head token index -> object index
     seen: set[tuple[int, str, int]] = field(default_factory=set)
+    #: (compound word, its head, written predicate): "bus wheel" -> (bus, have, wheel)
+    split_parts: list[tuple[Token, Token, str]] = field(default_factory=list)
 
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
@@ -78,6 +80,8 @@ class GraphBuilder:
         for token in self.doc:
             if is_object_head(token) and self.writes_object(token):
                 self.add_object(token)
+        for part, head, form in self.split_parts:
+            self.relate_split(part, head, form)
         for token in self.doc:
             self.add_predicative(token)
             self.add_relations(token)
@@ -138,11 +142,29 @@ class GraphBuilder:
         if count is None and self.conventions is not None and head.tag_ in ("NNS", "NNPS"):
             # "two men wearing jeans", "hands": counts a corpus writes without a number word
             count = self.conventions.implied_count(head.lemma_.lower(), self.counts())
-        # words in front of the name that are not part of it describe the thing
+        # words in front of the name that are not part of it describe the thing, or,
+        # for a noun the corpus relates ("bus wheel": (bus, have, wheel)), name another
+        # thing, which takes the words in front of it along
+        first = compounds[0].i
+        for token in reversed(name_candidates(head)):
+            if token.i >= first or token.pos_ not in ("NOUN", "PROPN"):
+                continue
+            form = (
+                self.conventions.split_form(token.lower_, head.lemma_.lower())
+                if (self.conventions is not None)
+                else SPLIT_ATTRIBUTE
+            )
+            if form not in (SPLIT_ATTRIBUTE, DROP):
+                self.split_parts.append((token, head, form))
+                first = token.i
+                break
         described = {t.i: t for t in modifiers(head) if t.i < compounds[0].i or t.i > head.i}
         for token in name_candidates(head):
             if token.i < compounds[0].i and token.pos_ in ("NOUN", "PROPN", "ADJ"):
                 described.setdefault(token.i, token)
+        if first < compounds[0].i:  # the split word and the words before it are its own
+            described = {i: t for i, t in described.items() if i > first or i < phrase_start(head)}
+
         self.index[head.i] = len(self.objects)
         self.objects.append(
             {
@@ -157,6 +179,17 @@ class GraphBuilder:
         whole = partitive_of(head)
         if whole is not None and self.conventions is not None:
             self.partitive_attribute(whole, self.objects[-1]["attributes"])
+
+    def relate_split(self, part: Token, head: Token, form: str) -> None:
+        """The compound word ``part`` as an object of its own, related to ``head`` as the
+        corpus writes it; the predicate's words are the compound's ("bus wheel")."""
+        if part.i not in self.index:
+            self.add_object(part)
+        words_ = list(self.doc[part.i : head.i + 1])
+        if form.startswith(FLIP):
+            self.add_relation(head, words_, part, lemma=form[len(FLIP) :])
+        else:
+            self.add_relation(part, words_, head, lemma=form)
 
     def counts(self) -> list[int]:
         """The counts the caption says, each once, in order."""

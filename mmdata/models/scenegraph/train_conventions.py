@@ -28,7 +28,13 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
-from mmdata.models.scenegraph.conventions import DROP, FLIP, NOUN_SHARE, Conventions
+from mmdata.models.scenegraph.conventions import (
+    DROP,
+    FLIP,
+    NOUN_SHARE,
+    SPLIT_ATTRIBUTE,
+    Conventions,
+)
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
@@ -63,6 +69,43 @@ def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) 
                 for key in (f"{token.lower_} {lemma}", f"{token.lower_} *", f"* {lemma}"):
                     counts[key][0 if kept else 1] += 1
     return dict(counts)
+
+
+def count_splits(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[form, count, total]`` per "word head" and "word *": how the gold graph writes a
+    compound noun that is not part of its head's name (see Conventions.splits)."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        attrs = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        rels = {(s.lower(), o.lower()): p for s, p, o in gold.relations}
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            candidates = name_candidates(head)
+            suffixes = [builder.doc[t.i : head.i + 1].text.lower() for t in candidates]
+            first = next((k for k, s in enumerate(suffixes) if s in named), len(candidates))
+            name = builder.doc[head.i - (len(candidates) - first) : head.i + 1].text.lower()
+            if name not in named:
+                continue
+            for token in candidates[:first]:
+                if token.pos_ not in ("NOUN", "PROPN"):
+                    continue
+                word = token.lower_
+                if (name, word) in attrs:
+                    form = SPLIT_ATTRIBUTE
+                elif (word, name) in rels:
+                    form = rels[word, name]
+                elif (name, word) in rels:
+                    form = FLIP + rels[name, word]
+                else:
+                    form = DROP
+                for key in (f"{word} {head.lemma_.lower()}", f"{word} *"):
+                    forms[key][form] += 1
+    table = {}
+    for key, labels in forms.items():
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        table[key] = [best, n, sum(labels.values())]
+    return table
 
 
 def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
@@ -226,6 +269,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     # names are read off the parse as the nouns retag it, the rest off graphs whose
     # objects are already named the learned way
     conventions.names = count_names(build(conventions), golds)
+    conventions.splits = count_splits(build(conventions), golds)
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
     conventions.attributes = count_attributes(named, golds)
