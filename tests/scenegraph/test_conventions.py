@@ -136,6 +136,14 @@ FACTUAL_CASES = [
     ("a tree trunk in the grass", {("tree trunk", "in", "grass")}),
     ("boats sitting quietly in the water", {("boats", "sit in", "water")}),
     ("the tail of the horse", {("horse", "have", "tail")}),
+    ("the bathroom sink is white", {("sink", "in", "bathroom"), ("sink", "is", "white")}),
+    ("a plane wing in the sky", {("plane", "have", "wing"), ("wing", "in", "sky")}),
+    ("tree next to sidewalk", {("tree", "next to", "sidewalk")}),
+    ("the desk the keyboard is on", {("keyboard", "on", "desk")}),
+    ("the helmet the child is wearing", {("child", "wear", "helmet")}),
+    ("man in dark suit smiling", {("man", "is", "smiling"), ("man", "wear", "suit")}),
+    ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
+    ("white sheep standing on the grass", {("sheep", "is", "white")}),
 ]
 #: What FACTUAL never writes: "several", "one" as a count.
 FACTUAL_ABSENT = [
