@@ -11,11 +11,14 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import spacy
 from spacy.language import Language
+from spacy.tokens import Doc
 
+from mmdata.models.scenegraph.conventions import Conventions
+from mmdata.models.scenegraph.framing import frame, unframe
 from mmdata.models.scenegraph.lemmas import lemma_rule
 from mmdata.models.scenegraph.rules import build_graph
 
@@ -62,12 +65,27 @@ def blank_tags(text: str) -> str:
 class CaptionParser:
     """Parses captions into scene-graph dicts (the SCENE_GRAPH struct of mmdata.core.schema)."""
 
-    def __init__(self, model: str | None = None, max_tokens: int = 64, batch_size: int = 256):
+    def __init__(
+        self,
+        model: str | None = None,
+        max_tokens: int = 64,
+        batch_size: int = 256,
+        conventions: Conventions | str | None = "bundled",
+        framed: bool = True,
+    ):
+        """``conventions``: how graphs are written down (conventions.py): "bundled" (the
+        table shipped with the package, learned from FACTUAL's train split), a path to a
+        table, a :class:`Conventions`, or None for the rules' own defaults. ``framed``:
+        parse each caption as a sentence (framing.py)."""
         if max_tokens < 1 or batch_size < 1:
             raise ValueError("max_tokens and batch_size must be >= 1")
         self.nlp = load_model(model)
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.lemma = lemma_rule(self.nlp)
+        if isinstance(conventions, str):
+            conventions = Conventions.load(None if conventions == "bundled" else conventions)
+        self.conventions = conventions
+        self.framed = framed
 
     def parse(self, text: str) -> dict:
         """The scene graph of one caption."""
@@ -77,15 +95,25 @@ class CaptionParser:
         """Scene graphs of ``texts``, in order; batched through ``nlp.pipe``."""
         prepared = [self._prepare(t) for t in texts]
         todo = [i for i, (clean, _) in enumerate(prepared) if clean is not None]
-        docs = self.nlp.pipe((prepared[i][0] for i in todo), batch_size=self.batch_size)
+        docs = self.docs([prepared[i][0] for i in todo])
         graphs: list[dict] = [empty_graph(note or "") for _, note in prepared]
         for i, doc in zip(todo, docs):
-            graph = build_graph(doc, self.lemma)
+            graph = build_graph(doc, self.lemma, self.conventions)
             graph["note"] = prepared[i][1]
             if not graph["objects"]:
                 graph["note"] = "; ".join(filter(None, [graph["note"], "no object found"]))
             graphs[i] = graph
         return graphs
+
+    def docs(self, texts: list[str]) -> Iterator[Doc]:
+        """The parses of prepared ``texts`` (framed as sentences where ``framed``), in order."""
+        if not self.framed:
+            yield from self.nlp.pipe(texts, batch_size=self.batch_size)
+            return
+        frames = [frame(t) for t in texts]
+        parsed = self.nlp.pipe((f for f, _, _ in frames), batch_size=self.batch_size)
+        for (_, lead, tail), doc in zip(frames, parsed):
+            yield unframe(doc, lead, tail)
 
     def _prepare(self, text: str | None) -> tuple[str | None, str | None]:
         """``(text to parse, note)``; text None when there is nothing to parse."""

@@ -22,6 +22,7 @@ from mmdata.models.scenegraph.words import (
 
 NOUNS = frozenset({"NOUN", "PROPN"})
 ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
+DESCRIBING = frozenset({"ADJ", "VERB", "NOUN", "PROPN"})
 #: Dependencies the small model gives a verb's real subject in headline-style captions.
 STRAY_SUBJECT_DEPS = frozenset({"npadvmod", "compound", "dep"})
 #: Children that make a verb a relation rather than a description of its subject.
@@ -48,6 +49,18 @@ def count_of(token: Token) -> int | None:
     if text.isdigit():
         return int(text)
     return NUMBER_WORDS.get(text)
+
+
+def own_count(head: Token) -> int | None:
+    """The count said of ``head``: its number ("two dogs"), else its partitive's ("two
+    slices of cake": 2 of the cake)."""
+    for token in (head, partitive_of(head)):
+        if token is None:
+            continue
+        count = next((count_of(c) for c in token.children if c.dep_ == "nummod"), None)
+        if count is not None:
+            return count
+    return None
 
 
 def retag_headline_nouns(doc: Doc) -> None:
@@ -93,10 +106,14 @@ def adjacent(lead: list[Token], prep: Token) -> list[Token]:
 
 def is_object_head(token: Token) -> bool:
     """A noun that names a thing: not the first half of a compound or a spatial noun."""
+    if token.pos_ == "ADJ" and token.dep_ in ("dobj", "pobj") and token.text.isalpha():
+        return True  # "slicing a croissant", "dressed in white": the tagger's adjective is a thing
     if token.pos_ not in NOUNS or not any(map(str.isalpha, token.text)):
         return False  # emoji and symbols get tagged as nouns too
     if token.dep_ == "compound" and token.head.pos_ in NOUNS:
         return False  # "fire" in "fire hydrant" is part of its head's name
+    if describes_later_noun(token):
+        return False  # "white sheep", "red and silver train": the tagger's noun modifies
     if token.lower_ in SPATIAL_NOUNS and token.dep_ == "pobj" and has_of(token):
         return False  # "in front of the car": front is part of the preposition
     if bare_spatial(token):
@@ -104,6 +121,17 @@ def is_object_head(token: Token) -> bool:
     if token.lemma_.lower() in PARTITIVES and has_of(token):
         return False  # "bits of ice": ice is the object
     return True
+
+
+def describes_later_noun(token: Token) -> bool:
+    """``token`` (or the first of the conjuncts it ends) modifies a noun after it:
+    "white" in "white sheep" tagged a proper noun, "silver" in "red and silver train"."""
+    first = token
+    while first.dep_ == "conj" and first.head.i < first.i:
+        first = first.head
+    if first.dep_ not in ("amod", "nmod") and not (first is not token and first.dep_ == "compound"):
+        return False
+    return first.head.pos_ in NOUNS and first.head.i > token.i
 
 
 def resolve(token: Token) -> Token:
@@ -148,6 +176,73 @@ def compound_tokens(head: Token) -> list[Token]:
     return list(head.doc[start : head.i + 1])
 
 
+#: Dependencies of the words in front of a head that may be part of its name.
+NAME_DEPS = frozenset({"compound", "amod", "nmod"})
+
+
+def name_candidates(head: Token) -> list[Token]:
+    """The words right in front of ``head`` that may be part of its name, in order: its
+    compound words and adjacent modifiers ("coffee table", "hot dog", "pine trees").
+    Whether each is part of the name is a convention of the corpus (conventions.py)."""
+    doc, start = head.doc, head.i
+    while start > 0:
+        token = doc[start - 1]
+        if hyphenated(token):  # "t-shirt": one word the tokenizer cut at its hyphen
+            start -= 2
+            continue
+        if token.dep_ not in NAME_DEPS or not token.text.isalpha():
+            break
+        if token.pos_ not in ("NOUN", "PROPN", "ADJ", "VERB"):
+            break
+        if not (_attached(token, head) or _modifies(token, head)):
+            break
+        start -= 1
+    return list(doc[start : head.i])
+
+
+def hyphenated(token: Token) -> bool:
+    """``token`` is a hyphen joining the words either side of it, with no space."""
+    doc = token.doc
+    return (
+        token.text == "-"
+        and 0 < token.i < len(doc) - 1
+        and not token.whitespace_
+        and not doc[token.i - 1].whitespace_
+        and doc[token.i - 1].text.isalpha()
+    )
+
+
+def in_hyphenated(token: Token) -> bool:
+    """``token`` is a hyphen between words, or the word in front of one ("t" in "t-shirt")."""
+    return hyphenated(token) or (token.i + 1 < len(token.doc) and hyphenated(token.nbor()))
+
+
+def partitive_of(head: Token) -> Token | None:
+    """The partitive whose "of" names ``head``: "group" in "a group of people"."""
+    of = head.head
+    if head.dep_ != "pobj" or of.lower_ != "of" or of.head.i == of.i:
+        return None
+    whole = of.head
+    return whole if whole.lemma_.lower() in PARTITIVES else None
+
+
+def default_in_name(token: Token) -> bool:
+    """The rules' own call: a compound noun is part of the name, unless a colour or a
+    material; an adjective or participle is not."""
+    return (
+        token.dep_ == "compound"
+        and token.pos_ != "ADJ"
+        and token.lower_ not in COLOURS
+        and token.lower_ not in MATERIALS
+    )
+
+
+def _modifies(token: Token, head: Token) -> bool:
+    """``token`` modifies ``head`` or one of its compound words."""
+    target = token.head
+    return target.i == head.i or (target.dep_ == "compound" and _attached(target, head))
+
+
 def _attached(token: Token, head: Token) -> bool:
     while token.dep_ == "compound" and token.head.i != token.i:
         if token.head.i == head.i:
@@ -177,7 +272,8 @@ def modifiers(head: Token) -> list[Token]:
         if child.dep_ in ATTRIBUTE_DEPS and child.pos_ in ("ADJ", "VERB", "NUM", "PROPN", "NOUN"):
             if child.pos_ == "NUM" or child.lower_ in SPATIAL_HEADS:
                 continue
-            found.extend([child, *[c for c in conjuncts(child) if c.pos_ == child.pos_]])
+            # "red and silver train": the conjuncts describe too, whatever their tag
+            found.extend([child, *[c for c in conjuncts(child) if c.pos_ in DESCRIBING]])
         elif child.dep_ == "compound" and (
             child.pos_ == "ADJ" or child.lower_ in COLOURS or child.lower_ in MATERIALS
         ):

@@ -24,16 +24,21 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
+from mmdata.models.scenegraph.conventions import DROP, FLIP, SPLIT_ATTRIBUTE, Conventions
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
     adjacent,
-    compound_tokens,
     conjuncts,
     count_of,
+    default_in_name,
+    in_hyphenated,
     is_object_head,
     merge_spatial,
     modifiers,
+    name_candidates,
+    own_count,
+    partitive_of,
     phrase_start,
     pointing_back,
     resolve,
@@ -49,6 +54,8 @@ from mmdata.models.scenegraph.words import (
     POSSESSIVE_PRONOUNS,
     RELATIVE_PRONOUNS,
     SPATIAL_HEADS,
+    SPATIAL_NOUNS,
+    STRANDABLE,
 )
 
 
@@ -58,25 +65,106 @@ class GraphBuilder:
 
     doc: Doc
     lemma: Callable[[Token], str] = plain_lemma
+    conventions: Conventions | None = None
     objects: list[dict] = field(default_factory=list)
     relations: list[dict] = field(default_factory=list)
     index: dict[int, int] = field(default_factory=dict)  # head token index -> object index
     seen: set[tuple[int, str, int]] = field(default_factory=set)
+    #: (compound word, its head, written predicate): "bus wheel" -> (bus, have, wheel)
+    split_parts: list[tuple[Token, Token, str]] = field(default_factory=list)
 
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
+        if self.conventions is not None:
+            self.retag_known_nouns()
         for token in self.doc:
-            if is_object_head(token):
+            if is_object_head(token) and self.writes_object(token):
                 self.add_object(token)
+        for part, head, form in self.split_parts:
+            self.relate_split(part, head, form)
         for token in self.doc:
             self.add_predicative(token)
             self.add_relations(token)
+        if self.conventions is not None:
+            self.bridge_lone_objects()
+            for obj in self.objects:
+                keep = self.conventions.keep_attribute
+                obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
 
+    def retag_known_nouns(self) -> None:
+        """ "tree next to sidewalk", "building in the mountains": a word the corpus names
+        things with (conventions' ``nouns``), tagged a verb, adjective or adverb and not
+        modifying a noun after it, is the noun it nearly always is."""
+        for token in self.doc:
+            if (
+                token.pos_ not in ("VERB", "ADJ", "ADV")
+                or token.lower_ not in self.conventions.nouns
+            ):
+                continue
+            if token.dep_ in ("amod", "compound", "nmod") and token.head.i > token.i:
+                continue  # "hot dog": whether it is part of the name is the names' call
+            token.pos_ = "NOUN"
+            token.tag_ = "NNS" if token.tag_ == "VBZ" or token.lower_.endswith("s") else "NN"
+
+    def writes_object(self, head: Token) -> bool:
+        """Does the corpus write ``head`` as an object? "on the right", "in the background":
+        FACTUAL writes no object "right" or "background" (the conventions' table says)."""
+        return self.conventions is None or self.conventions.keep_object(head.lemma_.lower())
+
+    def bridge_lone_objects(self) -> None:
+        """ "tree next to sidewalk", "building in the mountains": where the parse leaves an
+        object in no relation, the words between it and its neighbour object, if they are
+        a verb and/or preposition, relate the two (FACTUAL relates what a caption lists)."""
+        related = {r["subject"] for r in self.relations} | {r["object"] for r in self.relations}
+        heads = sorted(self.index)
+        for left, right in zip(heads, heads[1:]):
+            if self.index[left] in related or self.index[right] in related:
+                continue
+            start = phrase_start(self.doc[right])
+            between = list(self.doc[left + 1 : start])
+            while between and between[-1].pos_ in ("DET", "ADJ", "NUM", "PRON"):
+                between.pop()  # "on the", "in a large": the target's own words
+            if not between or not all(_bridge_word(t) for t in between):
+                continue
+            if not any(t.pos_ in ("ADP", "VERB") or t.lower_ in SPATIAL_HEADS for t in between):
+                continue
+            while len(between) > 1 and between[0].pos_ == "AUX":
+                between.pop(0)  # "is lying in": a copula or auxiliary says nothing
+            self.add_relation(self.doc[left], between, self.doc[right])
+
     def add_object(self, head: Token) -> None:
-        compounds = compound_tokens(head)
+        compounds = self.name_tokens(head)
         phrase = [t for t in head.subtree if t.i <= head.i and t.i >= phrase_start(head)]
-        count = next((count_of(c) for c in head.children if c.dep_ == "nummod"), None)
+        count = own_count(head)
+        if count is not None and self.conventions and count < self.conventions.min_count:
+            count = None
+        if count is None and self.conventions is not None and head.tag_ in ("NNS", "NNPS"):
+            # "two men wearing jeans", "hands": counts a corpus writes without a number word
+            count = self.conventions.implied_count(head.lemma_.lower(), self.counts())
+        # words in front of the name that are not part of it describe the thing, or,
+        # for a noun the corpus relates ("bus wheel": (bus, have, wheel)), name another
+        # thing, which takes the words in front of it along
+        first = compounds[0].i
+        for token in reversed(name_candidates(head)):
+            if token.i >= first or token.pos_ not in ("NOUN", "PROPN"):
+                continue
+            form = (
+                self.conventions.split_form(token.lower_, head.lemma_.lower())
+                if (self.conventions is not None)
+                else SPLIT_ATTRIBUTE
+            )
+            if form not in (SPLIT_ATTRIBUTE, DROP):
+                self.split_parts.append((token, head, form))
+                first = token.i
+                break
+        described = {t.i: t for t in modifiers(head) if t.i < compounds[0].i or t.i > head.i}
+        for token in name_candidates(head):
+            if token.i < compounds[0].i and token.pos_ in ("NOUN", "PROPN", "ADJ"):
+                described.setdefault(token.i, token)
+        if first < compounds[0].i:  # the split word and the words before it are its own
+            described = {i: t for i, t in described.items() if i > first or i < phrase_start(head)}
+
         self.index[head.i] = len(self.objects)
         self.objects.append(
             {
@@ -85,12 +173,87 @@ class GraphBuilder:
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,
-                "attributes": [self.attribute(t) for t in modifiers(head)],
+                "attributes": [self.attribute(described[i]) for i in sorted(described)],
             }
         )
+        whole = partitive_of(head)
+        if whole is not None and self.conventions is not None:
+            self.partitive_attribute(whole, self.objects[-1]["attributes"])
+
+    def relate_split(self, part: Token, head: Token, form: str) -> None:
+        """The compound word ``part`` as an object of its own, related to ``head`` as the
+        corpus writes it; the predicate's words are the compound's ("bus wheel")."""
+        if part.i not in self.index:
+            self.add_object(part)
+        words_ = list(self.doc[part.i : head.i + 1])
+        if form.startswith(FLIP):
+            self.add_relation(head, words_, part, lemma=form[len(FLIP) :])
+        else:
+            self.add_relation(part, words_, head, lemma=form)
+
+    def counts(self) -> list[int]:
+        """The counts the caption says, each once, in order."""
+        found = (count_of(t) for t in self.doc if t.dep_ == "nummod")
+        floor = self.conventions.min_count if self.conventions else 0
+        return list(dict.fromkeys(n for n in found if n is not None and n >= floor))
+
+    def partitive_attribute(self, whole: Token, attributes: list[dict]) -> None:
+        """ "a group of people": the partitive as the corpus writes it, "group of" or
+        "piece" (the lemma, as the start of "pieces") or nothing."""
+        form = self.conventions.partitive_form(whole.lemma_.lower()) if self.conventions else ""
+        if form == "of":
+            of = whole.doc[whole.i + 1]
+            if of.lower_ == "of":
+                attributes.append(
+                    {
+                        "text": words([whole, of]),
+                        "lemma": f"{self.lemma(whole)} of",
+                        "span": span([whole, of]),
+                    }
+                )
+        elif form in ("lemma", "word"):
+            lemma = whole.lemma_.lower()
+            cut = len(lemma) if form == "lemma" and whole.lower_.startswith(lemma) else len(whole)
+            start = whole.idx
+            attributes.append(
+                {
+                    "text": whole.text[:cut],
+                    "lemma": lemma,
+                    "span": {"start": start, "end": start + cut},
+                }
+            )
+
+    def name_tokens(self, head: Token) -> list[Token]:
+        """The words that name the object ``head`` heads, contiguous, ending at ``head``:
+        the nearest words in front of it while each is part of the name."""
+        start = head.i
+        head_lemma = head.lemma_.lower()
+        for token in reversed(name_candidates(head)):
+            default = default_in_name(token)
+            if in_hyphenated(token):
+                keep = True
+            elif self.conventions is not None:
+                keep = self.conventions.keep_in_name(token.lower_, head_lemma, default)
+            else:
+                keep = default
+            if not keep:
+                break
+            start = token.i
+        return list(head.doc[start : head.i + 1])
 
     def attribute(self, token: Token) -> dict:
-        return {"text": token.text, "lemma": self.lemma(token), "span": span([token])}
+        """``token`` as an attribute, with the word next to it that the corpus writes as
+        part of it ("bright red", "rolled up"), where the conventions say so."""
+        tokens = [token]
+        if self.conventions is not None:
+            for word, key in attribute_extensions(token):
+                if self.conventions.join_attribute(key):
+                    tokens.append(word)
+        return {
+            "text": words(tokens),
+            "lemma": " ".join(self.lemma(t) for t in sorted(tokens, key=lambda t: t.i)),
+            "span": span(tokens),
+        }
 
     def add_predicative(self, token: Token) -> None:
         """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
@@ -105,6 +268,7 @@ class GraphBuilder:
     def add_relations(self, token: Token) -> None:
         if token.pos_ in ("VERB", "AUX"):
             self.verb_relations(token)
+            self.stranded(token)
         elif token.i in self.index:
             self.possessive(token)
             self.verbless(token)
@@ -112,6 +276,32 @@ class GraphBuilder:
         elif resolve(token).i in self.index:
             # "a mound of dirt next to a fence": the partitive's phrases are the dirt's
             self.noun_relations(token, resolve(token))
+
+    def stranded(self, verb: Token) -> None:
+        """ "the desk the letters are placed on", "the helmet the child is wearing": a
+        clause after a noun, whose preposition (or transitive verb) has no object of its
+        own, relates its subject to that noun: (letters, placed on, desk)."""
+        subs = [c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass") and c.i in self.index]
+        if not subs or any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children):
+            return
+        subject = subs[-1]
+        if verb.dep_ == "relcl" and verb.head.i in self.index:
+            target = verb.head
+        else:  # the noun the caption opens with, before the clause's subject
+            earlier = [i for i in self.index if i < phrase_start(subject)]
+            if not earlier:
+                return
+            target = self.doc[max(earlier)]
+        if target.i == subject.i:
+            return
+        last = [t for t in verb.rights if t.dep_ != "punct"]
+        copula = verb.lemma_ == "be"
+        if last and last[-1].lower_ in STRANDABLE and not list(last[-1].children):
+            prep = last[-1]
+            words_ = [verb, prep] if not copula and prep.i == verb.i + 1 else [prep]
+            self.add_relation(subject, words_, target, via=None if copula else verb)
+        elif not last and not copula and verb.pos_ == "VERB" and verb.dep_ == "relcl":
+            self.add_relation(subject, [verb], target)
 
     def noun_relations(self, noun: Token, subject: Token) -> None:
         """Relations from the prepositions on ``noun``, said of ``subject``."""
@@ -218,9 +408,17 @@ class GraphBuilder:
         # board", "is on the mat": the preposition alone says where the subject is.
         transitive = any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children)
         lead = [] if copula or transitive else [verb]
+        # "boats sitting quietly in the water", "hitting the ball with a racquet": the
+        # predicate's words are the preposition's, its meaning may take the verb too
+        # (conventions.py learns which a corpus writes)
+        via = None if copula or self.conventions is None else verb
+        describing = verb.dep_ == "acl" or (
+            # "man in dark suit smiling", "swinging at ball and looking up"
+            verb.tag_ in ("VBG", "VBN") and verb.dep_ in ("ROOT", "conj", "advcl", "ccomp")
+        )
         if (
             verb.pos_ == "VERB"
-            and verb.dep_ == "acl"
+            and describing
             and not any(c.dep_ in RELATION_DEPS for c in verb.children)
         ):
             # "a man walking": a participle with nothing to relate to describes its noun.
@@ -229,6 +427,7 @@ class GraphBuilder:
                     if sub.i in self.index:
                         self.objects[self.index[sub.i]]["attributes"].append(self.attribute(verb))
             return
+        self.object_complements(verb)
         for child in verb.children:
             if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
                 self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
@@ -237,26 +436,43 @@ class GraphBuilder:
             elif child.dep_ == "agent" and passive:
                 self.prep_relations(subs, [verb, child])
             elif child.dep_ == "prep":
-                self.prep_relations(subs, [*adjacent(lead, child), child])
+                self.prep_relations(subs, [*adjacent(lead, child), child], via)
             elif child.dep_ in ("advmod", "acomp") and child.lower_ in SPATIAL_HEADS:
                 for inner in child.children:
                     if inner.dep_ == "prep":
-                        self.prep_relations(subs, [*adjacent(lead, child), child, inner])
+                        self.prep_relations(subs, [*adjacent(lead, child), child, inner], via)
 
-    def prep_relations(self, subs: list[Token], predicate: list[Token]) -> None:
-        """Relations from ``subs`` through ``predicate`` (ending in a preposition)."""
+    def object_complements(self, verb: Token) -> None:
+        """ "the dog has its mouth open", "a man with arms extended": an adjective or a
+        bare participle completing the verb's object describes the object."""
+        objects = [c for c in verb.children if c.dep_ == "dobj" and c.i in self.index]
+        for child in verb.children:
+            if child.dep_ not in ("ccomp", "xcomp", "oprd") or list(child.children):
+                continue
+            if child.pos_ == "ADJ" or child.tag_ == "VBN":
+                for obj in objects[:1]:
+                    attrs = self.objects[self.index[obj.i]]["attributes"]
+                    attrs.append(self.attribute(child))
+
+    def prep_relations(
+        self, subs: list[Token], predicate: list[Token], via: Token | None = None
+    ) -> None:
+        """Relations from ``subs`` through ``predicate`` (ending in a preposition), said
+        by the verb ``via`` where given."""
         prep = predicate[-1]
         targets = [t for t in prep.children if t.dep_ == "pobj"]
         for target in targets:
             words_, target = merge_spatial(predicate, target)
-            self.link(subs, words_, target)
+            self.link(subs, words_, target, via)
         if not targets:
             # "out of the water", "away from the car": a preposition that carries the next
             for inner in prep.children:
                 if inner.dep_ == "prep" and inner.i == prep.i + 1:
-                    self.prep_relations(subs, [*predicate, inner])
+                    self.prep_relations(subs, [*predicate, inner], via)
 
-    def link(self, subs: list[Token], predicate: list[Token], target: Token) -> None:
+    def link(
+        self, subs: list[Token], predicate: list[Token], target: Token, via: Token | None = None
+    ) -> None:
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
                 continue
@@ -264,14 +480,35 @@ class GraphBuilder:
                 # "a man and a woman sitting on a bench": the participle hangs on the
                 # last conjunct but says something of every one.
                 for sub in map(resolve, [subject, *subject.conjuncts]):
-                    self.add_relation(sub, predicate, obj)
+                    self.add_relation(sub, predicate, obj, via=via)
 
     def add_relation(
-        self, subject: Token, predicate: list[Token], obj: Token, lemma: str | None = None
+        self,
+        subject: Token,
+        predicate: list[Token],
+        obj: Token,
+        lemma: str | None = None,
+        via: Token | None = None,
     ) -> None:
+        """(subject, predicate, obj); ``lemma`` (else the predicate's words' lemmas) says
+        what it means, after the lemma of the verb ``via`` where the words lack it."""
         if subject.i not in self.index or subject.i == obj.i:
             return
         text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
+        # "on the side of" matches "on side of": determiners carry no relation
+        lemma = lemma or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det")
+        if via is not None and all(t.i != via.i for t in predicate):
+            lemma = f"{self.lemma(via)} {lemma}"
+        if self.conventions is not None:
+            written = self.conventions.predicate(lemma, obj.lemma_.lower())
+            if written == DROP:
+                return  # a relation the corpus does not write ("a man and a dog")
+            if not written.startswith(FLIP):
+                lemma = written
+            elif predicate[-1].dep_ != "agent":
+                # "a field covered in snow": (snow, cover, field). A passive with "by"
+                # keeps its surface order, as mmdata's graphs always wrote it.
+                lemma, subject, obj = written[len(FLIP) :], obj, subject
         key = (self.index[subject.i], text.lower(), self.index[obj.i])
         if key in self.seen:
             return
@@ -280,15 +517,43 @@ class GraphBuilder:
             {
                 "subject": key[0],
                 "predicate": text,
-                # "on the side of" matches "on side of": determiners carry no relation
-                "predicate_lemma": lemma
-                or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det"),
+                "predicate_lemma": lemma,
                 "object": key[2],
                 "span": span(predicate),
             }
         )
 
 
-def build_graph(doc: Doc, lemma: Callable[[Token], str] = plain_lemma) -> dict:
-    """The scene graph of a parsed caption (objects, relations, spans into its text)."""
-    return GraphBuilder(doc, lemma).build()
+#: Words next to an attribute that may be part of it: "bright" red, rolled "up".
+EXTENSION_DEPS = frozenset({"advmod", "npadvmod", "amod", "compound"})
+
+
+def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
+    """``(word, key)`` for the words right next to the attribute ``token`` that may be
+    part of it: a modifier just before ("bright red": key "bright *") and a particle just
+    after ("rolled up": key "* up")."""
+    found = []
+    for child in token.children:
+        if child.i == token.i - 1 and child.dep_ in EXTENSION_DEPS and child.text.isalpha():
+            found.append((child, f"{child.lower_} *"))
+        elif child.i == token.i + 1 and child.dep_ == "prt":
+            found.append((child, f"* {child.lower_}"))
+    return found
+
+
+def _bridge_word(token: Token) -> bool:
+    """A word that may stand between two objects in a relation's words: a verb, a
+    preposition, a particle, an adverb, a spatial word ("next to", "in front of")."""
+    if token.lower_ in SPATIAL_HEADS or token.lower_ in SPATIAL_NOUNS:
+        return True
+    return token.pos_ in ("ADP", "VERB", "AUX", "ADV", "PART", "SCONJ")
+
+
+def build_graph(
+    doc: Doc,
+    lemma: Callable[[Token], str] = plain_lemma,
+    conventions: Conventions | None = None,
+) -> dict:
+    """The scene graph of a parsed caption (objects, relations, spans into its text),
+    written by ``conventions`` where given (else by the rules' defaults)."""
+    return GraphBuilder(doc, lemma, conventions).build()

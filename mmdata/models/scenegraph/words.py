@@ -55,3 +55,9 @@ CONTAINERS_IN = frozenset(
 DEPICTIONS = frozenset(
     "picture photo photograph image painting drawing poster portrait reflection".split()
 )
+#: Prepositions that can end a clause with their object before it ("the desk the letters
+#: are placed on"), a closed class.
+STRANDABLE = frozenset(
+    "on in at to from with by under over behind near into onto inside outside above below"
+    " beside against around through across along beneath underneath toward towards".split()
+)

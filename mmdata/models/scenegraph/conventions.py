@@ -1,0 +1,189 @@
+"""Annotation conventions learned from gold scene graphs: which words name an object, which
+predicate a relation is written with, which counts are written.
+
+English leaves these choices to the annotator: FACTUAL keeps "tree trunk" and "stop sign" as
+one object but splits "pine trees" into trees + pine; it writes "a man in a red shirt" as
+(man, wear, shirt). The rules (:mod:`mmdata.models.scenegraph.rules`) find the words and
+their syntax; a :class:`Conventions` table, counted from gold graphs by
+:mod:`mmdata.models.scenegraph.train_conventions`, says how a corpus writes them down. Each
+decision backs off from the most specific key seen often enough to the rules' own default,
+so an unseen word is parsed as before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mmdata.core.errors import InputFormatError
+
+#: The table shipped with the package (trained on the FACTUAL train rows; docs/scenegraph_model.md).
+BUNDLED = "conventions.json"
+FORMAT = "mmdata-scenegraph-conventions/1"
+#: Marks a written predicate that swaps subject and object.
+FLIP = "^"
+#: How a compound word left out of its head's name is written: as an attribute.
+SPLIT_ATTRIBUTE = "is"
+#: Share of a word's captions whose gold graph names an object with it, for ``nouns``.
+NOUN_SHARE = 0.8
+#: The written predicate of a relation gold graphs do not write.
+DROP = ""
+
+
+@dataclass
+class Conventions:
+    """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
+    ``"* head"`` to ``[kept, split]`` counts (is the modifier part of the object's name?);
+    ``predicates`` maps ``"predicate|object"`` and ``"predicate"`` to ``[written, count,
+    total]`` (the gold predicate written most often, its count, all counts; a written
+    predicate starting with :data:`FLIP` relates object to subject: "a field surrounded by a
+    fence" is written (fence, surround, field)); ``attributes`` maps an attribute's words to
+    ``[written, not written]`` ("several people": FACTUAL writes no "several");
+    ``partitives`` maps a partitive's lemma to ``[form, count, total]``, the form its gold
+    attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none);
+    ``implied`` maps "carry|lemma", "carry" and "plural|lemma" to ``[written, not]``: does a
+    plural object with no number take the caption's one count ("two men wearing jeans")
+    or, in a caption with none, 2 ("hands")? ``joins`` maps "word *" (a modifier before an
+    attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
+    one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
+    does the gold graph name the thing at all ("on the right": no)? ``nouns``: words that
+    name a gold object in at least :data:`NOUN_SHARE` of the captions that have them.
+    ``splits`` maps "word head" and "word *" to ``[form, count, total]``: how a compound
+    noun left out of its head's name is written: an attribute (:data:`SPLIT_ATTRIBUTE`),
+    a relation from it to the head ("have": "bus wheel"), or the other way (FLIP + "in":
+    "bathroom sink" -> (sink, in, bathroom)), or not at all (:data:`DROP`)."""
+
+    names: dict[str, list[int]] = field(default_factory=dict)
+    predicates: dict[str, list] = field(default_factory=dict)
+    attributes: dict[str, list[int]] = field(default_factory=dict)
+    partitives: dict[str, list] = field(default_factory=dict)
+    implied: dict[str, list[int]] = field(default_factory=dict)
+    joins: dict[str, list[int]] = field(default_factory=dict)
+    objects: dict[str, list[int]] = field(default_factory=dict)
+    nouns: frozenset[str] = frozenset()
+    splits: dict[str, list] = field(default_factory=dict)
+    min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
+    meta: dict = field(default_factory=dict)
+    #: Evidence a key needs before it overrides the default (pairs are specific: less).
+    min_pair: int = 1
+    min_word: int = 2
+
+    def keep_in_name(self, modifier: str, head: str, default: bool) -> bool:
+        """Is ``modifier`` (lower-cased, as written) part of the name of ``head`` (its lemma)?"""
+        keys = (
+            (f"{modifier} {head}", self.min_pair),
+            (f"{modifier} *", self.min_word),
+            (f"* {head}", self.min_word),
+        )
+        for key, floor in keys:
+            kept, split = self.names.get(key, (0, 0))
+            if kept + split >= floor and kept != split:
+                return kept > split
+        return default
+
+    def predicate(self, lemma: str, obj: str) -> str:
+        """The predicate gold graphs write for the parser's ``lemma`` before object ``obj``
+        (the object's head lemma): "in" before "shirt" is written "wear"."""
+        for key, floor in ((f"{lemma}|{obj}", self.min_pair), (lemma, self.min_word)):
+            entry = self.predicates.get(key)
+            if not entry or entry[2] < floor or 2 * entry[1] <= entry[2]:
+                continue
+            if (entry[0] == DROP or entry[0].startswith(FLIP)) and entry[1] < self.min_word:
+                continue  # swapping or dropping wants more than one sighting
+            return entry[0]
+        return lemma
+
+    def keep_attribute(self, text: str) -> bool:
+        """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
+        written, dropped = self.attributes.get(text, (0, 0))
+        return written + dropped < self.min_word or written >= dropped
+
+    def split_form(self, word: str, head: str) -> str:
+        """How the compound noun ``word`` left out of ``head``'s name is written."""
+        for key, floor in ((f"{word} {head}", self.min_pair), (f"{word} *", self.min_word)):
+            entry = self.splits.get(key)
+            if entry and entry[2] >= floor and 2 * entry[1] > entry[2]:
+                # a relation in place of an attribute wants more than one sighting
+                return entry[0] if entry[1] >= self.min_word else SPLIT_ATTRIBUTE
+        return SPLIT_ATTRIBUTE
+
+    def keep_object(self, lemma: str) -> bool:
+        """Do gold graphs name things whose head has ``lemma``? No only on clear evidence."""
+        written, not_written = self.objects.get(lemma, (0, 0))
+        return written + not_written < 2 * self.min_word or not_written <= 2 * written
+
+    def join_attribute(self, key: str) -> bool:
+        """Is the word of ``key`` ("bright *", "* up") written as part of the attribute?"""
+        joined, apart = self.joins.get(key, (0, 0))
+        return joined + apart >= self.min_word and joined > apart
+
+    def partitive_form(self, lemma: str) -> str:
+        """How gold graphs write the partitive ``lemma`` as an attribute (see the class)."""
+        entry = self.partitives.get(lemma)
+        if entry and entry[2] >= self.min_word and 2 * entry[1] > entry[2]:
+            return entry[0]
+        return ""
+
+    def implied_count(self, lemma: str, counts: list[int]) -> int | None:
+        """The count gold graphs write for a plural ``lemma`` with no number of its own, in a
+        caption whose counts are ``counts``."""
+        if len(counts) > 1:
+            return None
+        keys = [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]
+        for key in keys:
+            written, not_written = self.implied.get(key, (0, 0))
+            if written + not_written >= self.min_word:
+                if written > not_written:
+                    return counts[0] if counts else 2
+                return None
+        return None
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "meta": self.meta,
+            "min_count": self.min_count,
+            "names": dict(sorted(self.names.items())),
+            "predicates": dict(sorted(self.predicates.items())),
+            "attributes": dict(sorted(self.attributes.items())),
+            "partitives": dict(sorted(self.partitives.items())),
+            "implied": dict(sorted(self.implied.items())),
+            "joins": dict(sorted(self.joins.items())),
+            "objects": dict(sorted(self.objects.items())),
+            "nouns": sorted(self.nouns),
+            "splits": dict(sorted(self.splits.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "<dict>") -> Conventions:
+        if data.get("format") != FORMAT:
+            raise InputFormatError(f"{source}: format {data.get('format')!r} is not {FORMAT}")
+        return cls(
+            data["names"],
+            data["predicates"],
+            data["attributes"],
+            data["partitives"],
+            data["implied"],
+            data["joins"],
+            data["objects"],
+            frozenset(data["nouns"]),
+            data["splits"],
+            data["min_count"],
+            data.get("meta", {}),
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Conventions:
+        """The table at ``path``, or the bundled one."""
+        if path is None:
+            text = resources.files(__package__).joinpath(BUNDLED).read_text()
+            return cls.from_json(json.loads(text), BUNDLED)
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()), str(path))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise InputFormatError(f"{path}: not a conventions table ({exc})") from None

@@ -1,0 +1,318 @@
+"""Counts a :class:`~mmdata.models.scenegraph.conventions.Conventions` table from gold graphs.
+
+    python -m mmdata.models.scenegraph.train_conventions --gold train.csv --rows 0:33861 \\
+        --out mmdata/models/scenegraph/conventions.json
+
+The captions are parsed by the rules; each decision the rules leave to convention is then
+read off the gold graph of the same caption:
+
+- names: for each object, the longest run of words ending at its head that the gold graph
+  names as one object; each word in front of the head is counted as kept (inside that run)
+  or split (outside it), by itself and paired with the head's lemma;
+- predicates: for each parsed relation whose subject and object the gold graph relates, the
+  gold predicate is counted against the parser's predicate lemma, by itself and paired with
+  the object's lemma;
+- counts: the smallest count the gold graphs write.
+
+Counting is deterministic: the same rows give the same table, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from spacy.tokens import Doc
+
+from mmdata.models.scenegraph.conventions import (
+    DROP,
+    FLIP,
+    NOUN_SHARE,
+    SPLIT_ATTRIBUTE,
+    Conventions,
+)
+from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
+from mmdata.models.scenegraph.parser import CaptionParser
+from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
+from mmdata.models.scenegraph.rules import GraphBuilder, attribute_extensions
+
+log = logging.getLogger(__name__)
+
+
+def parse_docs(parser: CaptionParser, captions: Iterable[str]) -> list[Doc]:
+    """spaCy parses of ``captions``, prepared as :class:`CaptionParser` prepares them."""
+    return list(parser.docs([parser._prepare(c)[0] or "" for c in captions]))
+
+
+def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[kept, split]`` per "modifier head" and "modifier *" key."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            candidates = name_candidates(head)
+            if not candidates:
+                continue
+            suffixes = [builder.doc[t.i : head.i + 1].text.lower() for t in candidates]
+            suffixes.append(head.lower_)
+            first = next((k for k, s in enumerate(suffixes) if s in named), None)
+            if first is None:
+                continue  # the gold graph names this thing some other way: no evidence
+            for k, token in enumerate(candidates):
+                kept = k >= first
+                lemma = head.lemma_.lower()
+                for key in (f"{token.lower_} {lemma}", f"{token.lower_} *", f"* {lemma}"):
+                    counts[key][0 if kept else 1] += 1
+    return dict(counts)
+
+
+def count_splits(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[form, count, total]`` per "word head" and "word *": how the gold graph writes a
+    compound noun that is not part of its head's name (see Conventions.splits)."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        attrs = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        rels = {(s.lower(), o.lower()): p for s, p, o in gold.relations}
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            candidates = name_candidates(head)
+            suffixes = [builder.doc[t.i : head.i + 1].text.lower() for t in candidates]
+            first = next((k for k, s in enumerate(suffixes) if s in named), len(candidates))
+            name = builder.doc[head.i - (len(candidates) - first) : head.i + 1].text.lower()
+            if name not in named:
+                continue
+            for token in candidates[:first]:
+                if token.pos_ not in ("NOUN", "PROPN"):
+                    continue
+                word = token.lower_
+                if (name, word) in attrs:
+                    form = SPLIT_ATTRIBUTE
+                elif (word, name) in rels:
+                    form = rels[word, name]
+                elif (name, word) in rels:
+                    form = FLIP + rels[name, word]
+                else:
+                    form = DROP
+                for key in (f"{word} {head.lemma_.lower()}", f"{word} *"):
+                    forms[key][form] += 1
+    table = {}
+    for key, labels in forms.items():
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        table[key] = [best, n, sum(labels.values())]
+    return table
+
+
+def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """Gold predicates per "predicate|object lemma" and "predicate" key of the parse."""
+    written: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for s, p, o in gold.relations:
+            by_pair[s.lower(), o.lower()].add(p)
+        heads = {index: head_i for head_i, index in builder.index.items()}
+        named = {o.lower() for o in gold.objects}
+        objects = builder.objects
+        for rel in builder.relations:
+            pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
+            lemma = rel["predicate_lemma"]
+            obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
+            keys = (f"{lemma}|{obj_lemma}", lemma)
+            gold_predicates = by_pair.get(pair)
+            if not gold_predicates:
+                # written the other way round: object first ("fence , surround , field")
+                gold_predicates = {FLIP + p for p in by_pair.get(pair[::-1], ())}
+            if not gold_predicates:
+                if pair[0] in named and pair[1] in named:
+                    for key in keys:  # both named, not related
+                        written[key][DROP] += 1
+                continue
+            if lemma in gold_predicates:
+                label = lemma
+            elif len(gold_predicates) == 1:
+                label = next(iter(gold_predicates))
+            else:
+                continue  # two gold relations, neither ours: which one is ours is unknown
+            for key in keys:
+                written[key][label] += 1
+    table = {}
+    for key, labels in written.items():
+        # most written first, ties by name: the table does not depend on row order
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        table[key] = [best, n, sum(labels.values())]
+    return table
+
+
+def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not written]`` per attribute text, over objects the gold graph names."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        for obj in builder.objects:
+            name = obj["head"].lower()
+            if name not in named:
+                continue  # the gold graph names this thing some other way: no evidence
+            for attr in obj["attributes"]:
+                text = attr["text"].lower()
+                counts[text][0 if (name, text) in written else 1] += 1
+    return dict(counts)
+
+
+def count_objects(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not]`` per head lemma: does the gold graph use the head word anywhere
+    (in an object's name or an attribute)?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        used = {w for o in gold.objects for w in o.lower().split()}
+        used |= {w for _, a in gold.attributes for w in a.lower().split()}
+        # a gold object the caption does not spell ("person" for "guy", "hot dog" for
+        # "hotdog") may be ours renamed: such a caption says nothing of what is unwritten
+        spelled = {t.lower_ for t in builder.doc}
+        renamed = any(w not in spelled for o in gold.objects for w in o.lower().split())
+        for head_i in builder.index:
+            head = builder.doc[head_i]
+            if head.lower_ in used:
+                counts[head.lemma_.lower()][0] += 1
+            elif not renamed:
+                counts[head.lemma_.lower()][1] += 1
+    return dict(counts)
+
+
+def count_nouns(docs: Sequence[Doc], golds: Sequence[GoldCaption], floor: int) -> frozenset:
+    """Words seen in at least ``floor`` captions that name a gold object (are a word of
+    one) in at least NOUN_SHARE of them."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for doc, gold in zip(docs, golds):
+        named = {w for o in gold.objects for w in o.lower().split()}
+        for word in {t.lower_ for t in doc if t.is_alpha}:
+            counts[word][0 if word in named else 1] += 1
+    return frozenset(
+        w for w, (yes, no) in counts.items() if yes + no >= floor and yes >= NOUN_SHARE * (yes + no)
+    )
+
+
+def count_joins(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[joined, apart]`` per key of :func:`attribute_extensions`: does the gold graph
+    write the attribute with the word next to it ("bright red") or alone ("red")?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        for obj in builder.objects:
+            name = obj["head"].lower()
+            for attr in obj["attributes"]:
+                tokens = builder.doc.char_span(attr["span"]["start"], attr["span"]["end"])
+                if tokens is None or len(tokens) != 1:
+                    continue
+                token = tokens[0]
+                for word, key in attribute_extensions(token):
+                    phrase = builder.doc[min(word.i, token.i) : max(word.i, token.i) + 1]
+                    if (name, phrase.text.lower()) in written:
+                        counts[key][0] += 1
+                    elif (name, token.lower_) in written:
+                        counts[key][1] += 1
+    return dict(counts)
+
+
+def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> tuple:
+    """Partitive forms (``[form, count, total]`` per lemma) and implied counts (``[written,
+    not]`` per key of :meth:`Conventions.implied_count`), over objects the gold names."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    implied: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        written = {(o.lower(), a.lower()) for o, a in gold.attributes}
+        counts = builder.counts()
+        for head_i, index in builder.index.items():
+            head, obj = builder.doc[head_i], builder.objects[index]
+            name = obj["head"].lower()
+            if name not in named:
+                continue
+            whole = partitive_of(head)
+            if whole is not None:
+                lemma = whole.lemma_.lower()
+                options = {"of": f"{whole.lower_} of", "lemma": lemma, "word": whole.lower_}
+                form = next((f for f, a in options.items() if (name, a) in written), "")
+                forms[lemma][form] += 1
+            if obj["count"] is not None or head.tag_ not in ("NNS", "NNPS") or len(counts) > 1:
+                continue
+            lemma = head.lemma_.lower()
+            said = (name, str(counts[0] if counts else 2)) in written
+            for key in [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]:
+                implied[key][0 if said else 1] += 1
+    partitives = {}
+    for lemma, labels in forms.items():
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        partitives[lemma] = [best, n, sum(labels.values())]
+    return partitives, dict(implied)
+
+
+def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
+    """A table counted from ``docs`` (the parsed captions of ``golds``)."""
+    if len(docs) != len(golds):
+        raise ValueError(f"{len(docs)} parsed captions for {len(golds)} gold graphs")
+
+    def build(conventions: Conventions | None) -> list[GraphBuilder]:
+        builders = [GraphBuilder(doc, parser.lemma, conventions) for doc in docs]
+        for builder in builders:
+            builder.build()
+        return builders
+
+    counts = [int(a) for g in golds for _, a in g.attributes if a.isdigit()]
+    conventions = Conventions(min_count=min(counts, default=0))
+    conventions.nouns = count_nouns(docs, golds, conventions.min_word + 1)
+    # names are read off the parse as the nouns retag it, the rest off graphs whose
+    # objects are already named the learned way
+    conventions.names = count_names(build(conventions), golds)
+    conventions.splits = count_splits(build(conventions), golds)
+    named = build(conventions)
+    conventions.predicates = count_predicates(named, golds)
+    conventions.attributes = count_attributes(named, golds)
+    conventions.partitives, conventions.implied = count_counts(named, golds)
+    conventions.joins = count_joins(named, golds)
+    conventions.objects = count_objects(named, golds)
+    return conventions
+
+
+def row_range(text: str) -> slice:
+    start, _, stop = text.partition(":")
+    return slice(int(start) if start else None, int(stop) if stop else None)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--gold", required=True, type=Path, help="FACTUAL CSV of captions + graphs")
+    ap.add_argument("--rows", default=":", help="data rows to learn from, START:STOP (0-based)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--model", default=None, help="spaCy model (default: the parser's)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    golds = load_factual(args.gold)[row_range(args.rows)]
+    parser = CaptionParser(model=args.model, conventions=None)
+    docs = parse_docs(parser, [g.caption for g in golds])
+    conventions = train(docs, golds, parser)
+    conventions.meta = {
+        "gold": args.gold.name,
+        "rows": args.rows,
+        "captions": len(golds),
+        "spacy_model": parser.nlp.meta.get("name", ""),
+    }
+    conventions.save(args.out)
+    log.info(
+        "%d captions -> %s (%d name keys, %d predicate keys) in %.1f s",
+        len(golds),
+        args.out,
+        len(conventions.names),
+        len(conventions.predicates),
+        time.perf_counter() - started,
+    )
+
+
+if __name__ == "__main__":
+    main()

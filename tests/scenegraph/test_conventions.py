@@ -1,0 +1,178 @@
+"""Learned annotation conventions: the table, its trainer, and the FACTUAL conventions the
+bundled table makes the parser follow (captions checked by hand against the train rows)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from mmdata.core.errors import InputFormatError
+from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
+from mmdata.models.scenegraph.evaluate import FACTUAL_HEADER, load_factual
+from mmdata.models.scenegraph.parser import CaptionParser
+from mmdata.models.scenegraph.train_conventions import main, parse_docs, train
+
+#: Tiny FACTUAL-style rows: each convention seen at least twice.
+ROWS = [
+    ("pine trees on a hill", "( trees , is , pine ) , ( trees , on , hill )"),
+    (
+        "tall pine trees near a road",
+        "( trees , is , tall ) , ( trees , is , pine ) , ( trees , near , road )",
+    ),
+    ("a stop sign on a pole", "( stop sign , on , pole )"),
+    ("a red stop sign by the road", "( stop sign , is , red ) , ( stop sign , by , road )"),
+    ("man in a red shirt", "( shirt , is , red ) , ( man , wear , shirt )"),
+    ("a woman in a blue shirt", "( shirt , is , blue ) , ( woman , wear , shirt )"),
+    ("a field covered in snow", "( snow , cover , field )"),
+    ("a car covered in snow", "( snow , cover , car )"),
+    ("a group of people on a beach", "( people , is , group of ) , ( people , on , beach )"),
+    ("a group of cows in a field", "( cows , is , group of ) , ( cows , in , field )"),
+    ("several people on a bench", "( people , on , bench )"),
+    ("several birds on a wire", "( birds , on , wire )"),
+    ("there is one plane in the sky", "( plane , in , sky )"),
+]
+
+
+def write_rows(path, rows=ROWS) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FACTUAL_HEADER)
+        for i, (caption, graph) in enumerate(rows):
+            writer.writerow([1, i, caption, graph])
+
+
+@pytest.fixture(scope="module")
+def plain() -> CaptionParser:
+    return CaptionParser(conventions=None)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, plain) -> tuple[Conventions, object]:
+    path = tmp_path_factory.mktemp("conv") / "rows.csv"
+    write_rows(path)
+    golds = load_factual(path)
+    return train(parse_docs(plain, [g.caption for g in golds]), golds, plain), path
+
+
+def graph_items(parser: CaptionParser, text: str) -> set[tuple]:
+    graph = parser.parse(text)
+    objects = graph["objects"]
+    items = {(o["head"], "is", a["text"]) for o in objects for a in o["attributes"]}
+    items |= {(o["head"], "is", str(o["count"])) for o in objects if o["count"] is not None}
+    for rel in graph["relations"]:
+        subject, obj = objects[rel["subject"]]["head"], objects[rel["object"]]["head"]
+        items.add((subject, rel["predicate_lemma"], obj))
+    return items
+
+
+def test_tiny_table_counts_what_the_rows_say(tiny):
+    conventions, _ = tiny
+    assert conventions.names["pine tree"] == [0, 2] and conventions.names["stop sign"] == [2, 0]
+    assert conventions.predicate("in", "shirt") == "wear"
+    assert conventions.predicate("cover in", "snow") == FLIP + "cover"
+    assert conventions.partitive_form("group") == "of"
+    assert not conventions.keep_attribute("several")
+    assert conventions.min_count == 0  # no count in the rows: nothing below it
+
+
+def test_tiny_table_makes_the_parser_write_the_rows_way(tiny, plain):
+    conventions, _ = tiny
+    learned = CaptionParser(conventions=conventions)
+    assert graph_items(learned, "pine trees near a fence") >= {
+        ("trees", "is", "pine"),
+        ("trees", "near", "fence"),
+    }
+    assert ("man", "wear", "shirt") in graph_items(learned, "a man in a green shirt")
+    assert ("man", "in", "shirt") in graph_items(plain, "a man in a green shirt")
+    assert ("snow", "cover", "bench") in graph_items(learned, "a bench covered in snow")
+    assert ("people", "is", "group of") in graph_items(learned, "a group of people on a boat")
+    assert ("people", "is", "several") not in graph_items(learned, "several people on a boat")
+
+
+def test_trainer_command_reproduces_the_table_and_it_loads(tiny, tmp_path):
+    conventions, rows = tiny
+    out = tmp_path / "table.json"
+    main(["--gold", str(rows), "--out", str(out)])
+    loaded = Conventions.load(out)
+    assert loaded.to_json() | {"meta": {}} == conventions.to_json() | {"meta": {}}
+    assert loaded.meta["captions"] == len(ROWS)
+    again = tmp_path / "again.json"
+    main(["--gold", str(rows), "--out", str(again)])
+    assert again.read_bytes() == out.read_bytes()  # deterministic, byte for byte
+    main(["--gold", str(rows), "--rows", "0:2", "--out", str(again)])
+    assert json.loads(again.read_text())["meta"]["captions"] == 2
+
+
+def test_bad_tables_are_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    with pytest.raises(InputFormatError, match="bad.json"):
+        Conventions.load(bad)
+    bad.write_text("not json")
+    with pytest.raises(InputFormatError, match="bad.json"):
+        Conventions.load(bad)
+
+
+def test_bundled_table_loads_and_is_small():
+    bundled = Conventions.load()
+    assert bundled.meta["captions"] == 33861 and bundled.meta["rows"] == "0:33861"
+    assert len(json.dumps(bundled.to_json())) < 3_000_000
+    assert DROP == "" and FLIP not in bundled.predicate("on", "table")
+
+
+#: FACTUAL's conventions the bundled table adopts, each checked by hand against the train
+#: rows (e.g. "pine tree" is written (tree, is, pine) in every train row that has it).
+FACTUAL_CASES = [
+    ("a man in a red shirt", {("shirt", "is", "red"), ("man", "wear", "shirt")}),
+    ("two slices of cake on a plate", {("cake", "is", "slice"), ("cake", "is", "2")}),
+    ("a group of people on a beach", {("people", "is", "group of"), ("people", "on", "beach")}),
+    ("boy wearing a white t-shirt", {("t-shirt", "is", "white"), ("boy", "wear", "t-shirt")}),
+    ("a field covered in snow", {("snow", "cover", "field")}),
+    ("two men wearing jeans", {("men", "is", "2"), ("men", "wear", "jeans")}),
+    ("a pine tree on a hill", {("tree", "is", "pine"), ("tree", "on", "hill")}),
+    ("a stop sign on a pole", {("stop sign", "on", "pole")}),
+    ("a tree trunk in the grass", {("tree trunk", "in", "grass")}),
+    ("boats sitting quietly in the water", {("boats", "sit in", "water")}),
+    ("the tail of the horse", {("horse", "have", "tail")}),
+    ("the bathroom sink is white", {("sink", "in", "bathroom"), ("sink", "is", "white")}),
+    ("a plane wing in the sky", {("plane", "have", "wing"), ("wing", "in", "sky")}),
+    ("tree next to sidewalk", {("tree", "next to", "sidewalk")}),
+    ("the desk the keyboard is on", {("keyboard", "on", "desk")}),
+    ("the helmet the child is wearing", {("child", "wear", "helmet")}),
+    ("man in dark suit smiling", {("man", "is", "smiling"), ("man", "wear", "suit")}),
+    ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
+    ("white sheep standing on the grass", {("sheep", "is", "white")}),
+]
+#: What FACTUAL never writes: "several", "one" as a count.
+FACTUAL_ABSENT = [
+    ("several people at a market", ("people", "is", "several")),
+    ("there is one plane in the sky", ("plane", "is", "1")),
+]
+
+
+@pytest.fixture(scope="module")
+def bundled() -> CaptionParser:
+    return CaptionParser()
+
+
+@pytest.mark.parametrize(("text", "expected"), FACTUAL_CASES)
+def test_bundled_conventions_write_factuals_way(bundled, text, expected):
+    assert graph_items(bundled, text) >= expected
+
+
+@pytest.mark.parametrize(("text", "absent"), FACTUAL_ABSENT)
+def test_bundled_conventions_leave_out_what_factual_does(bundled, text, absent):
+    assert absent not in graph_items(bundled, text)
+
+
+def test_spans_stay_exact_under_conventions(bundled):
+    for text in [c for c, _ in FACTUAL_CASES] + [c for c, _ in FACTUAL_ABSENT]:
+        graph = bundled.parse(text)
+        for obj in graph["objects"]:
+            assert text[obj["span"]["start"] : obj["span"]["end"]] == obj["text"]
+            for attr in obj["attributes"]:
+                assert text[attr["span"]["start"] : attr["span"]["end"]] == attr["text"]
+        for rel in graph["relations"]:
+            assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
