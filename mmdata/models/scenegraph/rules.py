@@ -441,6 +441,12 @@ class GraphBuilder:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [*adjacent(lead, child), child, inner], via)
+            elif copula and child.dep_ == "acomp" and child.pos_ == "ADJ":
+                # "the horse is white with a long mane", "the keyboard is green on the
+                # laptop": the preposition after the adjective relates the subject
+                for inner in child.children:
+                    if inner.dep_ == "prep":
+                        self.prep_relations(subs, [inner])
 
     def object_complements(self, verb: Token) -> None:
         """ "the dog has its mouth open", "a man with arms extended": an adjective or a
