@@ -468,6 +468,10 @@ class GraphBuilder:
         prep = predicate[-1]
         targets = [t for t in prep.children if t.dep_ == "pobj"]
         for target in targets:
+            clause = next((a for a in target.ancestors if a.dep_ == "relcl"), None)
+            if target.lower_ in RELATIVE_PRONOUNS and clause is not None and target.i < prep.i:
+                # "the box that the bat is resting on": the box ("on which": done elsewhere)
+                target = clause.head
             words_, target = merge_spatial(predicate, target)
             self.link(subs, words_, target, via)
         if not targets:
