@@ -1161,4 +1161,24 @@ CASES: list[Case] = [
         objects=("giraffe", "spots"),
         relations=(("giraffe", "has", "spots"),),
     ),
+    Case(
+        "the box that the bat is resting on",
+        "relative_clause",
+        objects=("box", "bat"),
+        relations=(("bat", "resting on", "box"),),
+    ),
+    Case(
+        "the horse is white with a long mane",
+        "predicative",
+        objects=("horse", "mane"),
+        attributes=(("horse", "white"), ("mane", "long")),
+        relations=(("horse", "with", "mane"),),
+    ),
+    Case(
+        "the keyboard is green on the laptop",
+        "predicative",
+        objects=("keyboard", "laptop"),
+        attributes=(("keyboard", "green"),),
+        relations=(("keyboard", "on", "laptop"),),
+    ),
 ]

@@ -140,6 +140,7 @@ FACTUAL_CASES = [
     ("a plane wing in the sky", {("plane", "have", "wing"), ("wing", "in", "sky")}),
     ("tree next to sidewalk", {("tree", "next to", "sidewalk")}),
     ("the desk the keyboard is on", {("keyboard", "on", "desk")}),
+    ("sidewalk that the people are walking on", {("people", "walk on", "sidewalk")}),
     ("the helmet the child is wearing", {("child", "wear", "helmet")}),
     ("man in dark suit smiling", {("man", "is", "smiling"), ("man", "wear", "suit")}),
     ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
