@@ -32,6 +32,12 @@ NOUN_SHARE = 0.8
 DROP = ""
 
 
+def attachment_keys(prep: str, target: str) -> tuple[str, ...]:
+    """Keys of ``attachments`` for the preposition ``prep`` (as written, lower-cased) before
+    an object with lemma ``target``, most specific first: "prep|target", "prep"."""
+    return (f"{prep}|{target}", prep)
+
+
 @dataclass
 class Conventions:
     """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
@@ -64,6 +70,7 @@ class Conventions:
     objects: dict[str, list[int]] = field(default_factory=dict)
     nouns: frozenset[str] = frozenset()
     splits: dict[str, list] = field(default_factory=dict)
+    attachments: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -94,6 +101,15 @@ class Conventions:
                 continue  # swapping or dropping wants more than one sighting
             return entry[0]
         return lemma
+
+    def attach_low(self, keys: tuple[str, ...]) -> bool:
+        """Does the preposition of ``keys`` (:func:`attachment_keys`), said after a verb's
+        object, relate its object to that noun rather than to the verb's subject?"""
+        for key in keys:
+            low, high = self.attachments.get(key, (0, 0))
+            if low + high >= self.min_word and low != high:
+                return low > high
+        return False
 
     def keep_attribute(self, text: str) -> bool:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
@@ -154,6 +170,7 @@ class Conventions:
             "objects": dict(sorted(self.objects.items())),
             "nouns": sorted(self.nouns),
             "splits": dict(sorted(self.splits.items())),
+            "attachments": dict(sorted(self.attachments.items())),
         }
 
     @classmethod
@@ -170,6 +187,7 @@ class Conventions:
             data["objects"],
             frozenset(data["nouns"]),
             data["splits"],
+            data.get("attachments", {}),
             data["min_count"],
             data.get("meta", {}),
         )

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
 
-from mmdata.models.scenegraph.conventions import DROP, FLIP, SPLIT_ATTRIBUTE, Conventions
+from mmdata.models.scenegraph.conventions import (
+    DROP,
+    FLIP,
+    SPLIT_ATTRIBUTE,
+    Conventions,
+    attachment_keys,
+)
 from mmdata.models.scenegraph.lemmas import plain_lemma
 from mmdata.models.scenegraph.phrases import (
     RELATION_DEPS,
@@ -72,6 +78,8 @@ class GraphBuilder:
     seen: set[tuple[int, str, int]] = field(default_factory=set)
     #: (compound word, its head, written predicate): "bus wheel" -> (bus, have, wheel)
     split_parts: list[tuple[Token, Token, str]] = field(default_factory=list)
+    #: PP-attachment choices met: (keys, noun before the preposition, subject, its object)
+    attachments: list[tuple[tuple[str, ...], int, int, int]] = field(default_factory=list)
 
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
@@ -436,7 +444,11 @@ class GraphBuilder:
             elif child.dep_ == "agent" and passive:
                 self.prep_relations(subs, [verb, child])
             elif child.dep_ == "prep":
-                self.prep_relations(subs, [*adjacent(lead, child), child], via)
+                low = self.low_attachment(verb, child, subs)
+                if low is not None:
+                    self.prep_relations([low], [child])
+                else:
+                    self.prep_relations(subs, [*adjacent(lead, child), child], via)
             elif child.dep_ in ("advmod", "acomp") and child.lower_ in SPATIAL_HEADS:
                 for inner in child.children:
                     if inner.dep_ == "prep":
@@ -447,6 +459,24 @@ class GraphBuilder:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [inner])
+
+    def low_attachment(self, verb: Token, prep: Token, subs: list[Token]) -> Token | None:
+        """The noun right before ``prep`` (after ``verb``) where the corpus relates the
+        preposition's object to it rather than to the verb's subject: "girl sitting at
+        a table in the background" -> (table, in, background). The choice is learned
+        (conventions' ``attachments``); every choice met is kept for the trainer."""
+        before = self.doc[prep.i - 1] if prep.i > 0 else None
+        target = next((c for c in prep.children if c.dep_ == "pobj"), None)
+        if before is None or target is None or before.i <= verb.i:
+            return None
+        if before.i not in self.index or any(before.i == s.i for s in subs):
+            return None
+        keys = attachment_keys(prep.lower_, target.lemma_.lower())
+        for sub in subs:
+            self.attachments.append((keys, before.i, sub.i, target.i))
+        if self.conventions is not None and self.conventions.attach_low(keys):
+            return before
+        return None
 
     def object_complements(self, verb: Token) -> None:
         """ "the dog has its mouth open", "a man with arms extended": an adjective or a

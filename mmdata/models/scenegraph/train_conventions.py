@@ -148,6 +148,28 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
     return table
 
 
+def count_attachments(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[low, high]`` per key of :func:`attachment_keys`: does the gold graph relate a
+    preposition's object to the noun before the preposition, or to the verb's subject?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        pairs = {(s.lower(), o.lower()) for s, _, o in gold.relations}
+        pairs |= {(o, s) for s, o in pairs}
+        name = {i: builder.objects[k]["head"].lower() for i, k in builder.index.items()}
+        for keys, low, high, target in builder.attachments:
+            if target not in name:
+                continue
+            if (name[low], name[target]) in pairs:
+                side = 0
+            elif (name[high], name[target]) in pairs:
+                side = 1
+            else:
+                continue
+            for key in keys:
+                counts[key][side] += 1
+    return dict(counts)
+
+
 def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[written, not written]`` per attribute text, over objects the gold graph names."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -272,6 +294,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.splits = count_splits(build(conventions), golds)
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
+    conventions.attachments = count_attachments(named, golds)
     conventions.attributes = count_attributes(named, golds)
     conventions.partitives, conventions.implied = count_counts(named, golds)
     conventions.joins = count_joins(named, golds)
