@@ -141,6 +141,9 @@ FACTUAL_CASES = [
     ("tree next to sidewalk", {("tree", "next to", "sidewalk")}),
     ("the desk the keyboard is on", {("keyboard", "on", "desk")}),
     ("sidewalk that the people are walking on", {("people", "walk on", "sidewalk")}),
+    # learned PP attachment: "in the background" is the table's, "in the park" the man's
+    ("a girl sitting at a table in the background", {("table", "in", "background")}),
+    ("a man sitting on a bench in the park", {("man", "sit in", "park")}),
     ("the helmet the child is wearing", {("child", "wear", "helmet")}),
     ("man in dark suit smiling", {("man", "is", "smiling"), ("man", "wear", "suit")}),
     ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
