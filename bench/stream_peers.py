@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,21 @@ def folder_bytes(folder: Path) -> int:
 # ---- writers: each library's own ---------------------------------------------------------
 
 
+def seconds_in_writer(
+    write: Callable[[Any], object], close: Callable[[], object], items: Iterable
+) -> float:
+    """Seconds spent in ``write`` for each item and in ``close``: the writer's own time,
+    not the time spent building the items."""
+    spent = 0.0
+    for item in items:
+        started = time.perf_counter()
+        write(item)
+        spent += time.perf_counter() - started
+    started = time.perf_counter()
+    close()
+    return spent + time.perf_counter() - started
+
+
 def write_mds(folder: Path, records: Iterable[dict[str, Any]], boxes: int) -> float:
     """``records`` as MDS shards in ``folder`` (MDSWriter, no compression: the features
     are float16 noise). Static ``ndarray:dtype:shape`` columns, which MDS's docs name as
@@ -87,15 +102,8 @@ def write_mds(folder: Path, records: Iterable[dict[str, Any]], boxes: int) -> fl
     columns = {"captions": "json"}
     for name, dtype in FIELDS.items():
         columns[name] = f"ndarray:{dtype}:{shapes.get(name, str(boxes))}"
-    spent = 0.0
     writer = MDSWriter(out=str(folder), columns=columns, compression=None, size_limit=1 << 26)
-    for record in records:
-        started = time.perf_counter()
-        writer.write(record)
-        spent += time.perf_counter() - started
-    started = time.perf_counter()
-    writer.finish()
-    return spent + time.perf_counter() - started
+    return seconds_in_writer(writer.write, writer.finish, records)
 
 
 def write_wds(folder: Path, records: Iterable[dict[str, Any]]) -> float:
@@ -105,19 +113,18 @@ def write_wds(folder: Path, records: Iterable[dict[str, Any]]) -> float:
     import webdataset as wds
 
     folder.mkdir(parents=True, exist_ok=True)
-    spent = 0.0
     writer = wds.ShardWriter(
         str(folder / "shard-%06d.tar"), maxcount=IMAGES_PER_TAR, encoder=False, verbose=0
     )
-    for index, record in enumerate(records):
-        sample = {"__key__": f"{index:08d}", "json": json.dumps(record["captions"]).encode()}
-        sample.update({f"{name}.bin": record[name].tobytes() for name in FIELDS})
-        started = time.perf_counter()
-        writer.write(sample)
-        spent += time.perf_counter() - started
-    started = time.perf_counter()
-    writer.close()
-    return spent + time.perf_counter() - started
+    samples = (
+        {
+            "__key__": f"{index:08d}",
+            "json": json.dumps(record["captions"]).encode(),
+            **{f"{name}.bin": record[name].tobytes() for name in FIELDS},
+        }
+        for index, record in enumerate(records)
+    )
+    return seconds_in_writer(writer.write, writer.close, samples)
 
 
 # ---- readers: the same caption samples ---------------------------------------------------

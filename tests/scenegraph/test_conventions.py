@@ -13,6 +13,7 @@ from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import FACTUAL_HEADER, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.train_conventions import main, parse_docs, train
+from tests.scenegraph.spans import assert_spans_exact
 
 #: Tiny FACTUAL-style rows: each convention seen at least twice.
 ROWS = [
@@ -173,10 +174,4 @@ def test_bundled_conventions_leave_out_what_factual_does(bundled, text, absent):
 
 def test_spans_stay_exact_under_conventions(bundled):
     for text in [c for c, _ in FACTUAL_CASES] + [c for c, _ in FACTUAL_ABSENT]:
-        graph = bundled.parse(text)
-        for obj in graph["objects"]:
-            assert text[obj["span"]["start"] : obj["span"]["end"]] == obj["text"]
-            for attr in obj["attributes"]:
-                assert text[attr["span"]["start"] : attr["span"]["end"]] == attr["text"]
-        for rel in graph["relations"]:
-            assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
+        assert_spans_exact(text, bundled.parse(text))

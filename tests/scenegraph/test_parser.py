@@ -6,6 +6,7 @@ import pytest
 
 from mmdata.models.scenegraph.parser import CaptionParser, blank_tags
 from mmdata.stages.scene_graph import SceneGraph
+from tests.scenegraph.spans import assert_spans_exact
 from tests.stages.helpers import caption, work_batch
 
 
@@ -81,8 +82,7 @@ def meanings(graph: dict) -> list[tuple[str, str, str, str]]:
 def test_predicates_are_the_captions_words_and_lemmas_say_what_they_mean(parser, text, expected):
     graph = parser.parse(text)
     assert expected in meanings(graph)
-    for rel in graph["relations"]:
-        assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
+    assert_spans_exact(text, graph)
 
 
 def test_materials_and_colours_describe_not_name(parser):
@@ -97,12 +97,7 @@ def test_objects_attributes_counts_and_spans(parser):
     apples = graph["objects"][0]
     assert (apples["head"], apples["lemma"], apples["count"]) == ("apples", "apple", 3)
     assert attributes(graph) == [("apples", "red"), ("table", "wooden")]
-    for obj in graph["objects"]:
-        assert text[obj["span"]["start"] : obj["span"]["end"]] == obj["text"]
-        for attr in obj["attributes"]:
-            assert text[attr["span"]["start"] : attr["span"]["end"]] == attr["text"]
-    for rel in graph["relations"]:
-        assert text[rel["span"]["start"] : rel["span"]["end"]] == rel["predicate"]
+    assert_spans_exact(text, graph)
 
 
 def test_predicative_adjectives_go_to_the_subject(parser):
