@@ -3,11 +3,7 @@ shard, row for row, without rewriting the base's shards."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,6 +15,7 @@ from mmdata.engine import recipe as recipes
 from mmdata.engine.run import run_recipe
 from mmdata.report.summary import summarize
 from mmdata.stream.stream import ShardStream
+from tests.cli_process import run_cli
 from tests.conftest import demo_recipe, write_recipe
 
 PLUGINS = ["tests.plugin_stages"]
@@ -199,20 +196,7 @@ def test_an_empty_base_shard_gets_an_empty_layer_file(demo_data, tmp_path):
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmdata.commands.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env_extra or {})},
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return run_cli(*args, env_extra=env_extra, timeout=120)
 
 
 @pytest.mark.parametrize("point", ["after_commit", "shard_placed"])

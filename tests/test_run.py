@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from mmdata.engine.executors.base import StageError
 from mmdata.engine.run import run_recipe
 from mmdata.engine.runlock import corpus_lock
 from mmdata.engine.sink import ShardAssembler
+from tests.cli_process import CLI_MODULE, run_cli
 from tests.conftest import demo_recipe, write_recipe
 
 INPUT_ROWS = 64
@@ -222,24 +221,10 @@ SMALL_BLOCKS = (
 def _cli(
     *args: str, env_extra: dict | None = None, small_blocks: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run the CLI in its own process group, and reap the group afterwards: a killed
-    Ray driver leaves its embedded cluster's agents behind, as a real crash would."""
-    env = {**os.environ, **(env_extra or {})}
-    entry = ["-c", SMALL_BLOCKS] if small_blocks else ["-m", "mmdata.commands.cli"]
-    proc = subprocess.Popen(
-        [sys.executable, *entry, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    """The CLI in its own process group (tests.cli_process), with Ray Data's small
+    blocks when ``small_blocks``."""
+    entry = ("-c", SMALL_BLOCKS) if small_blocks else CLI_MODULE
+    return run_cli(*args, env_extra=env_extra, entry=entry, timeout=300)
 
 
 @pytest.mark.parametrize("point", ["after_commit", "before_commit", "shard_placed"])
