@@ -75,17 +75,14 @@ def reduced_size(width_px: int, height_px: int, scale: int) -> tuple[int, int]:
     return -(-width_px // scale), -(-height_px // scale)
 
 
+@functools.cache
 def cv2_rejects_truncated() -> bool:
-    """Whether this OpenCV returns no image for a truncated JPEG, at full and reduced size.
+    """Whether this OpenCV returns no image for a truncated JPEG, at full and reduced size
+    (probed once per process).
 
     OpenCV builds differ (older ones fill the missing rows with grey and return the
     image); the reduced decode may stand in for the body check only where it rejects.
     """
-    return _cv2_rejects_truncated()
-
-
-@functools.cache
-def _cv2_rejects_truncated() -> bool:
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     ok, encoded = cv2.imencode(".jpg", noise)
     if not ok:
