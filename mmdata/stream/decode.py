@@ -37,6 +37,13 @@ def image_tensor(data: bytes | None) -> torch.Tensor | None:
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
+def one_chunk(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array; a single chunk as it is (combine_chunks copies it)."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
 class RegionTensors:
     """A decode hook turning a ``regions`` value into fixed-size tensors with a padding mask.
 
@@ -84,8 +91,7 @@ class RegionTensors:
 
     def arrow(self, column: pa.Array) -> list[dict[str, Any]]:
         """One decoded value per row of a ``regions`` Arrow column (a row group's)."""
-        if isinstance(column, pa.ChunkedArray):  # combine_chunks copies even one chunk
-            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        column = one_chunk(column)
         valid = column.is_valid().to_numpy(zero_copy_only=False)
         count = _ints(column.field("num_boxes"))
         dims = _ints(column.field("feature_dim"))

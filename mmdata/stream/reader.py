@@ -17,6 +17,7 @@ from torch.utils.data import get_worker_info
 from mmdata.catalog.store import CatalogError, where_mask
 from mmdata.core.io import resolve
 from mmdata.core.schema import CAPTION, IMAGE_SCHEMA
+from mmdata.stream.decode import one_chunk
 from mmdata.stream.shards import ShardInfo, StreamError
 
 UNITS = ("image", "caption")
@@ -120,7 +121,7 @@ class ShardReader:
 
     def _caption_table(self, table: pa.Table, columns: Sequence[str]) -> pa.Table:
         """One row per caption with ``columns`` (image columns taken by parent row)."""
-        captions = _one_chunk(table.column("captions"))
+        captions = one_chunk(table.column("captions"))
         flat = pc.list_flatten(captions)
         parents = pc.list_parent_indices(captions)
         out = {}
@@ -204,7 +205,7 @@ class ShardReader:
         image_cols = [c for c in self.columns if c not in CAPTION_COLUMNS]
         caption_cols = [c for c in self.columns if c in CAPTION_COLUMNS]
         images = self._image_values(table, image_cols)
-        captions = _one_chunk(table.column("captions"))
+        captions = one_chunk(table.column("captions"))
         flat = pc.list_flatten(captions)  # every caption, in order
         parents = pc.list_parent_indices(captions).to_numpy()
         chosen = np.arange(len(flat)) if keep is None else np.flatnonzero(keep)
@@ -324,8 +325,3 @@ def layer_columns(shards: Mapping[str, Sequence[ShardInfo]]) -> list[str]:
         if listed:
             return [c for _, path, _ in listed[0].layers for c in _schema(path).names]
     return []
-
-
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    """``column`` as one array; a single chunk as it is (combine_chunks copies it)."""
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
