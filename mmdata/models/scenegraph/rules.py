@@ -95,10 +95,23 @@ class GraphBuilder:
             self.add_relations(token)
         if self.conventions is not None:
             self.bridge_lone_objects()
+            self.drop_predicate_attributes()
             for obj in self.objects:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def drop_predicate_attributes(self) -> None:
+        """ "child walking up ramp": a participle that is the predicate of its subject's
+        relation does not describe the subject as well."""
+        said = {(r["subject"], r["span"]["start"]) for r in self.relations}
+        said |= {(r["subject"], r["span"]["end"]) for r in self.relations}
+        for index, obj in enumerate(self.objects):
+            obj["attributes"] = [
+                a
+                for a in obj["attributes"]
+                if (index, a["span"]["start"]) not in said and (index, a["span"]["end"]) not in said
+            ]
 
     def retag_known_nouns(self) -> None:
         """ "tree next to sidewalk", "building in the mountains": a word the corpus names
@@ -130,7 +143,21 @@ class GraphBuilder:
             if self.index[left] in related or self.index[right] in related:
                 continue
             start = phrase_start(self.doc[right])
+            if start <= left:
+                # "lady holding vase": the tagger reads the participle as the vase's
+                # modifier, with the lady hanging on it; the participle relates them
+                verb = gerund_between(self.doc[left], self.doc[right])
+                if verb is not None:
+                    self.add_relation(self.doc[left], [verb], self.doc[right])
+                continue
             between = list(self.doc[left + 1 : start])
+            if len(between) == 1 and between[0].pos_ == "CCONJ" and between[0].lower_ == "and":
+                # "a desk and guitar": whether and how the corpus relates what a caption
+                # lists is the conventions' call ("and" is written "next to" or dropped)
+                lemma = self.conventions.predicate("and", self.doc[right].lemma_.lower())
+                if lemma not in ("and", DROP):
+                    self.add_relation(self.doc[left], between, self.doc[right])
+                continue
             while between and between[-1].pos_ in ("DET", "ADJ", "NUM", "PRON"):
                 between.pop()  # "on the", "in a large": the target's own words
             if not between or not all(_bridge_word(t) for t in between):
@@ -181,7 +208,7 @@ class GraphBuilder:
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,
-                "attributes": [self.attribute(described[i]) for i in sorted(described)],
+                "attributes": _outermost([self.attribute(described[i]) for i in sorted(described)]),
             }
         )
         whole = partitive_of(head)
@@ -513,6 +540,14 @@ class GraphBuilder:
     def link(
         self, subs: list[Token], predicate: list[Token], target: Token, via: Token | None = None
     ) -> None:
+        if reciprocal(target):
+            # "two zebras nuzzling each other": each relates to the other, (zebra, nuzzle,
+            # zebra); the count is the pair's, not said again
+            for subject in subs:
+                self.add_relation(subject, predicate, subject, via=via, itself=True)
+                if subject.i in self.index:
+                    self.objects[self.index[subject.i]]["count"] = None
+            return
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
                 continue
@@ -529,10 +564,12 @@ class GraphBuilder:
         obj: Token,
         lemma: str | None = None,
         via: Token | None = None,
+        itself: bool = False,
     ) -> None:
         """(subject, predicate, obj); ``lemma`` (else the predicate's words' lemmas) says
-        what it means, after the lemma of the verb ``via`` where the words lack it."""
-        if subject.i not in self.index or subject.i == obj.i:
+        what it means, after the lemma of the verb ``via`` where the words lack it.
+        ``itself``: a relation among the things the subject names ("each other")."""
+        if subject.i not in self.index or (subject.i == obj.i and not itself):
             return
         text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
         # "on the side of" matches "on side of": determiners carry no relation
@@ -573,12 +610,54 @@ def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
     part of it: a modifier just before ("bright red": key "bright *") and a particle just
     after ("rolled up": key "* up")."""
     found = []
+    before = token.doc[token.i - 1] if token.i else None
+    if (
+        before is not None
+        and token.dep_ == "amod"
+        and before.dep_ == "amod"
+        and before.head.i == token.head.i
+        and before.pos_ == "ADJ"
+        and not list(before.children)
+    ):
+        # "light blue shirt": the parse hangs both on the noun
+        found.append((before, f"{before.lower_} *"))
     for child in token.children:
         if child.i == token.i - 1 and child.dep_ in EXTENSION_DEPS and child.text.isalpha():
             found.append((child, f"{child.lower_} *"))
         elif child.i == token.i + 1 and child.dep_ == "prt":
             found.append((child, f"* {child.lower_}"))
     return found
+
+
+def reciprocal(token: Token) -> bool:
+    """ "each other", "one another": the thing relates to itself."""
+    return (token.lower_ == "other" and any(c.lower_ == "each" for c in token.children)) or (
+        token.lower_ == "another" and token.i > 0 and token.doc[token.i - 1].lower_ == "one"
+    )
+
+
+def _outermost(attributes: list[dict]) -> list[dict]:
+    """``attributes`` without those inside another's span ("light" in "light blue")."""
+
+    def inside(a: dict, b: dict) -> bool:
+        (a0, a1), (b0, b1) = (a["span"]["start"], a["span"]["end"]), (b["span"]["start"], b["span"]["end"])
+        return b0 <= a0 and a1 <= b1 and b1 - b0 > a1 - a0
+
+    return [a for a in attributes if not any(inside(a, b) for b in attributes)]
+
+
+def gerund_between(left: Token, right: Token) -> Token | None:
+    """The participle in "lady holding vase", "hand holding water balloons" when the parse
+    hangs it on the right noun as a modifier, with the left noun under it."""
+    for token in left.doc[left.i + 1 : right.i]:
+        if (
+            token.tag_ == "VBG"
+            and token.dep_ in ("amod", "compound")
+            and token.head.i == right.i
+            and left.head.i == token.i
+        ):
+            return token
+    return None
 
 
 def _bridge_word(token: Token) -> bool:
