@@ -111,6 +111,15 @@ class Conventions:
                 return low > high
         return False
 
+    def attach_high(self, keys: tuple[str, ...]) -> bool:
+        """Does the corpus relate what ``keys`` say (attachment keys of a phrase hanging on
+        a noun inside another noun's phrase) to the outer noun?"""
+        for key in keys:
+            low, high = self.attachments.get(key, (0, 0))
+            if low + high >= self.min_word and low != high:
+                return high > low
+        return False
+
     def keep_attribute(self, text: str) -> bool:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
         written, dropped = self.attributes.get(text, (0, 0))

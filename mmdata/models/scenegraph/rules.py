@@ -197,6 +197,14 @@ class GraphBuilder:
         for token in name_candidates(head):
             if token.i < compounds[0].i and token.pos_ in ("NOUN", "PROPN", "ADJ"):
                 described.setdefault(token.i, token)
+        for token in list(described.values()):
+            for child in token.children:
+                # "short brown hair", "dry tall grass": an adjective the parse hangs on
+                # another describes the thing too, unless the corpus writes the two as one
+                if child.i < token.i and child.pos_ == "ADJ" and child.dep_ in EXTENSION_DEPS:
+                    key = f"{child.lower_} *"
+                    if self.conventions is None or not self.conventions.join_attribute(key):
+                        described.setdefault(child.i, child)
         if first < compounds[0].i:  # the split word and the words before it are its own
             described = {i: t for i, t in described.items() if i > first or i < phrase_start(head)}
 
@@ -347,7 +355,9 @@ class GraphBuilder:
             elif prep.dep_ == "prep" and prep.lower_ == "with":
                 self.with_relations(subject, prep)
             elif prep.dep_ == "prep":
-                self.prep_relations([subject], [prep])
+                targets = [t for t in prep.children if t.dep_ == "pobj"]
+                outer = self.outer_subject(subject, prep.lower_, targets)
+                self.prep_relations([outer], [prep])
             elif prep.lower_ in SPATIAL_HEADS and prep.dep_ in ("advmod", "amod"):
                 for inner in prep.children:
                     if inner.dep_ == "prep":
@@ -435,6 +445,9 @@ class GraphBuilder:
         subs = [s for s in map(resolve, subjects(verb)) if s.i in self.index]
         if not subs:
             return
+        if verb.dep_ == "acl" and len(subs) == 1:
+            # "a woman with shades sitting in the crowd": the woman sits, not the shades
+            subs = [self.outer_subject(subs[0], verb.lemma_.lower(), verb_targets(verb), True)]
         copula = verb.lemma_ == "be"
         passive = any(c.dep_ in ("nsubjpass", "auxpass") for c in verb.children) or (
             verb.tag_ == "VBN" and verb.dep_ == "acl"
@@ -486,6 +499,31 @@ class GraphBuilder:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [inner])
+
+    def outer_subject(
+        self, noun: Token, word: str, targets: list[Token], verb: bool = False
+    ) -> Token:
+        """``noun``, or the noun whose phrase it ends ("woman with shades", "shadow of the
+        trees") where the corpus relates ``targets`` (said by ``word``: a participle or a
+        preposition hanging on ``noun``) to that outer noun. The choice is learned
+        (conventions' ``attachments``, keys "<prep>+<word>|<target>"); every choice met is
+        kept for the trainer."""
+        prep = noun.head
+        if noun.dep_ != "pobj" or prep.dep_ != "prep" or prep.lower_ not in ("with", "of"):
+            return noun
+        outer = resolve(prep.head)
+        if outer.i not in self.index or outer.i == noun.i:
+            return noun
+        chosen = []
+        for target in targets:
+            keys = (
+                f"{prep.lower_}+{word}|{target.lemma_.lower()}",
+                f"{prep.lower_}+{word}",
+                f"{prep.lower_}+{'*' if verb else '?'}",  # any participle, any preposition
+            )
+            self.attachments.append((keys, noun.i, outer.i, target.i))
+            chosen.append(self.conventions is not None and self.conventions.attach_high(keys))
+        return outer if chosen and all(chosen) else noun
 
     def low_attachment(self, verb: Token, prep: Token, subs: list[Token]) -> Token | None:
         """The noun right before ``prep`` (after ``verb``) where the corpus relates the
@@ -627,6 +665,14 @@ def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
         elif child.i == token.i + 1 and child.dep_ == "prt":
             found.append((child, f"* {child.lower_}"))
     return found
+
+
+def verb_targets(verb: Token) -> list[Token]:
+    """The nouns a verb relates its subject to: its objects and its prepositions' objects."""
+    found = [c for c in verb.children if c.dep_ in ("dobj", "attr", "oprd")]
+    for prep in (c for c in verb.children if c.dep_ == "prep"):
+        found.extend(c for c in prep.children if c.dep_ == "pobj")
+    return [resolve(t) for t in found]
 
 
 def reciprocal(token: Token) -> bool:
