@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import spacy
 from spacy.language import Language
@@ -113,7 +113,50 @@ class CaptionParser:
         frames = [frame(t) for t in texts]
         parsed = self.nlp.pipe((f for f, _, _ in frames), batch_size=self.batch_size)
         for (_, lead, tail), doc in zip(frames, parsed):
-            yield unframe(doc, lead, tail)
+            doc = unframe(doc, lead, tail)
+            if self.conventions is not None and self.conventions.nouns:
+                doc = self.reparse_misread_nouns(doc, self.conventions.nouns)
+            yield doc
+
+    def reparse_misread_nouns(self, doc: Doc, nouns: Collection[str]) -> Doc:
+        """ "doggy laying on the bed", "wooden bookshelf hanging on a wall": where the
+        tagger reads a word the corpus names things with (conventions' ``nouns``) as
+        another part of speech, the parse around it is usually wrong too. The caption is
+        parsed again with a plain noun in that word's place ("dog laying on the bed") and
+        that parse is copied onto the caption's own words, the word tagged a noun."""
+        misread = [t for t in doc if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN")]
+        if not misread:
+            return doc
+        plural = ("NNS", "VBZ")
+        stand_in = {
+            t.i: "dogs" if t.tag_ in plural or t.lower_.endswith("s") else "dog" for t in misread
+        }
+        text = "".join(stand_in.get(t.i, t.text) + t.whitespace_ for t in doc)
+        framed, lead, tail = frame(text)
+        again = unframe(self.nlp(framed), lead, tail)
+        if len(again) != len(doc):
+            return doc
+        pos = [("NOUN" if t.i in stand_in else a.pos_) for t, a in zip(doc, again)]
+        tags = [
+            ("NNS" if stand_in[t.i] == "dogs" else "NN") if t.i in stand_in else a.tag_
+            for t, a in zip(doc, again)
+        ]
+        lemmas = [(t.lower_ if t.i in stand_in else a.lemma_) for t, a in zip(doc, again)]
+        new = Doc(
+            doc.vocab,
+            words=[t.text for t in doc],
+            spaces=[bool(t.whitespace_) for t in doc],
+            tags=tags,
+            pos=pos,
+            lemmas=lemmas,
+            heads=[a.head.i for a in again],
+            deps=[a.dep_ for a in again],
+        )
+        if "lemmatizer" in self.nlp.pipe_names:
+            lemmatizer = self.nlp.get_pipe("lemmatizer")
+            for i in stand_in:
+                new[i].lemma_ = lemmatizer.rule_lemmatize(new[i])[0]
+        return new
 
     def _prepare(self, text: str | None) -> tuple[str | None, str | None]:
         """``(text to parse, note)``; text None when there is nothing to parse."""
