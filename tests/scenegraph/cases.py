@@ -62,6 +62,8 @@ Relations: (subject, predicate, object)
       -> (man, holding, bat)); in an object relative clause the antecedent is the object
       ("the ball that the boy kicked" -> (boy, kicked, ball)).
     * "there is X on Y" is read as X on Y.
+    * A reciprocal relates the thing to itself: "two zebras nuzzling each other" ->
+      (zebras, nuzzling, zebras).
 
 Bad input
     Empty or blank captions and captions with no English noun give an empty graph. HTML tags
@@ -109,6 +111,7 @@ RULES: tuple[str, ...] = (
     "passive",
     "copular_location",
     "participle_relation",
+    "reciprocal",
     "bad_input",
     "vg_style",
     "coco_style",
@@ -1173,6 +1176,59 @@ CASES: list[Case] = [
         objects=("horse", "mane"),
         attributes=(("horse", "white"), ("mane", "long")),
         relations=(("horse", "with", "mane"),),
+    ),
+    # added with the second round of issue 23's rules
+    Case(
+        "lady holding vase",
+        "participle_relation",
+        objects=("lady", "vase"),
+        relations=(("lady", "holding", "vase"),),
+    ),
+    Case(
+        "child walking up ramp",
+        "participle_relation",
+        objects=("child", "ramp"),
+        relations=(("child", "walking up", "ramp"),),
+    ),
+    Case(
+        "a woman with shades sitting in the crowd",
+        "participle_relation",
+        objects=("woman", "shades", "crowd"),
+        relations=(("woman", "with", "shades"), ("woman", "sitting in", "crowd")),
+    ),
+    Case(
+        "wooden bookshelf hanging on a wall",
+        "participle_relation",
+        objects=("bookshelf", "wall"),
+        attributes=(("bookshelf", "wooden"),),
+        relations=(("bookshelf", "hanging on", "wall"),),
+    ),
+    Case(
+        "two zebras nuzzling each other",
+        "reciprocal",
+        objects=("zebras",),
+        attributes=(("zebras", "2"),),
+        relations=(("zebras", "nuzzling", "zebras"),),
+    ),
+    Case(
+        "two cats laying next to each other",
+        "reciprocal",
+        objects=("cats",),
+        attributes=(("cats", "2"),),
+        relations=(("cats", "laying next to", "cats"),),
+    ),
+    Case(
+        "short brown hair",
+        "amod",
+        objects=("hair",),
+        attributes=(("hair", "short"), ("hair", "brown")),
+    ),
+    Case(
+        "man wearing light blue shirt",
+        "colour",
+        objects=("man", "shirt"),
+        attributes=(("shirt", "light blue"),),
+        relations=(("man", "wearing", "shirt"),),
     ),
     Case(
         "the keyboard is green on the laptop",

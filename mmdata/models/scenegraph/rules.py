@@ -580,11 +580,9 @@ class GraphBuilder:
     ) -> None:
         if reciprocal(target):
             # "two zebras nuzzling each other": each relates to the other, (zebra, nuzzle,
-            # zebra); the count is the pair's, not said again
+            # zebra)
             for subject in subs:
                 self.add_relation(subject, predicate, subject, via=via, itself=True)
-                if subject.i in self.index:
-                    self.objects[self.index[subject.i]]["count"] = None
             return
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
@@ -686,7 +684,7 @@ def _outermost(attributes: list[dict]) -> list[dict]:
     """``attributes`` without those inside another's span ("light" in "light blue")."""
 
     def inside(a: dict, b: dict) -> bool:
-        (a0, a1), (b0, b1) = (a["span"]["start"], a["span"]["end"]), (b["span"]["start"], b["span"]["end"])
+        (a0, a1), (b0, b1) = ((x["span"]["start"], x["span"]["end"]) for x in (a, b))
         return b0 <= a0 and a1 <= b1 and b1 - b0 > a1 - a0
 
     return [a for a in attributes if not any(inside(a, b) for b in attributes)]
