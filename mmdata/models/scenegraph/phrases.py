@@ -305,6 +305,14 @@ def subjects(verb: Token) -> list[Token]:
         return stray[:1]
     if verb.dep_ == "conj" and verb.head.pos_ in ("VERB", "AUX") and verb.head.i != verb.i:
         return subjects(verb.head)
+    if verb.dep_ in ("xcomp", "advcl") and verb.head.i != verb.i:
+        # "a person trying to adjust the time", "a boy sitting on a chair, playing a
+        # game": the verb above says who; "the boy is about to eat": through "about"
+        above = verb.head
+        if above.pos_ == "ADJ" and above.dep_ == "acomp" and above.head.i != above.i:
+            above = above.head
+        if above.pos_ in ("VERB", "AUX"):
+            return subjects(above)
     if verb.dep_ == "ROOT":  # "man riding horse" parsed with riding as root: no subject
         return []
     return []
