@@ -62,6 +62,7 @@ from mmdata.models.scenegraph.words import (
     SPATIAL_HEADS,
     SPATIAL_NOUNS,
     STRANDABLE,
+    SUBJECT_PRONOUNS,
 )
 
 
@@ -325,13 +326,17 @@ class GraphBuilder:
         clause after a noun, whose preposition (or transitive verb) has no object of its
         own, relates its subject to that noun: (letters, placed on, desk)."""
         subs = [c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass") and c.i in self.index]
+        said = subs[-1] if subs else None
+        if not subs:
+            subs = self.pronoun_subject(verb)
+            said = next((c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass")), None)
         if not subs or any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children):
             return
         subject = subs[-1]
         if verb.dep_ == "relcl" and verb.head.i in self.index:
             target = verb.head
         else:  # the noun the caption opens with, before the clause's subject
-            earlier = [i for i in self.index if i < phrase_start(subject)]
+            earlier = [i for i in self.index if i < phrase_start(said)]
             if not earlier:
                 return
             target = self.doc[max(earlier)]
@@ -345,6 +350,20 @@ class GraphBuilder:
             self.add_relation(subject, words_, target, via=None if copula else verb)
         elif not last and not copula and verb.pos_ == "VERB" and verb.dep_ == "relcl":
             self.add_relation(subject, [verb], target)
+
+    def pronoun_subject(self, verb: Token) -> list[Token]:
+        """ "woman 's face as she sits at the table", "the clouds are so low, they shroud
+        the mountains": a subject "he", "she" or "they" is the caption's first noun before
+        it (of that number)."""
+        pronoun = next((c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass")), None)
+        if pronoun is None or pronoun.lower_ not in SUBJECT_PRONOUNS:
+            return []
+        plural = SUBJECT_PRONOUNS[pronoun.lower_]
+        for i in sorted(self.index):
+            token = self.doc[i]
+            if i < pronoun.i and (token.tag_ in ("NNS", "NNPS")) == plural:
+                return [token]
+        return []
 
     def noun_relations(self, noun: Token, subject: Token) -> None:
         """Relations from the prepositions on ``noun``, said of ``subject``."""
@@ -443,6 +462,8 @@ class GraphBuilder:
 
     def verb_relations(self, verb: Token) -> None:
         subs = [s for s in map(resolve, subjects(verb)) if s.i in self.index]
+        if not subs:
+            subs = self.pronoun_subject(verb)
         if not subs:
             return
         if verb.dep_ == "acl" and len(subs) == 1:

@@ -10,6 +10,8 @@ from __future__ import annotations
 RELATIVE_PRONOUNS = frozenset({"who", "that", "which", "whom", "whose"})
 #: "a man holding his hat": the owner is an earlier noun; "their" wants a plural one.
 POSSESSIVE_PRONOUNS = {"his": False, "her": False, "its": False, "their": True}
+#: Subject pronouns that point back to a noun of the caption (value: plural?).
+SUBJECT_PRONOUNS = {"he": False, "she": False, "they": True}
 #: "a bowl with flowers in it": the pronoun is the noun that has "with".
 BACK_PRONOUNS = frozenset({"it", "them"})
 #: "in front of", "on top of": a preposition whose object is one of these, then "of".
