@@ -21,6 +21,7 @@ from mmdata.models.scenegraph.conventions import Conventions
 from mmdata.models.scenegraph.framing import frame, unframe
 from mmdata.models.scenegraph.lemmas import lemma_rule
 from mmdata.models.scenegraph.rules import build_graph
+from mmdata.models.scenegraph.words import COLOURS
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +126,27 @@ class CaptionParser:
         parsed again with a plain noun in that word's place ("dog laying on the bed") and
         that parse is copied onto the caption's own words, the word tagged a noun."""
         misread = [t for t in doc if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN")]
-        if not misread:
-            return doc
         plural = ("NNS", "VBZ")
         stand_in = {
             t.i: "dogs" if t.tag_ in plural or t.lower_.endswith("s") else "dog" for t in misread
         }
+        # "grey concrete under bench", "black and grey fur on a cat": a colour read as a
+        # noun or verb before a noun; "red" in its place parses as the adjective it is
+        for t in doc[:-1]:
+            if t.lower_ in COLOURS and t.pos_ in ("NOUN", "VERB", "PROPN") and t.i not in stand_in:
+                if any(n.pos_ in ("NOUN", "PROPN") for n in doc[t.i + 1 : t.i + 4]):
+                    stand_in[t.i] = "red" if t.lower_ != "red" else "blue"
+        if not stand_in:
+            return doc
         text = "".join(stand_in.get(t.i, t.text) + t.whitespace_ for t in doc)
         framed, lead, tail = frame(text)
         again = unframe(self.nlp(framed), lead, tail)
         if len(again) != len(doc):
             return doc
-        pos = [("NOUN" if t.i in stand_in else a.pos_) for t, a in zip(doc, again)]
+        nounish = {i for i, word in stand_in.items() if word in ("dog", "dogs")}
+        pos = [("NOUN" if t.i in nounish else a.pos_) for t, a in zip(doc, again)]
         tags = [
-            ("NNS" if stand_in[t.i] == "dogs" else "NN") if t.i in stand_in else a.tag_
+            ("NNS" if stand_in[t.i] == "dogs" else "NN") if t.i in nounish else a.tag_
             for t, a in zip(doc, again)
         ]
         lemmas = [(t.lower_ if t.i in stand_in else a.lemma_) for t, a in zip(doc, again)]
@@ -154,7 +162,7 @@ class CaptionParser:
         )
         if "lemmatizer" in self.nlp.pipe_names:
             lemmatizer = self.nlp.get_pipe("lemmatizer")
-            for i in stand_in:
+            for i in nounish:
                 new[i].lemma_ = lemmatizer.rule_lemmatize(new[i])[0]
         return new
 
