@@ -54,6 +54,7 @@ from mmdata.models.scenegraph.phrases import (
     words,
 )
 from mmdata.models.scenegraph.words import (
+    COLOURS,
     CONTAINERS_IN,
     CONTAINERS_ON,
     DEPICTIONS,
@@ -198,6 +199,12 @@ class GraphBuilder:
         for token in name_candidates(head):
             if token.i < compounds[0].i and token.pos_ in ("NOUN", "PROPN", "ADJ"):
                 described.setdefault(token.i, token)
+        for part in compounds[:-1]:
+            # "white remote control": the colour the parse hangs on a word of the name
+            for child in part.children:
+                if child.i < compounds[0].i and child.dep_ in ("amod", "nmod", "compound"):
+                    if child.pos_ == "ADJ" or child.lower_ in COLOURS:
+                        described.setdefault(child.i, child)
         for token in list(described.values()):
             for child in token.children:
                 # "short brown hair", "dry tall grass": an adjective the parse hangs on
