@@ -38,6 +38,17 @@ def attachment_keys(prep: str, target: str) -> tuple[str, ...]:
     return (f"{prep}|{target}", prep)
 
 
+#: Tags of a plural noun.
+PLURAL_TAGS = ("NNS", "NNPS")
+
+
+def split_keys(word: str, head: str, plural: bool) -> tuple[str, ...]:
+    """Keys of ``splits`` for the compound noun ``word`` before ``head`` (lemma), most
+    specific first; a plural word left out of the name ("an animals mouth", "the buildings
+    windows") backs off to "<plural> *": a possessive missing its apostrophe."""
+    return (f"{word} {head}", f"{word} *") + (("<plural> *",) if plural else ())
+
+
 @dataclass
 class Conventions:
     """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
@@ -125,9 +136,11 @@ class Conventions:
         written, dropped = self.attributes.get(text, (0, 0))
         return written + dropped < self.min_word or written >= dropped
 
-    def split_form(self, word: str, head: str) -> str:
-        """How the compound noun ``word`` left out of ``head``'s name is written."""
-        for key, floor in ((f"{word} {head}", self.min_pair), (f"{word} *", self.min_word)):
+    def split_form(self, word: str, head: str, plural: bool = False) -> str:
+        """How the compound noun ``word`` (``plural``: tagged plural) left out of ``head``'s
+        name is written."""
+        keys = split_keys(word, head, plural)
+        for key, floor in zip(keys, (self.min_pair, self.min_word, self.min_word)):
             entry = self.splits.get(key)
             if entry and entry[2] >= floor and 2 * entry[1] > entry[2]:
                 # a relation in place of an attribute wants more than one sighting

@@ -187,7 +187,9 @@ class GraphBuilder:
             if token.i >= first or token.pos_ not in ("NOUN", "PROPN"):
                 continue
             form = (
-                self.conventions.split_form(token.lower_, head.lemma_.lower())
+                self.conventions.split_form(
+                    token.lower_, head.lemma_.lower(), token.tag_ in ("NNS", "NNPS")
+                )
                 if (self.conventions is not None)
                 else SPLIT_ATTRIBUTE
             )

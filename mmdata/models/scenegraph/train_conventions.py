@@ -32,8 +32,10 @@ from mmdata.models.scenegraph.conventions import (
     DROP,
     FLIP,
     NOUN_SHARE,
+    PLURAL_TAGS,
     SPLIT_ATTRIBUTE,
     Conventions,
+    split_keys,
 )
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
@@ -90,17 +92,22 @@ def count_splits(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
             for token in candidates[:first]:
                 if token.pos_ not in ("NOUN", "PROPN"):
                     continue
-                word = token.lower_
+                word, lemma = token.lower_, token.lemma_.lower()
+                # "an animals mouth": the gold graph names the owner by its lemma
+                owner = word if (word, name) in rels or (name, word) in rels else lemma
                 if (name, word) in attrs:
                     form = SPLIT_ATTRIBUTE
-                elif (word, name) in rels:
-                    form = rels[word, name]
-                elif (name, word) in rels:
-                    form = FLIP + rels[name, word]
+                elif (owner, name) in rels:
+                    form = rels[owner, name]
+                elif (name, owner) in rels:
+                    form = FLIP + rels[name, owner]
                 else:
                     form = DROP
-                for key in (f"{word} {head.lemma_.lower()}", f"{word} *"):
-                    forms[key][form] += 1
+                for key in split_keys(word, head.lemma_.lower(), token.tag_ in PLURAL_TAGS):
+                    # the plural back-off chooses how to write the word, not whether: an
+                    # attribute "animals" on "mouth" is never what a corpus means
+                    if form != DROP or not key.startswith("<"):
+                        forms[key][form] += 1
     table = {}
     for key, labels in forms.items():
         best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
