@@ -25,6 +25,7 @@ PARTITIVES = frozenset(
     | {"set", "pile", "stack", "row", "line", "slice", "variety", "assortment", "crowd"}
     | {"mound", "heap", "cluster", "clump", "patch", "thicket", "handful", "bundle"}
     | {"dozen", "lots", "alot", "plenty", "array", "collection", "series", "swarm"}
+    | {"part", "pack", "portion"}
 )
 #: "next to", "close to": an adverb or adjective that carries the preposition.
 SPATIAL_HEADS = frozenset({"next", "close", "adjacent", "near", "closer", "due"})
