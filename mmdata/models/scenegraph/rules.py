@@ -409,11 +409,15 @@ class GraphBuilder:
             if owner.dep_ == "poss" and owner.i in self.index and marker is not None:
                 self.add_relation(owner, [marker], owned, lemma="have")
             elif owner.dep_ == "poss" and owner.lower_ in POSSESSIVE_PRONOUNS:
-                antecedent = self.antecedent(owned, plural=POSSESSIVE_PRONOUNS[owner.lower_])
+                antecedent = self.antecedent(
+                    owned,
+                    plural=POSSESSIVE_PRONOUNS[owner.lower_],
+                    person=owner.lower_ in ("his", "her"),
+                )
                 if antecedent is not None:
                     self.add_relation(antecedent, [owner], owned, lemma="have")
 
-    def antecedent(self, owned: Token, plural: bool) -> Token | None:
+    def antecedent(self, owned: Token, plural: bool, person: bool = False) -> Token | None:
         """Who "his", "her", "its" or "their" in front of ``owned`` points back to: the
         subject of the verb above it ("a cat licking its paw"), else the noun it hangs
         on ("a girl with her mother"), else the nearest earlier noun of that number."""
@@ -423,15 +427,25 @@ class GraphBuilder:
             many = token.tag_ in ("NNS", "NNPS") or bool(others)
             return token.i in self.index and token.i != owned.i and many == plural
 
+        chain = []
         node = owned
         while node.head.i != node.i:
             node = node.head
+            chain.append(node)
+        nearest = None
+        for node in chain:
             if node.pos_ in ("VERB", "AUX"):
                 found = [s for s in map(resolve, subjects(node)) if fits(s)]
-                if found:
+                if found and (nearest is None or person):
                     return found[0]
-            elif node.i < owned.i and fits(node):
-                return node
+            elif node.i < owned.i and fits(node) and nearest is None:
+                # "a girl with her mother"; for "his" and "her" a verb further up may
+                # still say who ("a man wearing a towel around his waist")
+                nearest = node
+                if not person:
+                    return node
+        if nearest is not None:
+            return nearest
         earlier = [t for t in self.doc[: owned.i] if fits(t)]
         return earlier[-1] if earlier else None
 
