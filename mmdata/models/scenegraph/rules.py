@@ -95,6 +95,7 @@ class GraphBuilder:
         for token in self.doc:
             self.add_predicative(token)
             self.add_relations(token)
+        self.participle_compounds()
         if self.conventions is not None:
             self.bridge_lone_objects()
             self.drop_predicate_attributes()
@@ -102,6 +103,27 @@ class GraphBuilder:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def participle_compounds(self) -> None:
+        """ "a snow covered field", "lady holding vase": a participle in front of a noun,
+        with a noun of its own before it, relates the two: (snow, covered, field) with
+        the verb's lemma (cover), (lady, holding, vase). The participle then does not
+        describe the noun as well."""
+        for head_i, index in list(self.index.items()):
+            head = self.doc[head_i]
+            for verb in head.lefts:
+                if verb.tag_ not in ("VBN", "VBG") or verb.dep_ not in ("amod", "compound"):
+                    continue
+                doer = next(
+                    (c for c in verb.lefts if c.i in self.index and c.dep_ in STRAY_DEPS), None
+                )
+                if doer is None:
+                    continue
+                self.add_relation(doer, [verb], head)
+                attrs = self.objects[index]["attributes"]
+                self.objects[index]["attributes"] = [
+                    a for a in attrs if a["span"]["start"] != verb.idx
+                ]
 
     def drop_predicate_attributes(self) -> None:
         """ "child walking up ramp": a participle that is the predicate of its subject's
@@ -146,12 +168,7 @@ class GraphBuilder:
                 continue
             start = phrase_start(self.doc[right])
             if start <= left:
-                # "lady holding vase": the tagger reads the participle as the vase's
-                # modifier, with the lady hanging on it; the participle relates them
-                verb = gerund_between(self.doc[left], self.doc[right])
-                if verb is not None:
-                    self.add_relation(self.doc[left], [verb], self.doc[right])
-                continue
+                continue  # "lady holding vase": participle_compounds' case
             between = list(self.doc[left + 1 : start])
             if len(between) == 1 and between[0].pos_ == "CCONJ" and between[0].lower_ == "and":
                 # "a desk and guitar": whether and how the corpus relates what a caption
@@ -681,6 +698,9 @@ class GraphBuilder:
         )
 
 
+#: How the parse hangs the doer on a participle in front of a noun ("snow covered field").
+STRAY_DEPS = frozenset({"npadvmod", "compound", "nsubj", "nmod"})
+
 #: Words next to an attribute that may be part of it: "bright" red, rolled "up".
 EXTENSION_DEPS = frozenset({"advmod", "npadvmod", "amod", "compound"})
 
@@ -732,20 +752,6 @@ def _outermost(attributes: list[dict]) -> list[dict]:
         return b0 <= a0 and a1 <= b1 and b1 - b0 > a1 - a0
 
     return [a for a in attributes if not any(inside(a, b) for b in attributes)]
-
-
-def gerund_between(left: Token, right: Token) -> Token | None:
-    """The participle in "lady holding vase", "hand holding water balloons" when the parse
-    hangs it on the right noun as a modifier, with the left noun under it."""
-    for token in left.doc[left.i + 1 : right.i]:
-        if (
-            token.tag_ == "VBG"
-            and token.dep_ in ("amod", "compound")
-            and token.head.i == right.i
-            and left.head.i == token.i
-        ):
-            return token
-    return None
 
 
 def _bridge_word(token: Token) -> bool:
