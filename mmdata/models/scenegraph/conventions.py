@@ -32,10 +32,11 @@ NOUN_SHARE = 0.8
 DROP = ""
 
 
-def attachment_keys(prep: str, target: str) -> tuple[str, ...]:
+def attachment_keys(prep: str, target: str, verb: str | None = None) -> tuple[str, ...]:
     """Keys of ``attachments`` for the preposition ``prep`` (as written, lower-cased) before
-    an object with lemma ``target``, most specific first: "prep|target", "prep"."""
-    return (f"{prep}|{target}", prep)
+    an object with lemma ``target``, after the verb with lemma ``verb`` where given, most
+    specific first: "prep|target", "verb+prep", "prep"."""
+    return (f"{prep}|{target}",) + ((f"{verb}+{prep}",) if verb else ()) + (prep,)
 
 
 #: Tags of a plural noun.

@@ -597,7 +597,7 @@ class GraphBuilder:
             return None
         if before.i not in self.index or any(before.i == s.i for s in subs):
             return None
-        keys = attachment_keys(prep.lower_, target.lemma_.lower())
+        keys = attachment_keys(prep.lower_, target.lemma_.lower(), verb.lemma_.lower())
         for sub in subs:
             self.attachments.append((keys, before.i, sub.i, target.i))
         if self.conventions is not None and self.conventions.attach_low(keys):
