@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmdata.models.scenegraph.parser import CaptionParser, blank_tags
+from mmdata.models.scenegraph.parser import CaptionParser, blank_tags, stand_ins
 from mmdata.stages.scene_graph import SceneGraph
 from tests.scenegraph.spans import assert_spans_exact
 from tests.stages.helpers import caption, work_batch
@@ -158,3 +158,45 @@ def test_stage_fills_every_caption_and_keeps_rows(parser):
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="not installed"):
         CaptionParser(model="xx_no_such_model")
+
+
+def test_misread_words_are_parsed_again_with_a_plain_stand_in():
+    """A word the corpus names things with, tagged otherwise, and a colour read as a noun
+    before a noun get a stand-in; the second parse is copied onto the caption's words."""
+    plain_parser = CaptionParser(conventions=None)  # its docs are not parsed again
+    nouns = frozenset({"doggy", "bookshelf"})
+    docs = list(plain_parser.docs(["doggy laying on the bed", "grey concrete under bench"]))
+    assert [stand_ins(doc, nouns) for doc in docs] == [{0: "dog"}, {0: "red"}]
+    again = plain_parser.reparse_misread(docs, nouns)
+    for before, after in zip(docs, again):
+        assert [t.text for t in after] == [t.text for t in before]
+        assert after.text == before.text
+    doggy, laying = again[0][0], again[0][1]
+    assert doggy.pos_ == "NOUN" and doggy.lemma_ == "doggy"
+    assert laying.head.i == doggy.i  # "dog laying on the bed": the participle is the dog's
+    assert again[1][0].pos_ != "NOUN" and again[1][0].head.text == "concrete"
+    # nothing misread: the same Doc back
+    plain = list(plain_parser.docs(["a dog on a bed"]))
+    assert plain_parser.reparse_misread(plain, nouns)[0] is plain[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("wooden bookshelf hanging on a wall", [("bookshelf", "hanging on", "wall")]),
+        (
+            "cow grazing in snow covered field",
+            [("cow", "grazing in", "field"), ("snow", "covered", "field")],
+        ),
+        ("two zebras nuzzling each other", [("zebras", "nuzzling", "zebras")]),
+        ("the boy is about to eat the pizza", [("boy", "eat", "pizza")]),
+        (
+            "woman 's face as she sits at the table",
+            [("woman", "'s", "face"), ("woman", "sits at", "table")],
+        ),
+    ],
+)
+def test_relations_of_issue_23_second_round(text, expected):
+    graph = CaptionParser().parse(text)
+    assert sorted(triples(graph)) == sorted(expected)
+    assert_spans_exact(text, graph)

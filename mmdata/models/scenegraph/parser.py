@@ -63,6 +63,26 @@ def blank_tags(text: str) -> str:
     return _ENTITY.sub(lambda m: html.unescape(m.group()).ljust(len(m.group())), text)
 
 
+#: Plain nouns put in place of a misread noun (singular, plural).
+NOUN_STAND_INS = ("dog", "dogs")
+
+
+def stand_ins(doc: Doc, nouns: Collection[str]) -> dict[int, str]:
+    """Words of ``doc`` the tagger misread, by index, with the plain word to parse in their
+    place: a word the corpus names things with (``nouns``) not tagged a noun ("doggy
+    laying on the bed") gets "dog" or "dogs"; a colour read as a noun or verb before a noun
+    ("grey concrete under bench") gets "red" ("blue" for red itself)."""
+    found = {}
+    for t in doc:
+        if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
+            plural = t.tag_ in ("NNS", "VBZ") or t.lower_.endswith("s")
+            found[t.i] = NOUN_STAND_INS[plural]
+        elif t.lower_ in COLOURS and t.pos_ in ("NOUN", "VERB", "PROPN"):
+            if any(n.pos_ in ("NOUN", "PROPN") for n in doc[t.i + 1 : t.i + 4]):
+                found[t.i] = "blue" if t.lower_ == "red" else "red"
+    return found
+
+
 class CaptionParser:
     """Parses captions into scene-graph dicts (the SCENE_GRAPH struct of mmdata.core.schema)."""
 
@@ -111,39 +131,35 @@ class CaptionParser:
         if not self.framed:
             yield from self.nlp.pipe(texts, batch_size=self.batch_size)
             return
+        docs = list(self._framed(texts))
+        if self.conventions is not None and self.conventions.nouns:
+            docs = self.reparse_misread(docs, self.conventions.nouns)
+        yield from docs
+
+    def _framed(self, texts: list[str]) -> Iterator[Doc]:
         frames = [frame(t) for t in texts]
         parsed = self.nlp.pipe((f for f, _, _ in frames), batch_size=self.batch_size)
         for (_, lead, tail), doc in zip(frames, parsed):
-            doc = unframe(doc, lead, tail)
-            if self.conventions is not None and self.conventions.nouns:
-                doc = self.reparse_misread_nouns(doc, self.conventions.nouns)
-            yield doc
+            yield unframe(doc, lead, tail)
 
-    def reparse_misread_nouns(self, doc: Doc, nouns: Collection[str]) -> Doc:
-        """ "doggy laying on the bed", "wooden bookshelf hanging on a wall": where the
-        tagger reads a word the corpus names things with (conventions' ``nouns``) as
-        another part of speech, the parse around it is usually wrong too. The caption is
-        parsed again with a plain noun in that word's place ("dog laying on the bed") and
-        that parse is copied onto the caption's own words, the word tagged a noun."""
-        misread = [t for t in doc if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN")]
-        plural = ("NNS", "VBZ")
-        stand_in = {
-            t.i: "dogs" if t.tag_ in plural or t.lower_.endswith("s") else "dog" for t in misread
-        }
-        # "grey concrete under bench", "black and grey fur on a cat": a colour read as a
-        # noun or verb before a noun; "red" in its place parses as the adjective it is
-        for t in doc[:-1]:
-            if t.lower_ in COLOURS and t.pos_ in ("NOUN", "VERB", "PROPN") and t.i not in stand_in:
-                if any(n.pos_ in ("NOUN", "PROPN") for n in doc[t.i + 1 : t.i + 4]):
-                    stand_in[t.i] = "red" if t.lower_ != "red" else "blue"
-        if not stand_in:
-            return doc
-        text = "".join(stand_in.get(t.i, t.text) + t.whitespace_ for t in doc)
-        framed, lead, tail = frame(text)
-        again = unframe(self.nlp(framed), lead, tail)
+    def reparse_misread(self, docs: list[Doc], nouns: Collection[str]) -> list[Doc]:
+        """``docs``, each parsed again where the tagger misread a word (:func:`stand_ins`):
+        "doggy laying on the bed", "grey concrete under bench". The caption is parsed
+        again (in one batch with the others) with a plain word in that word's place ("dog
+        laying on the bed", "red concrete under bench") and that parse is copied onto the
+        caption's own words; a stood-in noun is tagged a noun."""
+        todo = {i: found for i, doc in enumerate(docs) if (found := stand_ins(doc, nouns))}
+        texts = ["".join(todo[i].get(t.i, t.text) + t.whitespace_ for t in docs[i]) for i in todo]
+        again = self._framed(texts)
+        out = list(docs)
+        for i, parse in zip(todo, again):
+            out[i] = self._copy_parse(docs[i], parse, todo[i])
+        return out
+
+    def _copy_parse(self, doc: Doc, again: Doc, stand_in: dict[int, str]) -> Doc:
         if len(again) != len(doc):
             return doc
-        nounish = {i for i, word in stand_in.items() if word in ("dog", "dogs")}
+        nounish = {i for i, word in stand_in.items() if word in NOUN_STAND_INS}
         pos = [("NOUN" if t.i in nounish else a.pos_) for t, a in zip(doc, again)]
         tags = [
             ("NNS" if stand_in[t.i] == "dogs" else "NN") if t.i in nounish else a.tag_

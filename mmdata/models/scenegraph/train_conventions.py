@@ -296,7 +296,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions = Conventions(min_count=min(counts, default=0))
     conventions.nouns = count_nouns(docs, golds, conventions.min_word + 1)
     # the parser parses again where the tagger misreads one of those nouns: so does this
-    docs = [parser.reparse_misread_nouns(doc, conventions.nouns) for doc in docs]
+    docs = parser.reparse_misread(list(docs), conventions.nouns)
     # names are read off the parse as the nouns retag it, the rest off graphs whose
     # objects are already named the learned way
     conventions.names = count_names(build(conventions), golds)
