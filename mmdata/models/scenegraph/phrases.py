@@ -24,7 +24,7 @@ NOUNS = frozenset({"NOUN", "PROPN"})
 ATTRIBUTE_DEPS = frozenset({"amod", "nmod"})
 DESCRIBING = frozenset({"ADJ", "VERB", "NOUN", "PROPN"})
 #: Dependencies the small model gives a verb's real subject in headline-style captions.
-STRAY_SUBJECT_DEPS = frozenset({"npadvmod", "compound", "dep"})
+STRAY_SUBJECT_DEPS = frozenset({"npadvmod", "compound", "dep", "advmod"})
 #: Children that make a verb a relation rather than a description of its subject.
 RELATION_DEPS = frozenset({"dobj", "attr", "oprd", "prep", "agent", "advmod", "acomp", "dative"})
 

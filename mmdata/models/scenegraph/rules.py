@@ -326,7 +326,17 @@ class GraphBuilder:
         }
 
     def add_predicative(self, token: Token) -> None:
-        """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective."""
+        """ "the car is red", "the sky is blue and cloudy": the subject gets the adjective.
+        "black laptop open on a table": a headline's adjective with a subject and no verb
+        says the same, and its preposition relates the subject."""
+        if token.pos_ == "ADJ" and token.dep_ == "ROOT" and token.lower_ not in SPATIAL_HEADS:
+            subs = [c for c in token.children if c.dep_ == "nsubj" and c.i in self.index]
+            for subject in subs[:1]:
+                self.objects[self.index[subject.i]]["attributes"].append(self.attribute(token))
+                preps = [c for c in token.children if c.dep_ == "prep"]
+                for prep in preps:
+                    self.prep_relations([subject], [prep])
+            return
         if token.dep_ != "acomp" or token.pos_ != "ADJ" or token.lower_ in SPATIAL_HEADS:
             return
         for subject in map(resolve, subjects(token.head)):
