@@ -7,6 +7,8 @@ of :mod:`mmdata.models.scenegraph.words`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from spacy.tokens import Doc, Token
 
 from mmdata.models.scenegraph.words import (
@@ -79,18 +81,35 @@ def retag_headline_nouns(doc: Doc) -> None:
             token.tag_ = "NNS" if token.tag_ == "VBZ" else "NN"
 
 
-def pointing_back(token: Token) -> tuple[list[Token], str] | None:
-    """``token``'s place relative to a noun before it, said by a preposition whose object
-    points back: "in it" -> ([in], "in"), "on top" -> ([on, top], "on top of")."""
-    for prep in token.children:
+def pointing_back(token: Token, also: Iterable[Token] = ()) -> tuple[list[Token], str] | None:
+    """``token``'s place relative to a noun before it, said by a preposition (on ``token``
+    or among ``also``) whose object points back: "in it" -> ([in], "in"), "on top" -> ([on,
+    top], "on top of"), "on its side" -> ([on, side], "on side of")."""
+    own = list(token.children)
+    for prep in [*own, *also]:
         if prep.dep_ != "prep":
             continue
         for obj in prep.children:
             if obj.dep_ == "pobj" and obj.lower_ in BACK_PRONOUNS:
                 return [prep], prep.lower_
-            if obj.dep_ == "pobj" and bare_spatial(obj):
+            # "on the side" after a verb ("has numbers on the side"); on the noun itself
+            # the parse may make the side a thing of its own ("stickers on the front")
+            spatial = bare_spatial(obj) or (prep not in own and owned_spatial(obj))
+            if obj.dep_ == "pobj" and spatial:
                 return [prep, obj], f"{prep.lower_} {obj.lower_} of"
     return None
+
+
+def owned_spatial(token: Token) -> bool:
+    """ "on the side", "on its side": a spatial noun with only a determiner or possessive
+    pronoun, and no "of": the side of the noun before it."""
+    children = list(token.children)
+    return (
+        token.lower_ in SPATIAL_NOUNS
+        and token.dep_ == "pobj"
+        and bool(children)
+        and all(c.dep_ in ("det", "poss") and c.lower_ in ("the", "its", "their") for c in children)
+    )
 
 
 def bare_spatial(token: Token) -> bool:

@@ -547,7 +547,10 @@ class GraphBuilder:
                         self.objects[self.index[sub.i]]["attributes"].append(self.attribute(verb))
             return
         self.object_complements(verb)
+        placed = self.placed_by_having(verb, subs) if verb.lemma_ == "have" else set()
         for child in verb.children:
+            if child.i in placed:
+                continue
             if child.dep_ == "dobj" and child.lower_ in RELATIVE_PRONOUNS and verb.dep_ == "relcl":
                 self.link(subs, [verb], verb.head)  # "the ball that the boy kicked"
             elif child.dep_ in ("dobj", "attr", "oprd") and not copula:
@@ -570,6 +573,24 @@ class GraphBuilder:
                 for inner in child.children:
                     if inner.dep_ == "prep":
                         self.prep_relations(subs, [inner])
+
+    def placed_by_having(self, verb: Token, subs: list[Token]) -> set[int]:
+        """ "the picture has trees in it", "the plane has numbers on the side": where the
+        thing had says where it is on or in the haver, that is the relation, as for "a bowl
+        with flowers in it": (trees, in, picture), (numbers, on side of, plane). Returns the
+        verb's children said here (the object and the preposition)."""
+        preps = [c for c in verb.children if c.dep_ == "prep"]
+        done: set[int] = set()
+        for held in (c for c in verb.children if c.dep_ == "dobj"):
+            where = pointing_back(held, preps)
+            if where is None:
+                continue
+            words_, lemma = where
+            for thing in map(resolve, [held, *conjuncts(held)]):
+                for subject in subs:
+                    self.add_relation(thing, words_, subject, lemma=lemma)
+            done |= {held.i, words_[0].i}
+        return done
 
     def outer_subject(
         self, noun: Token, word: str, targets: list[Token], verb: bool = False
