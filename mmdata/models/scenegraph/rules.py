@@ -387,6 +387,14 @@ class GraphBuilder:
         elif not last and not copula and verb.pos_ == "VERB" and verb.dep_ == "relcl":
             self.add_relation(subject, [verb], target)
 
+    def many(self, token: Token) -> Token | None:
+        """``token`` if it names several things, else the nearest earlier object that does:
+        "two cats in front of a window facing each other" -> cats."""
+        if token.tag_ in ("NNS", "NNPS") or token.conjuncts:
+            return token
+        earlier = [i for i in self.index if i < token.i and self.doc[i].tag_ in ("NNS", "NNPS")]
+        return self.doc[max(earlier)] if earlier else None
+
     def pronoun_subject(self, verb: Token) -> list[Token]:
         """ "woman 's face as she sits at the table", "the clouds are so low, they shroud
         the mountains": a subject "he", "she" or "they" is the caption's first noun before
@@ -674,7 +682,9 @@ class GraphBuilder:
             # "two zebras nuzzling each other": each relates to the other, (zebra, nuzzle,
             # zebra)
             for subject in subs:
-                self.add_relation(subject, predicate, subject, via=via, itself=True)
+                many = self.many(subject)
+                if many is not None:
+                    self.add_relation(many, predicate, many, via=via, itself=True)
             return
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
