@@ -115,7 +115,8 @@ class GraphBuilder:
                 if verb.tag_ not in ("VBN", "VBG") or verb.dep_ not in ("amod", "compound"):
                     continue
                 doer = next(
-                    (c for c in verb.lefts if c.i in self.index and c.dep_ in STRAY_DEPS), None
+                    (c for c in verb.lefts if c.i in self.index and c.dep_ in PARTICIPLE_DOER_DEPS),
+                    None,
                 )
                 if doer is None:
                     continue
@@ -387,7 +388,7 @@ class GraphBuilder:
         elif not last and not copula and verb.pos_ == "VERB" and verb.dep_ == "relcl":
             self.add_relation(subject, [verb], target)
 
-    def many(self, token: Token) -> Token | None:
+    def plural_referent(self, token: Token) -> Token | None:
         """``token`` if it names several things, else the nearest earlier object that does:
         "two cats in front of a window facing each other" -> cats."""
         if token.tag_ in ("NNS", "NNPS") or token.conjuncts:
@@ -682,9 +683,9 @@ class GraphBuilder:
             # "two zebras nuzzling each other": each relates to the other, (zebra, nuzzle,
             # zebra)
             for subject in subs:
-                many = self.many(subject)
-                if many is not None:
-                    self.add_relation(many, predicate, many, via=via, itself=True)
+                several = self.plural_referent(subject)
+                if several is not None:
+                    self.add_relation(several, predicate, several, via=via, itself=True)
             return
         for obj in map(resolve, [target, *conjuncts(target)]):
             if obj.i not in self.index:
@@ -740,7 +741,7 @@ class GraphBuilder:
 
 
 #: How the parse hangs the doer on a participle in front of a noun ("snow covered field").
-STRAY_DEPS = frozenset({"npadvmod", "compound", "nsubj", "nmod"})
+PARTICIPLE_DOER_DEPS = frozenset({"npadvmod", "compound", "nsubj", "nmod"})
 
 #: Words next to an attribute that may be part of it: "bright" red, rolled "up".
 EXTENSION_DEPS = frozenset({"advmod", "npadvmod", "amod", "compound"})
