@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from regions import photo  # noqa: E402
+from regions import photo, sync  # noqa: E402
 
 TINY_NAME = "mmdata-bench-tiny-clip"
 TINY = {
@@ -111,11 +111,6 @@ def table(jpegs: list[bytes], captions: int, first: int):  # noqa: ANN201 - a py
         ),
         shard=0,
     )
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def measure(
