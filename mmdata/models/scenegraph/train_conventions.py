@@ -50,6 +50,16 @@ def parse_docs(parser: CaptionParser, captions: Iterable[str]) -> list[Doc]:
     return list(parser.docs([parser._prepare(c)[0] or "" for c in captions]))
 
 
+def most_written(labels_by_key: dict[str, Counter]) -> dict[str, list]:
+    """``[label, its count, all counts]`` per key, the label counted most (ties by name,
+    so the table does not depend on row order)."""
+    table = {}
+    for key, labels in labels_by_key.items():
+        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+        table[key] = [best, n, sum(labels.values())]
+    return table
+
+
 def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[kept, split]`` per "modifier head" and "modifier *" key."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -108,11 +118,7 @@ def count_splits(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
                     # attribute "animals" on "mouth" is never what a corpus means
                     if form != DROP or not key.startswith("<"):
                         forms[key][form] += 1
-    table = {}
-    for key, labels in forms.items():
-        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
-        table[key] = [best, n, sum(labels.values())]
-    return table
+    return most_written(forms)
 
 
 def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
@@ -147,12 +153,7 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
                 continue  # two gold relations, neither ours: which one is ours is unknown
             for key in keys:
                 written[key][label] += 1
-    table = {}
-    for key, labels in written.items():
-        # most written first, ties by name: the table does not depend on row order
-        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
-        table[key] = [best, n, sum(labels.values())]
-    return table
+    return most_written(written)
 
 
 def count_attachments(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
@@ -274,11 +275,7 @@ def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
             said = (name, str(counts[0] if counts else 2)) in written
             for key in [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]:
                 implied[key][0 if said else 1] += 1
-    partitives = {}
-    for lemma, labels in forms.items():
-        best, n = min(labels.items(), key=lambda kv: (-kv[1], kv[0]))
-        partitives[lemma] = [best, n, sum(labels.values())]
-    return partitives, dict(implied)
+    return most_written(forms), dict(implied)
 
 
 def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
