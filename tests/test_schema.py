@@ -44,6 +44,7 @@ def test_scene_graph_spans_and_version_survive_parquet(tmp_path):
             "objects": [
                 {
                     "head": "circle",
+                    "name": "disc",
                     "text": "red circle",
                     "span": {"start": 2, "end": 12},
                     "count": None,
@@ -64,3 +65,4 @@ def test_scene_graph_spans_and_version_survive_parquet(tmp_path):
     assert back.schema.metadata[schema.SCHEMA_VERSION_KEY] == schema.SCHEMA_VERSION.encode()
     obj = back.column("captions")[0][0]["scene_graph"]["objects"][0].as_py()
     assert caption["text"][obj["span"]["start"] : obj["span"]["end"]] == "red circle"
+    assert obj["name"] == "disc"

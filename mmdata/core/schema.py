@@ -33,6 +33,11 @@ SG_OBJECT = pa.struct(
         ("count", pa.int32()),  # "two dogs" -> 2; null when not counted
         ("attributes", pa.list_(SG_ATTRIBUTE)),
         ("lemma", pa.string()),  # lemmatised head, for matching ("dogs" -> "dog")
+        # the name the corpus writes where it is not the head as written: a respelling
+        # ("skiier" -> "skier"), a joined compound ("surf board" -> "surfboard"), a rename
+        # ("guys" -> "person"); null otherwise. Added in place (schema version 1): readers
+        # of older shards see null.
+        ("name", pa.string()),
     ]
 )
 

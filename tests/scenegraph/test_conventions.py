@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ from mmdata.core.errors import InputFormatError
 from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import FACTUAL_HEADER, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
-from mmdata.models.scenegraph.train_conventions import main, parse_docs, train
+from mmdata.models.scenegraph.train_conventions import count_renames, main, parse_docs, train
 from tests.scenegraph.spans import assert_spans_exact
 
 #: Tiny FACTUAL-style rows: each convention seen at least twice.
@@ -33,6 +34,8 @@ ROWS = [
     ("several people on a bench", "( people , on , bench )"),
     ("several birds on a wire", "( birds , on , wire )"),
     ("there is one plane in the sky", "( plane , in , sky )"),
+    ("a man on a surf board", "( man , on , surfboard )"),
+    ("a boy riding a surf board", "( boy , ride , surfboard )"),
 ]
 
 
@@ -90,6 +93,44 @@ def test_tiny_table_makes_the_parser_write_the_rows_way(tiny, plain):
     assert ("snow", "cover", "bench") in graph_items(learned, "a bench covered in snow")
     assert ("people", "is", "group of") in graph_items(learned, "a group of people on a boat")
     assert ("people", "is", "several") not in graph_items(learned, "several people on a boat")
+
+
+def test_tiny_table_names_a_split_compound_as_the_rows_write_it(tiny):
+    conventions, _ = tiny
+    assert conventions.renames["surf board"] == ["surfboard", 2, 2]
+    assert conventions.rename("surf board") == "surfboard" and conventions.rename("man") is None
+    graph = CaptionParser(conventions=conventions).parse("a girl carrying a surf board")
+    board = next(o for o in graph["objects"] if o["head"] == "surf board")
+    assert board["name"] == "surfboard" and board["lemma"] == "surf board"
+    assert_spans_exact("a girl carrying a surf board", graph)  # the words stay the caption's
+
+
+def rename_rows(plain: CaptionParser, rows: list[tuple[str, list[str], list[str]]]) -> dict:
+    """count_renames over captions whose parse found ``heads`` (lemma = head) and whose gold
+    graph names ``gold``."""
+    builders = [
+        SimpleNamespace(doc=plain.nlp(text), objects=[{"head": h, "lemma": h} for h in heads])
+        for text, heads, _ in rows
+    ]
+    golds = [SimpleNamespace(objects=gold) for _, _, gold in rows]
+    return count_renames(builders, golds)
+
+
+def test_renames_pair_what_is_left_and_never_take_another_words_name(plain):
+    table = rename_rows(
+        plain,
+        [
+            ("a guy on a bench", ["guy", "bench"], ["person", "bench"]),
+            ("a guy by a bench", ["guy", "bench"], ["person", "bench"]),
+            ("guy with a skiier", ["guy", "skiier"], ["man", "skier"]),
+            # the parse took "standing" for the thing: "zebra" is another word of the caption
+            ("zebra standing in grass", ["standing", "grass"], ["zebra", "grass"]),
+            ("a guy in a field", ["guy", "field"], ["guy", "field"]),
+        ],
+    )
+    # two left on each side: paired by spelling only ("skiier" and "skier"), "guy" not
+    assert table["guy"] == ["person", 2, 3] and table["skiier"] == ["skier", 1, 1]
+    assert "standing" not in table and "bench" not in table  # names by its words: no entry
 
 
 def test_trainer_command_reproduces_the_table_and_it_loads(tiny, tmp_path):

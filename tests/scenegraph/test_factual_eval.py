@@ -60,6 +60,15 @@ def test_graph_text_counts_as_digits_predicate_lemma_compounds_kept():
     )
 
 
+def test_graph_text_writes_an_objects_corpus_name_where_it_has_one():
+    renamed = obj("surf board", None, "white") | {"name": "surfboard"}
+    graph = {
+        "objects": [obj("guy") | {"name": None}, renamed],
+        "relations": [rel(0, "on", "on", 1)],
+    }
+    assert fe.graph_text(graph) == "( surfboard , is , white ) , ( guy , on , surfboard )"
+
+
 def test_graph_text_keeps_items_whole_and_empty_graph_is_empty():
     graph = {"objects": [obj("t-shirt (red)", None, "black, white")], "relations": []}
     assert fe.graph_text(graph) == "( t-shirt red , is , black white )"

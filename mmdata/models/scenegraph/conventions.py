@@ -30,6 +30,8 @@ SPLIT_ATTRIBUTE = "is"
 NOUN_SHARE = 0.8
 #: The written predicate of a relation gold graphs do not write.
 DROP = ""
+#: The ``renames`` label of an object gold graphs name by its own words.
+KEEP_NAME = ""
 
 
 def attachment_keys(prep: str, target: str, verb: str | None = None) -> tuple[str, ...]:
@@ -71,7 +73,12 @@ class Conventions:
     ``splits`` maps "word head" and "word *" to ``[form, count, total]``: how a compound
     noun left out of its head's name is written: an attribute (:data:`SPLIT_ATTRIBUTE`),
     a relation from it to the head ("have": "bus wheel"), or the other way (FLIP + "in":
-    "bathroom sink" -> (sink, in, bathroom)), or not at all (:data:`DROP`)."""
+    "bathroom sink" -> (sink, in, bathroom)), or not at all (:data:`DROP`). ``renames``
+    maps an object's head words as written (lower-cased) to ``[name, count, total]``: the
+    name gold graphs write for it
+    most often, where that is not its words (:data:`KEEP_NAME`, counted in ``total``), a respelling
+    ("skiier" -> "skier"), a compound written as one word or two, or another word
+    ("guy" -> "person")."""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -83,6 +90,7 @@ class Conventions:
     nouns: frozenset[str] = frozenset()
     splits: dict[str, list] = field(default_factory=dict)
     attachments: dict[str, list[int]] = field(default_factory=dict)
+    renames: dict[str, list] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -179,6 +187,15 @@ class Conventions:
                 return None
         return None
 
+    def rename(self, head: str) -> str | None:
+        """The name gold graphs write for an object whose head words are ``head``
+        (lower-cased, as written), where they write another than its words (seen at least
+        ``min_word`` times, more often than its words); else None."""
+        entry = self.renames.get(head)
+        if entry and entry[0] != KEEP_NAME and entry[1] >= self.min_word:
+            return entry[0]
+        return None
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT,
@@ -194,6 +211,7 @@ class Conventions:
             "nouns": sorted(self.nouns),
             "splits": dict(sorted(self.splits.items())),
             "attachments": dict(sorted(self.attachments.items())),
+            "renames": dict(sorted(self.renames.items())),
         }
 
     @classmethod
@@ -211,6 +229,7 @@ class Conventions:
             frozenset(data["nouns"]),
             data["splits"],
             data.get("attachments", {}),
+            data.get("renames", {}),
             data["min_count"],
             data.get("meta", {}),
         )

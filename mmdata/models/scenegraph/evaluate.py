@@ -172,8 +172,9 @@ def gold_tuples(gold: GoldCaption, lemma: Lemmatiser) -> set[Tuple]:
 
 
 def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
-    """A parsed graph's tuples: objects by ``lemma``, counts as attributes, lemmatised."""
-    names = [lemma(o["lemma"]) for o in graph["objects"]]
+    """A parsed graph's tuples: objects by ``name`` where given (the corpus' name), else
+    ``lemma``; counts as attributes; lemmatised."""
+    names = [lemma(o.get("name") or o["lemma"]) for o in graph["objects"]]
     out: set[Tuple] = {(n,) for n in names}
     for obj, name in zip(graph["objects"], names):
         out |= {(name, lemma(a["lemma"])) for a in obj.get("attributes") or []}
@@ -186,7 +187,7 @@ def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
 
 def _graph_words(graph: Mapping[str, Any]) -> Iterator[str]:
     for obj in graph["objects"]:
-        yield obj["lemma"]
+        yield obj.get("name") or obj["lemma"]
         yield from (a["lemma"] for a in obj.get("attributes") or [])
     yield from (r["predicate_lemma"] for r in graph["relations"])
 

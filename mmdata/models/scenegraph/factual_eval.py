@@ -86,14 +86,19 @@ def tuples_text(
 def graph_text(graph: Mapping[str, Any]) -> str:
     """A graph dict (mmdata's parser, or sng_parser's through ``sng_to_graph``) as FACTUAL text.
 
-    Objects are their ``head`` (head words as written, with compounds); attributes their
+    Objects are their ``name`` where the parser gives one (the corpus' name: a respelling,
+    a compound joined or split, a rename), else their ``head`` (head words as written, with
+    compounds); attributes their
     ``text``; a ``count`` is the attribute ``str(count)``; a relation's predicate is its
     ``predicate_lemma``.
     """
     objects = graph["objects"]
-    heads = [o["head"] for o in objects]
-    attributes = [(o["head"], a["text"]) for o in objects for a in o.get("attributes") or []]
-    attributes += [(o["head"], str(o["count"])) for o in objects if o.get("count") is not None]
+    heads = [o.get("name") or o["head"] for o in objects]
+    attributes = []
+    for head, obj in zip(heads, objects):
+        attributes += [(head, a["text"]) for a in obj.get("attributes") or []]
+        if obj.get("count") is not None:
+            attributes.append((head, str(obj["count"])))
     relations = [
         (heads[r["subject"]], r["predicate_lemma"], heads[r["object"]]) for r in graph["relations"]
     ]

@@ -237,10 +237,13 @@ class GraphBuilder:
             described = {i: t for i, t in described.items() if i > first or i < phrase_start(head)}
 
         self.index[head.i] = len(self.objects)
+        head_words = words(compounds)
         self.objects.append(
             {
-                "head": words(compounds),
+                "head": head_words,
                 "lemma": " ".join(self.lemma(t) for t in compounds),
+                # the corpus' own name for it, where that is not its words ("surfboard")
+                "name": self.conventions.rename(head_words.lower()) if self.conventions else None,
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,
@@ -527,7 +530,7 @@ class GraphBuilder:
             return
         if verb.dep_ == "acl" and len(subs) == 1:
             # "a woman with shades sitting in the crowd": the woman sits, not the shades
-            subs = [self.outer_subject(subs[0], verb.lemma_.lower(), verb_targets(verb), True)]
+            subs = [self.outer_subject(subs[0], self.lemma(verb), verb_targets(verb), True)]
         copula = verb.lemma_ == "be"
         passive = any(c.dep_ in ("nsubjpass", "auxpass") for c in verb.children) or (
             verb.tag_ == "VBN" and verb.dep_ == "acl"
@@ -637,7 +640,8 @@ class GraphBuilder:
             return None
         if before.i not in self.index or any(before.i == s.i for s in subs):
             return None
-        keys = attachment_keys(prep.lower_, target.lemma_.lower(), verb.lemma_.lower())
+        # the parser's lemma rule: spaCy's own lemma of "riding" is "rid"
+        keys = attachment_keys(prep.lower_, target.lemma_.lower(), self.lemma(verb))
         for sub in subs:
             self.attachments.append((keys, before.i, sub.i, target.i))
         if self.conventions is not None and self.conventions.attach_low(keys):

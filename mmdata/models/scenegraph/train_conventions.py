@@ -12,7 +12,9 @@ read off the gold graph of the same caption:
 - predicates: for each parsed relation whose subject and object the gold graph relates, the
   gold predicate is counted against the parser's predicate lemma, by itself and paired with
   the object's lemma;
-- counts: the smallest count the gold graphs write.
+- counts: the smallest count the gold graphs write;
+- renames: for each object the gold graph does not name by its words, the gold object it
+  pairs with (the one left on each side, else the closest spelling), by its head words.
 
 Counting is deterministic: the same rows give the same table, byte for byte.
 """
@@ -20,6 +22,7 @@ Counting is deterministic: the same rows give the same table, byte for byte.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -31,6 +34,7 @@ from spacy.tokens import Doc
 from mmdata.models.scenegraph.conventions import (
     DROP,
     FLIP,
+    KEEP_NAME,
     NOUN_SHARE,
     PLURAL_TAGS,
     SPLIT_ATTRIBUTE,
@@ -48,6 +52,11 @@ log = logging.getLogger(__name__)
 def parse_docs(parser: CaptionParser, captions: Iterable[str]) -> list[Doc]:
     """spaCy parses of ``captions``, prepared as :class:`CaptionParser` prepares them."""
     return list(parser.docs([parser._prepare(c)[0] or "" for c in captions]))
+
+
+def written_name(obj: dict) -> str:
+    """The name an object is written by (lower-cased): its rename, else its head."""
+    return (obj.get("name") or obj["head"]).lower()
 
 
 def most_written(labels_by_key: dict[str, Counter]) -> dict[str, list]:
@@ -132,7 +141,7 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
         named = {o.lower() for o in gold.objects}
         objects = builder.objects
         for rel in builder.relations:
-            pair = (objects[rel["subject"]]["head"].lower(), objects[rel["object"]]["head"].lower())
+            pair = (written_name(objects[rel["subject"]]), written_name(objects[rel["object"]]))
             lemma = rel["predicate_lemma"]
             obj_lemma = builder.doc[heads[rel["object"]]].lemma_.lower()
             keys = (f"{lemma}|{obj_lemma}", lemma)
@@ -163,7 +172,7 @@ def count_attachments(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapt
     for builder, gold in zip(builders, golds):
         pairs = {(s.lower(), o.lower()) for s, _, o in gold.relations}
         pairs |= {(o, s) for s, o in pairs}
-        name = {i: builder.objects[k]["head"].lower() for i, k in builder.index.items()}
+        name = {i: written_name(builder.objects[k]) for i, k in builder.index.items()}
         for keys, low, high, target in builder.attachments:
             if target not in name:
                 continue
@@ -185,7 +194,7 @@ def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
         named = {o.lower() for o in gold.objects}
         written = {(o.lower(), a.lower()) for o, a in gold.attributes}
         for obj in builder.objects:
-            name = obj["head"].lower()
+            name = written_name(obj)
             if name not in named:
                 continue  # the gold graph names this thing some other way: no evidence
             for attr in obj["attributes"]:
@@ -234,7 +243,7 @@ def count_joins(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) 
     for builder, gold in zip(builders, golds):
         written = {(o.lower(), a.lower()) for o, a in gold.attributes}
         for obj in builder.objects:
-            name = obj["head"].lower()
+            name = written_name(obj)
             for attr in obj["attributes"]:
                 tokens = builder.doc.char_span(attr["span"]["start"], attr["span"]["end"])
                 if tokens is None or len(tokens) != 1:
@@ -260,7 +269,7 @@ def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
         counts = builder.counts()
         for head_i, index in builder.index.items():
             head, obj = builder.doc[head_i], builder.objects[index]
-            name = obj["head"].lower()
+            name = written_name(obj)
             if name not in named:
                 continue
             whole = partitive_of(head)
@@ -276,6 +285,42 @@ def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
             for key in [f"carry|{lemma}", "carry"] if counts else [f"plural|{lemma}"]:
                 implied[key][0 if said else 1] += 1
     return most_written(forms), dict(implied)
+
+
+#: How alike two names must be (difflib's ratio) to pair as a respelling when more than one
+#: object on each side is left unnamed ("skiier" and "skier": 0.91).
+RESPELLING = 0.75
+
+
+def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[name, count, total]`` per object's head words (lower-cased) that gold graphs
+    write under another name: the name written most, where that is not
+    :data:`KEEP_NAME` (the gold graph names it by its words or their lemma)."""
+    written: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        ours = {o["head"].lower() for o in builder.objects} | {o["lemma"] for o in builder.objects}
+        unpaired = named - ours
+        left = []
+        for obj in builder.objects:
+            if obj["head"].lower() in named or obj["lemma"] in named:
+                written[obj["head"].lower()][KEEP_NAME] += 1
+            else:
+                left.append(obj["head"].lower())
+        # a gold name whose words the caption says elsewhere is another thing the parse
+        # missed, not this one's name ("zebra" for "standing")
+        said = {t.lower_ for t in builder.doc}
+        for head in left:
+            ratio, best = max(
+                ((difflib.SequenceMatcher(None, head, g).ratio(), g) for g in sorted(unpaired)),
+                default=(0.0, ""),
+            )
+            if len(left) == 1 and len(unpaired) == 1 and not said.issuperset(best.split()):
+                written[head][best] += 1  # the one left on each side: a rename ("guy")
+            elif ratio >= RESPELLING:
+                written[head][best] += 1
+    # only renames are looked up: a head gold graphs name by its words needs no entry
+    return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
 
 
 def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
@@ -298,6 +343,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     # objects are already named the learned way
     conventions.names = count_names(build(conventions), golds)
     conventions.splits = count_splits(build(conventions), golds)
+    conventions.renames = count_renames(build(conventions), golds)
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
     conventions.attachments = count_attachments(named, golds)
