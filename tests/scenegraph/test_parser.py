@@ -200,3 +200,29 @@ def test_relations_of_issue_23_second_round(text, expected):
     graph = CaptionParser().parse(text)
     assert sorted(triples(graph)) == sorted(expected)
     assert_spans_exact(text, graph)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "names"),
+    [
+        # a subject pronoun with no noun before it is the thing; the corpus calls it "man"
+        ("he is riding a motorcycle", [("he", "riding", "motorcycle")], {"he": "man"}),
+        ("she is holding a rope", [("she", "holding", "rope")], {"she": "woman"}),
+        ("someone holding a donut", [("someone", "holding", "donut")], {"someone": "person"}),
+        # a noun before it: the pronoun stands for it and is no object of its own
+        ("woman 's face as she sits at the table", [("woman", "sits at", "table")], {}),
+        # after a copula the noun is the thing
+        ("he is a customer at this shop", [("customer", "at", "shop")], {}),
+        # the corpus' names for words it respells or writes as one
+        (
+            "a man riding a surf board",
+            [("man", "riding", "surf board")],
+            {"surf board": "surfboard"},
+        ),
+    ],
+)
+def test_pronoun_objects_and_corpus_names(text, expected, names):
+    graph = CaptionParser().parse(text)
+    assert set(expected) <= set(triples(graph))
+    assert {o["head"]: o["name"] for o in graph["objects"] if o["name"]} == names
+    assert_spans_exact(text, graph)  # "he" is the caption's word; "man" is only its name

@@ -32,6 +32,8 @@ NOUN_SHARE = 0.8
 DROP = ""
 #: The ``renames`` label of an object gold graphs name by its own words.
 KEEP_NAME = ""
+#: Marks a ``renames`` key that is a lemma ("=skiier"), the back-off of a head as written.
+LEMMA_KEY = "="
 
 
 def attachment_keys(prep: str, target: str, verb: str | None = None) -> tuple[str, ...]:
@@ -187,13 +189,15 @@ class Conventions:
                 return None
         return None
 
-    def rename(self, head: str) -> str | None:
+    def rename(self, head: str, lemma: str = "") -> str | None:
         """The name gold graphs write for an object whose head words are ``head``
-        (lower-cased, as written), where they write another than its words (seen at least
-        ``min_word`` times, more often than its words); else None."""
-        entry = self.renames.get(head)
-        if entry and entry[0] != KEEP_NAME and entry[1] >= self.min_word:
-            return entry[0]
+        (lower-cased, as written), else whose head words' ``lemma`` is, where they write
+        another than its words (seen at least ``min_word`` times, more often than its
+        words); else None."""
+        for key in (head, LEMMA_KEY + lemma) if lemma else (head,):
+            entry = self.renames.get(key)
+            if entry and entry[0] != KEEP_NAME and entry[1] >= self.min_word:
+                return entry[0]
         return None
 
     def to_json(self) -> dict:

@@ -58,6 +58,7 @@ from mmdata.models.scenegraph.words import (
     CONTAINERS_IN,
     CONTAINERS_ON,
     DEPICTIONS,
+    INDEFINITE_PRONOUNS,
     POSSESSIVE_PRONOUNS,
     RELATIVE_PRONOUNS,
     SPATIAL_HEADS,
@@ -89,6 +90,8 @@ class GraphBuilder:
             self.retag_known_nouns()
         for token in self.doc:
             if is_object_head(token) and self.writes_object(token):
+                self.add_object(token)
+            elif self.pronoun_object(token):
                 self.add_object(token)
         for part, head, form in self.split_parts:
             self.relate_split(part, head, form)
@@ -152,6 +155,20 @@ class GraphBuilder:
                 continue  # "hot dog": whether it is part of the name is the names' call
             token.pos_ = "NOUN"
             token.tag_ = "NNS" if token.tag_ == "VBZ" or token.lower_.endswith("s") else "NN"
+
+    def pronoun_object(self, token: Token) -> bool:
+        """Is ``token`` a pronoun that names a thing of its own: "someone holding a donut",
+        "someone 's pet", or a subject "he", "she", "they" with no noun before it to stand
+        for ("he is riding a motorcycle")? The corpus' name for it is learned ("man")."""
+        if token.lower_ in INDEFINITE_PRONOUNS:
+            return token.dep_ in ("nsubj", "nsubjpass", "poss", "dobj", "pobj", "ROOT")
+        if token.lower_ not in SUBJECT_PRONOUNS or token.dep_ not in ("nsubj", "nsubjpass"):
+            return False
+        if any(c.dep_ == "attr" for c in token.head.children):
+            return False  # "he is a customer": the noun after the copula is the thing
+        plural = SUBJECT_PRONOUNS[token.lower_]
+        earlier = (self.doc[i] for i in self.index if i < token.i)
+        return not any((t.tag_ in ("NNS", "NNPS")) == plural for t in earlier)
 
     def writes_object(self, head: Token) -> bool:
         """Does the corpus write ``head`` as an object? "on the right", "in the background":
@@ -237,13 +254,15 @@ class GraphBuilder:
             described = {i: t for i, t in described.items() if i > first or i < phrase_start(head)}
 
         self.index[head.i] = len(self.objects)
-        head_words = words(compounds)
+        head_words, lemma = words(compounds), " ".join(self.lemma(t) for t in compounds)
         self.objects.append(
             {
                 "head": head_words,
-                "lemma": " ".join(self.lemma(t) for t in compounds),
+                "lemma": lemma,
                 # the corpus' own name for it, where that is not its words ("surfboard")
-                "name": self.conventions.rename(head_words.lower()) if self.conventions else None,
+                "name": self.conventions.rename(head_words.lower(), lemma)
+                if self.conventions
+                else None,
                 "text": words(phrase),
                 "span": span(phrase),
                 "count": count,

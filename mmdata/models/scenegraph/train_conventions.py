@@ -35,6 +35,7 @@ from mmdata.models.scenegraph.conventions import (
     DROP,
     FLIP,
     KEEP_NAME,
+    LEMMA_KEY,
     NOUN_SHARE,
     PLURAL_TAGS,
     SPLIT_ATTRIBUTE,
@@ -69,18 +70,25 @@ def most_written(labels_by_key: dict[str, Counter]) -> dict[str, list]:
     return table
 
 
+def joined(name: str) -> str:
+    """``name`` lower-cased without spaces or hyphens: "surf board", "surfboard" and
+    "t-shirt", "t shirt" meet."""
+    return "".join(ch for ch in name.lower() if ch not in " -")
+
+
 def count_names(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[kept, split]`` per "modifier head" and "modifier *" key."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for builder, gold in zip(builders, golds):
-        named = {o.lower() for o in gold.objects}
+        # a name written as one word keeps its words together: "surf board" -> surfboard
+        named = {o.lower() for o in gold.objects} | {joined(o) for o in gold.objects}
         for head_i in builder.index:
             head = builder.doc[head_i]
             candidates = name_candidates(head)
             if not candidates:
                 continue
-            suffixes = [builder.doc[t.i : head.i + 1].text.lower() for t in candidates]
-            suffixes.append(head.lower_)
+            suffixes = [joined(builder.doc[t.i : head.i + 1].text) for t in candidates]
+            suffixes.append(joined(head.text))
             first = next((k for k, s in enumerate(suffixes) if s in named), None)
             if first is None:
                 continue  # the gold graph names this thing some other way: no evidence
@@ -303,22 +311,25 @@ def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]
         unpaired = named - ours
         left = []
         for obj in builder.objects:
+            keys = {obj["head"].lower(), LEMMA_KEY + obj["lemma"]}
             if obj["head"].lower() in named or obj["lemma"] in named:
-                written[obj["head"].lower()][KEEP_NAME] += 1
+                for key in keys:
+                    written[key][KEEP_NAME] += 1
             else:
-                left.append(obj["head"].lower())
+                left.append((obj["head"].lower(), keys))
         # a gold name whose words the caption says elsewhere is another thing the parse
         # missed, not this one's name ("zebra" for "standing")
         said = {t.lower_ for t in builder.doc}
-        for head in left:
+        for head, keys in left:
             ratio, best = max(
                 ((difflib.SequenceMatcher(None, head, g).ratio(), g) for g in sorted(unpaired)),
                 default=(0.0, ""),
             )
-            if len(left) == 1 and len(unpaired) == 1 and not said.issuperset(best.split()):
-                written[head][best] += 1  # the one left on each side: a rename ("guy")
-            elif ratio >= RESPELLING:
-                written[head][best] += 1
+            # the one left on each side is a rename ("guy"); else only a respelling pairs
+            alone = len(left) == 1 and len(unpaired) == 1 and not said.issuperset(best.split())
+            if alone or ratio >= RESPELLING:
+                for key in keys:
+                    written[key][best] += 1
     # only renames are looked up: a head gold graphs name by its words needs no entry
     return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
 
