@@ -23,7 +23,14 @@ STATUS_ERROR = "error"
 
 SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
 
-SG_ATTRIBUTE = pa.struct([("text", pa.string()), ("span", SPAN), ("lemma", pa.string())])
+SG_ATTRIBUTE = pa.struct(
+    [
+        ("text", pa.string()),
+        ("span", SPAN),
+        ("lemma", pa.string()),
+        ("name", pa.string()),  # the corpus' spelling where the caption misspells it; else null
+    ]
+)
 
 SG_OBJECT = pa.struct(
     [

@@ -80,7 +80,9 @@ class Conventions:
     name gold graphs write for it
     most often, where that is not its words (:data:`KEEP_NAME`, counted in ``total``), a respelling
     ("skiier" -> "skier"), a compound written as one word or two, or another word
-    ("guy" -> "person")."""
+    ("guy" -> "person"). ``written`` maps "objects" and "attributes" to how often gold
+    graphs write each word of an object's name and of an attribute (words written at
+    least spelling.FLOOR times): what a misspelt word is respelt into (spelling.py)."""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -93,6 +95,7 @@ class Conventions:
     splits: dict[str, list] = field(default_factory=dict)
     attachments: dict[str, list[int]] = field(default_factory=dict)
     renames: dict[str, list] = field(default_factory=dict)
+    written: dict[str, dict[str, int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -216,6 +219,7 @@ class Conventions:
             "splits": dict(sorted(self.splits.items())),
             "attachments": dict(sorted(self.attachments.items())),
             "renames": dict(sorted(self.renames.items())),
+            "written": {kind: dict(sorted(w.items())) for kind, w in sorted(self.written.items())},
         }
 
     @classmethod
@@ -234,6 +238,7 @@ class Conventions:
             data["splits"],
             data.get("attachments", {}),
             data.get("renames", {}),
+            data.get("written", {}),
             data["min_count"],
             data.get("meta", {}),
         )

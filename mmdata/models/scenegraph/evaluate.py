@@ -177,7 +177,7 @@ def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
     names = [lemma(o.get("name") or o["lemma"]) for o in graph["objects"]]
     out: set[Tuple] = {(n,) for n in names}
     for obj, name in zip(graph["objects"], names):
-        out |= {(name, lemma(a["lemma"])) for a in obj.get("attributes") or []}
+        out |= {(name, lemma(a.get("name") or a["lemma"])) for a in obj.get("attributes") or []}
         if obj.get("count") is not None:
             out.add((name, str(obj["count"])))
     for rel in graph["relations"]:
@@ -188,7 +188,7 @@ def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
 def _graph_words(graph: Mapping[str, Any]) -> Iterator[str]:
     for obj in graph["objects"]:
         yield obj.get("name") or obj["lemma"]
-        yield from (a["lemma"] for a in obj.get("attributes") or [])
+        yield from (a.get("name") or a["lemma"] for a in obj.get("attributes") or [])
     yield from (r["predicate_lemma"] for r in graph["relations"])
 
 

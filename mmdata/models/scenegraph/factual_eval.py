@@ -96,7 +96,7 @@ def graph_text(graph: Mapping[str, Any]) -> str:
     heads = [o.get("name") or o["head"] for o in objects]
     attributes = []
     for head, obj in zip(heads, objects):
-        attributes += [(head, a["text"]) for a in obj.get("attributes") or []]
+        attributes += [(head, a.get("name") or a["text"]) for a in obj.get("attributes") or []]
         if obj.get("count") is not None:
             attributes.append((head, str(obj["count"])))
     relations = [

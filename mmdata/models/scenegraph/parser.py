@@ -21,6 +21,7 @@ from mmdata.models.scenegraph.conventions import Conventions
 from mmdata.models.scenegraph.framing import frame, unframe
 from mmdata.models.scenegraph.lemmas import lemma_rule
 from mmdata.models.scenegraph.rules import build_graph
+from mmdata.models.scenegraph.spelling import Speller
 from mmdata.models.scenegraph.words import COLOURS
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,12 @@ class CaptionParser:
             conventions = Conventions.load(None if conventions == "bundled" else conventions)
         self.conventions = conventions
         self.framed = framed
+        self.speller: Speller | None = None
+        if conventions is not None and conventions.written:
+            # the model's strings as loaded: parsing adds every word it meets
+            known = frozenset(self.nlp.vocab.strings)
+            written = conventions.written
+            self.speller = Speller(known, written["objects"], written["attributes"])
 
     def parse(self, text: str) -> dict:
         """The scene graph of one caption."""
@@ -120,6 +127,8 @@ class CaptionParser:
         graphs: list[dict] = [empty_graph(note or "") for _, note in prepared]
         for i, doc in zip(todo, docs):
             graph = build_graph(doc, self.lemma, self.conventions)
+            if self.speller is not None:
+                self.speller.respell(graph)
             graph["note"] = prepared[i][1]
             if not graph["objects"]:
                 graph["note"] = "; ".join(filter(None, [graph["note"], "no object found"]))

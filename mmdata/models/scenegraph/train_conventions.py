@@ -14,7 +14,9 @@ read off the gold graph of the same caption:
   the object's lemma;
 - counts: the smallest count the gold graphs write;
 - renames: for each object the gold graph does not name by its words, the gold object it
-  pairs with (the one left on each side, else the closest spelling), by its head words.
+  pairs with (the one left on each side, else the closest spelling), by its head words;
+- written: how often the gold graphs write each word of an object's name and of an
+  attribute (what misspelt words are respelt into).
 
 Counting is deterministic: the same rows give the same table, byte for byte.
 """
@@ -334,6 +336,17 @@ def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]
     return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
 
 
+def count_written(golds: Sequence[GoldCaption]) -> dict[str, dict[str, int]]:
+    """How often the gold graphs write each word of an object's name ("objects") and of an
+    attribute ("attributes"): a word they write at all is never respelt."""
+    objects = Counter(w for g in golds for o in g.objects for w in o.lower().split())
+    attributes = Counter(w for g in golds for _, a in g.attributes for w in a.lower().split())
+    return {
+        kind: {w: n for w, n in counted.items() if w.isalpha()}
+        for kind, counted in (("objects", objects), ("attributes", attributes))
+    }
+
+
 def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionParser) -> Conventions:
     """A table counted from ``docs`` (the parsed captions of ``golds``)."""
     if len(docs) != len(golds):
@@ -362,6 +375,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.partitives, conventions.implied = count_counts(named, golds)
     conventions.joins = count_joins(named, golds)
     conventions.objects = count_objects(named, golds)
+    conventions.written = count_written(golds)
     return conventions
 
 
