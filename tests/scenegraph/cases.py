@@ -21,7 +21,9 @@ Objects
       compound, even where the tagger calls it a noun ("metal fence" -> fence + metal,
       "brick building" -> building + brick). Material words used here: wooden, metal, glass,
       plastic, stone, brick, leather, steel.
-    * Pronouns add no object. A possessive pronoun (his, her, its, their) links its noun to
+    * Pronouns add no object, but for "someone"/"somebody" and a subject "he", "she" or
+      "they" with no noun before it to stand for ("he is riding a motorcycle" -> (he, riding,
+      motorcycle)). A possessive pronoun (his, her, its, their) links its noun to
       the owner it points back to, as "'s" does, with the pronoun as the predicate:
       "a man holding his hat" -> (man, his, hat); "a woman and her dog" -> (woman, her, dog).
     * "X of Y" says that Y has X, so the owner comes first, as for "the bus's tire":

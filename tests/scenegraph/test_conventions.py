@@ -190,11 +190,13 @@ FACTUAL_CASES = [
     ("man in dark suit smiling", {("man", "is", "smiling"), ("man", "wear", "suit")}),
     ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
     ("white sheep standing on the grass", {("sheep", "is", "white")}),
+    ("2 dogs on a couch", {("dogs", "is", "2"), ("dogs", "on", "couch")}),
 ]
-#: What FACTUAL never writes: "several", "one" as a count.
+#: What FACTUAL never writes: "several", "one" as a count, a big count given in digits.
 FACTUAL_ABSENT = [
     ("several people at a market", ("people", "is", "several")),
     ("there is one plane in the sky", ("plane", "is", "1")),
+    ("7 chairs at the table", ("chairs", "is", "7")),
 ]
 
 

@@ -43,6 +43,11 @@ def attachment_keys(prep: str, target: str, verb: str | None = None) -> tuple[st
     return (f"{prep}|{target}",) + ((f"{verb}+{prep}",) if verb else ()) + (prep,)
 
 
+def digits_key(count: int) -> str:
+    """The ``implied`` key of a count given in digits: "digits|7", "digits|>10"."""
+    return f"digits|{count}" if count <= 10 else "digits|>10"
+
+
 #: Tags of a plural noun.
 PLURAL_TAGS = ("NNS", "NNPS")
 
@@ -67,8 +72,10 @@ class Conventions:
     attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none);
     ``implied`` maps "carry|lemma", "carry" and "plural|lemma" to ``[written, not]``: does a
     plural object with no number take the caption's one count ("two men wearing jeans")
-    or, in a caption with none, 2 ("hands")? ``joins`` maps "word *" (a modifier before an
-    attribute) and "* word" (a particle after one) to ``[joined, apart]``: is "bright red"
+    or, in a caption with none, 2 ("hands")? and "digits|n": is a count given in digits
+    written ("7 chairs": FACTUAL mostly writes none above 4)? ``joins`` maps "word *" (a
+    modifier before an attribute) and "* word" (a particle after one) to ``[joined,
+    apart]``: is "bright red"
     one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
     does the gold graph name the thing at all ("on the right": no)? ``nouns``: words that
     name a gold object in at least :data:`NOUN_SHARE` of the captions that have them.
@@ -202,6 +209,12 @@ class Conventions:
             if entry and entry[0] != KEEP_NAME and entry[1] >= self.min_word:
                 return entry[0]
         return None
+
+    def digits_written(self, count: int) -> bool:
+        """Do gold graphs write ``count`` as a count where the caption gives it in digits
+        ("7 chairs")? Yes unless the ``implied`` key :func:`digits_key` says no."""
+        written, not_written = self.implied.get(digits_key(count), (0, 0))
+        return written + not_written < self.min_word or written >= not_written
 
     def to_json(self) -> dict:
         return {

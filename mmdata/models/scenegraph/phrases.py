@@ -53,16 +53,24 @@ def count_of(token: Token) -> int | None:
     return NUMBER_WORDS.get(text)
 
 
-def own_count(head: Token) -> int | None:
-    """The count said of ``head``: its number ("two dogs"), else its partitive's ("two
+def own_number(head: Token) -> Token | None:
+    """The number word said of ``head``: its own ("two dogs"), else its partitive's ("two
     slices of cake": 2 of the cake)."""
     for token in (head, partitive_of(head)):
         if token is None:
             continue
-        count = next((count_of(c) for c in token.children if c.dep_ == "nummod"), None)
-        if count is not None:
-            return count
+        number = next(
+            (c for c in token.children if c.dep_ == "nummod" and count_of(c) is not None), None
+        )
+        if number is not None:
+            return number
     return None
+
+
+def own_count(head: Token) -> int | None:
+    """The count said of ``head`` (:func:`own_number`)."""
+    number = own_number(head)
+    return None if number is None else count_of(number)
 
 
 def retag_headline_nouns(doc: Doc) -> None:

@@ -44,6 +44,7 @@ from mmdata.models.scenegraph.phrases import (
     modifiers,
     name_candidates,
     own_count,
+    own_number,
     partitive_of,
     phrase_start,
     pointing_back,
@@ -211,7 +212,17 @@ class GraphBuilder:
         count = own_count(head)
         if count is not None and self.conventions and count < self.conventions.min_count:
             count = None
-        if count is None and self.conventions is not None and head.tag_ in ("NNS", "NNPS"):
+        number = own_number(head)
+        # "7 chairs", "the 99 jersey": a corpus may write few counts given in digits
+        unwritten = (
+            self.conventions is not None
+            and number is not None
+            and number.text.isdigit()
+            and not self.conventions.digits_written(int(number.text))
+        )
+        if unwritten:
+            count = None
+        elif count is None and self.conventions is not None and head.tag_ in ("NNS", "NNPS"):
             # "two men wearing jeans", "hands": counts a corpus writes without a number word
             count = self.conventions.implied_count(head.lemma_.lower(), self.counts())
         # words in front of the name that are not part of it describe the thing, or,

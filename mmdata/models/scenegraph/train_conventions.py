@@ -42,11 +42,12 @@ from mmdata.models.scenegraph.conventions import (
     PLURAL_TAGS,
     SPLIT_ATTRIBUTE,
     Conventions,
+    digits_key,
     split_keys,
 )
 from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
-from mmdata.models.scenegraph.phrases import name_candidates, partitive_of
+from mmdata.models.scenegraph.phrases import name_candidates, own_number, partitive_of
 from mmdata.models.scenegraph.rules import GraphBuilder, attribute_extensions
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,10 @@ def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
                 options = {"of": f"{whole.lower_} of", "lemma": lemma, "word": whole.lower_}
                 form = next((f for f, a in options.items() if (name, a) in written), "")
                 forms[lemma][form] += 1
+            number = own_number(head)
+            if obj["count"] is not None and number is not None and number.text.isdigit():
+                said = (name, str(obj["count"])) in written
+                implied[digits_key(obj["count"])][0 if said else 1] += 1
             if obj["count"] is not None or head.tag_ not in ("NNS", "NNPS") or len(counts) > 1:
                 continue
             lemma = head.lemma_.lower()
