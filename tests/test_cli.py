@@ -158,6 +158,15 @@ def test_demo_fills_the_scene_graph_views(demo_out, capsys):
     query = "SELECT count(*) AS n FROM scene_graph_attributes WHERE corpus = 'demo'"
     assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] > 50
+    # the corpus' names live in the struct (docs/sql.md's query): none on the demo's
+    # correctly spelt captions, every object has the field
+    query = (
+        "SELECT count(*) AS objects, count(o.name) AS named FROM (SELECT "
+        "unnest(scene_graph.objects) AS o FROM captions WHERE corpus = 'demo')"
+    )
+    assert main(["sql", query, "--catalog", catalog, "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["objects"] > 50 and 0 <= row["named"] < row["objects"]
 
 
 @pytest.mark.ray

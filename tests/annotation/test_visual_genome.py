@@ -111,10 +111,11 @@ def test_scene_graph_mirrors_gold(tmp_path):
         "span": None,
         "count": None,
         "attributes": [
-            {"text": "green", "span": None, "lemma": None},
-            {"text": "tall", "span": None, "lemma": None},
+            {"text": "green", "span": None, "lemma": None, "name": None},
+            {"text": "tall", "span": None, "lemma": None, "name": None},
         ],
         "lemma": None,
+        "name": None,
     }
     assert [(r["subject"], r["predicate"], r["object"]) for r in graph["relations"]] == [
         (r["subject"], r["predicate"], r["object"]) for r in gold["relations"]

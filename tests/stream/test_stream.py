@@ -284,7 +284,7 @@ def test_caption_units_carry_exactly_the_stored_caption_fields(tmp_path):
 
     graph = {
         "objects": [{"head": "dog", "text": "a dog", "span": {"start": 0, "end": 5},
-                     "count": 1, "attributes": [], "lemma": "dog"}],
+                     "count": 1, "attributes": [], "lemma": "dog", "name": None}],
         "relations": [], "note": None,
     }  # fmt: skip
     rows = [
