@@ -197,6 +197,8 @@ FACTUAL_ABSENT = [
     ("several people at a market", ("people", "is", "several")),
     ("there is one plane in the sky", ("plane", "is", "1")),
     ("7 chairs at the table", ("chairs", "is", "7")),
+    # a possessive another relation already says: (man, hold, hat) only
+    ("a man holding his hat", ("man", "have", "hat")),
 ]
 
 
@@ -213,6 +215,17 @@ def test_bundled_conventions_write_factuals_way(bundled, text, expected):
 @pytest.mark.parametrize(("text", "absent"), FACTUAL_ABSENT)
 def test_bundled_conventions_leave_out_what_factual_does(bundled, text, absent):
     assert absent not in graph_items(bundled, text)
+
+
+def test_the_rules_alone_keep_their_documented_conventions(plain):
+    """Without a table the parser writes mmdata's own conventions (tests/scenegraph/cases.py):
+    the possessive beside another relation, the count of a reciprocal, any digit count."""
+    assert graph_items(plain, "a man holding his hat") >= {
+        ("man", "hold", "hat"),
+        ("man", "have", "hat"),
+    }
+    assert ("chairs", "is", "7") in graph_items(plain, "7 chairs at the table")
+    assert ("zebras", "is", "2") in graph_items(plain, "two zebras nuzzling each other")
 
 
 def test_spans_stay_exact_under_conventions(bundled):

@@ -66,8 +66,8 @@ def meanings(graph: dict) -> list[tuple[str, str, str, str]]:
         ("a man riding a horse", ("man", "riding", "ride", "horse")),  # not spaCy's "rid"
         ("the horse 's tail", ("horse", "'s", "have", "tail")),
         ("the tail of the horse", ("horse", "of", "have", "tail")),
-        ("a cat licking its paw", ("cat", "its", "have", "paw")),
-        ("two boys riding their bikes", ("boys", "their", "have", "bikes")),
+        ("a cat and its paw", ("cat", "its", "have", "paw")),
+        ("two boys and their bikes", ("boys", "their", "have", "bikes")),
         ("a glass of wine", ("wine", "of", "in", "glass")),
         ("a plate of food", ("food", "of", "on", "plate")),
         ("a picture of a dog", ("dog", "of", "in", "picture")),

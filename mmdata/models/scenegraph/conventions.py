@@ -83,13 +83,16 @@ class Conventions:
     noun left out of its head's name is written: an attribute (:data:`SPLIT_ATTRIBUTE`),
     a relation from it to the head ("have": "bus wheel"), or the other way (FLIP + "in":
     "bathroom sink" -> (sink, in, bathroom)), or not at all (:data:`DROP`). ``renames``
-    maps an object's head words as written (lower-cased) to ``[name, count, total]``: the
-    name gold graphs write for it
-    most often, where that is not its words (:data:`KEEP_NAME`, counted in ``total``), a respelling
-    ("skiier" -> "skier"), a compound written as one word or two, or another word
-    ("guy" -> "person"). ``written`` maps "objects" and "attributes" to how often gold
-    graphs write each word of an object's name and of an attribute (words written at
-    least spelling.FLOOR times): what a misspelt word is respelt into (spelling.py)."""
+    maps an object's head words as written (lower-cased; "=" + their lemma, the back-off)
+    to ``[name, count, total]``: the name gold graphs write for it most often, where that
+    is not its words (:data:`KEEP_NAME`, counted in ``total``): a respelling ("skiier" ->
+    "skier"), a compound written as one word or two, or another word ("guy" -> "person").
+    ``written`` maps "objects" and "attributes" to how often gold graphs write each word
+    of an object's name and of an attribute: a word they write is never respelt, and a
+    misspelt word is respelt into one they write often (spelling.py).
+    ``possessives`` maps a thing's lemma and "*" to ``[written, not]``: is a possessive's
+    (owner, have, thing) written where another relation links the two ("a man holding
+    his hat": FACTUAL writes only (man, hold, hat))?"""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -103,6 +106,7 @@ class Conventions:
     attachments: dict[str, list[int]] = field(default_factory=dict)
     renames: dict[str, list] = field(default_factory=dict)
     written: dict[str, dict[str, int]] = field(default_factory=dict)
+    possessives: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -210,6 +214,15 @@ class Conventions:
                 return entry[0]
         return None
 
+    def keep_possessive(self, lemma: str) -> bool:
+        """Do gold graphs write a possessive's (owner, have, thing), for a thing with
+        ``lemma``, where another relation links the two ("a man holding his hat")?"""
+        for key in (lemma, "*"):
+            written, not_written = self.possessives.get(key, (0, 0))
+            if written + not_written >= self.min_word and written != not_written:
+                return written > not_written
+        return True
+
     def digits_written(self, count: int) -> bool:
         """Do gold graphs write ``count`` as a count where the caption gives it in digits
         ("7 chairs")? Yes unless the ``implied`` key :func:`digits_key` says no."""
@@ -233,6 +246,7 @@ class Conventions:
             "attachments": dict(sorted(self.attachments.items())),
             "renames": dict(sorted(self.renames.items())),
             "written": {kind: dict(sorted(w.items())) for kind, w in sorted(self.written.items())},
+            "possessives": dict(sorted(self.possessives.items())),
         }
 
     @classmethod
@@ -252,6 +266,7 @@ class Conventions:
             data.get("attachments", {}),
             data.get("renames", {}),
             data.get("written", {}),
+            data.get("possessives", {}),
             data["min_count"],
             data.get("meta", {}),
         )

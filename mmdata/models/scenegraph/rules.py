@@ -61,6 +61,7 @@ from mmdata.models.scenegraph.words import (
     DEPICTIONS,
     INDEFINITE_PRONOUNS,
     POSSESSIVE_PRONOUNS,
+    POSSESSIVE_WORDS,
     RELATIVE_PRONOUNS,
     SPATIAL_HEADS,
     SPATIAL_NOUNS,
@@ -103,6 +104,9 @@ class GraphBuilder:
         if self.conventions is not None:
             self.bridge_lone_objects()
             self.drop_predicate_attributes()
+            for rel in self.redundant_possessives():
+                if not self.conventions.keep_possessive(self.objects[rel["object"]]["lemma"]):
+                    self.relations.remove(rel)
             for obj in self.objects:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
@@ -485,6 +489,18 @@ class GraphBuilder:
                 )
                 if antecedent is not None:
                     self.add_relation(antecedent, [owner], owned, lemma="have")
+
+    def redundant_possessives(self) -> list[dict]:
+        """Possessive relations ("a man holding his hat": (man, his, hat)) whose owner and
+        thing another relation already links ((man, holding, hat)); a corpus may not write
+        them (the conventions' ``possessives``)."""
+        possessives = [r for r in self.relations if r["predicate"].lower() in POSSESSIVE_WORDS]
+        linked = {
+            frozenset((r["subject"], r["object"]))
+            for r in self.relations
+            if r["predicate"].lower() not in POSSESSIVE_WORDS
+        }
+        return [r for r in possessives if frozenset((r["subject"], r["object"])) in linked]
 
     def antecedent(self, owned: Token, plural: bool, person: bool = False) -> Token | None:
         """Who "his", "her", "its" or "their" in front of ``owned`` points back to: the

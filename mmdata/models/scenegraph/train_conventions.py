@@ -341,6 +341,21 @@ def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]
     return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
 
 
+def count_possessives(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not]`` per thing's lemma and "*": does the gold graph write a
+    possessive's (owner, have, thing) where another relation links the two?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        have = {(joined(s), joined(o)) for s, p, o in gold.relations if p.lower() == "have"}
+        objects = builder.objects
+        for rel in builder.redundant_possessives():
+            owner, thing = objects[rel["subject"]], objects[rel["object"]]
+            said = (joined(written_name(owner)), joined(written_name(thing))) in have
+            for key in (thing["lemma"], "*"):
+                counts[key][0 if said else 1] += 1
+    return dict(counts)
+
+
 def count_written(golds: Sequence[GoldCaption]) -> dict[str, dict[str, int]]:
     """How often the gold graphs write each word of an object's name ("objects") and of an
     attribute ("attributes"): a word they write at all is never respelt."""
@@ -381,6 +396,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.joins = count_joins(named, golds)
     conventions.objects = count_objects(named, golds)
     conventions.written = count_written(golds)
+    conventions.possessives = count_possessives(named, golds)
     return conventions
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 RELATIVE_PRONOUNS = frozenset({"who", "that", "which", "whom", "whose"})
 #: "a man holding his hat": the owner is an earlier noun; "their" wants a plural one.
 POSSESSIVE_PRONOUNS = {"his": False, "her": False, "its": False, "their": True}
+#: The words a possessive relation is written with: "the man 's hat", "his hat".
+POSSESSIVE_WORDS = frozenset({"'s", "'", *POSSESSIVE_PRONOUNS})
 #: Subject pronouns that point back to a noun of the caption (value: plural?).
 SUBJECT_PRONOUNS = {"he": False, "she": False, "they": True}
 #: Pronouns that are a thing of their own: "someone holding a donut" (value: plural?).
