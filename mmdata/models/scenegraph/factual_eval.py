@@ -5,8 +5,9 @@ The issue's measure: ``Evaluator(parser=None, device="cpu", lemmatize=True)`` wi
 caption's score averaged over captions, in %. Graphs go in as FACTUAL's text,
 ``( subj , pred , obj ) , ( obj , is , attr ) , ( obj )``, written by one rule,
 :func:`graph_text`, for mmdata's graph dicts and for sng_parser's (through
-:func:`mmdata.models.scenegraph.evaluate.sng_to_graph`): an object is its head words as
-written, compounds included ("stop sign"); an attribute as written; a count as digits
+:func:`mmdata.models.scenegraph.evaluate.sng_to_graph`): an object is its ``name`` where
+the parser gives one (the corpus' name for it), else its head words as written, compounds
+included ("stop sign"); an attribute as written; a count as digits
 (``( men , is , 2 )``); a relation's predicate is its lemma ("sit on"). Gold graphs are
 written back by the same rule from their parsed tuples.
 
