@@ -75,9 +75,9 @@ class Conventions:
     or, in a caption with none, 2 ("hands")? and "digits|n": is a count given in digits
     written ("7 chairs": FACTUAL mostly writes none above 4)? ``joins`` maps "word *" (a
     modifier before an attribute) and "* word" (a particle after one) to ``[joined,
-    apart]``: is "bright red"
-    one attribute, or "red" alone? ``objects`` maps a noun's lemma to ``[written, not]``:
-    does the gold graph name the thing at all ("on the right": no)? ``nouns``: words that
+    apart]``: is "bright red" one attribute, or "red" alone? ``objects`` maps a noun's
+    lemma to ``[written, not]``: does the gold graph name the thing at all ("on the
+    right": no)? ``nouns``: words that
     name a gold object in at least :data:`NOUN_SHARE` of the captions that have them.
     ``splits`` maps "word head" and "word *" to ``[form, count, total]``: how a compound
     noun left out of its head's name is written: an attribute (:data:`SPLIT_ATTRIBUTE`),

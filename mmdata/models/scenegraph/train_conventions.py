@@ -12,11 +12,14 @@ read off the gold graph of the same caption:
 - predicates: for each parsed relation whose subject and object the gold graph relates, the
   gold predicate is counted against the parser's predicate lemma, by itself and paired with
   the object's lemma;
-- counts: the smallest count the gold graphs write;
+- counts: the smallest count the gold graphs write, and which counts given in digits
+  they write;
 - renames: for each object the gold graph does not name by its words, the gold object it
-  pairs with (the one left on each side, else the closest spelling), by its head words;
+  pairs with (the one left on each side, else the closest spelling), by its head words
+  and their lemma;
 - written: how often the gold graphs write each word of an object's name and of an
-  attribute (what misspelt words are respelt into).
+  attribute (what misspelt words are respelt into);
+- possessives: whether a possessive is written where another relation links the pair.
 
 Counting is deterministic: the same rows give the same table, byte for byte.
 """
@@ -308,9 +311,10 @@ RESPELLING = 0.75
 
 
 def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
-    """``[name, count, total]`` per object's head words (lower-cased) that gold graphs
-    write under another name: the name written most, where that is not
-    :data:`KEEP_NAME` (the gold graph names it by its words or their lemma)."""
+    """``[name, count, total]`` per object's head words (lower-cased) and per
+    :data:`LEMMA_KEY` + their lemma, where gold graphs write the thing under another name
+    most often: that name (:data:`KEEP_NAME`, the gold graph naming it by its words or
+    their lemma, counts in ``total``)."""
     written: dict[str, Counter] = defaultdict(Counter)
     for builder, gold in zip(builders, golds):
         named = {o.lower() for o in gold.objects}

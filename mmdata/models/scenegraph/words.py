@@ -14,8 +14,8 @@ POSSESSIVE_PRONOUNS = {"his": False, "her": False, "its": False, "their": True}
 POSSESSIVE_WORDS = frozenset({"'s", "'", *POSSESSIVE_PRONOUNS})
 #: Subject pronouns that point back to a noun of the caption (value: plural?).
 SUBJECT_PRONOUNS = {"he": False, "she": False, "they": True}
-#: Pronouns that are a thing of their own: "someone holding a donut" (value: plural?).
-INDEFINITE_PRONOUNS = {"someone": False, "somebody": False}
+#: Pronouns that are a thing of their own: "someone holding a donut".
+INDEFINITE_PRONOUNS = frozenset({"someone", "somebody"})
 #: "a bowl with flowers in it": the pronoun is the noun that has "with".
 BACK_PRONOUNS = frozenset({"it", "them"})
 #: "in front of", "on top of": a preposition whose object is one of these, then "of".
