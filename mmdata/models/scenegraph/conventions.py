@@ -13,6 +13,7 @@ so an unseen word is parsed as before.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,6 +47,17 @@ def attachment_keys(prep: str, target: str, verb: str | None = None) -> tuple[st
 def digits_key(count: int) -> str:
     """The ``implied`` key of a count given in digits: "digits|7", "digits|>10"."""
     return f"digits|{count}" if count <= 10 else "digits|>10"
+
+
+def first_vote(counts: Mapping[str, Sequence[int]], keys: Iterable[tuple[str, int]]) -> bool | None:
+    """Does the first of a ``[yes, no]`` count win, at the first of ``keys`` (most specific
+    first, each with the evidence it needs) seen that often with a winner? None when no
+    key decides: the caller's default."""
+    for key, floor in keys:
+        yes, no = counts.get(key, (0, 0))
+        if yes + no >= floor and yes != no:
+            return yes > no
+    return None
 
 
 #: Tags of a plural noun.
@@ -120,11 +132,8 @@ class Conventions:
             (f"{modifier} *", self.min_word),
             (f"* {head}", self.min_word),
         )
-        for key, floor in keys:
-            kept, split = self.names.get(key, (0, 0))
-            if kept + split >= floor and kept != split:
-                return kept > split
-        return default
+        kept = first_vote(self.names, keys)
+        return default if kept is None else kept
 
     def predicate(self, lemma: str, obj: str) -> str:
         """The predicate gold graphs write for the parser's ``lemma`` before object ``obj``
@@ -141,20 +150,12 @@ class Conventions:
     def attach_low(self, keys: tuple[str, ...]) -> bool:
         """Does the preposition of ``keys`` (:func:`attachment_keys`), said after a verb's
         object, relate its object to that noun rather than to the verb's subject?"""
-        for key in keys:
-            low, high = self.attachments.get(key, (0, 0))
-            if low + high >= self.min_word and low != high:
-                return low > high
-        return False
+        return first_vote(self.attachments, [(key, self.min_word) for key in keys]) is True
 
     def attach_high(self, keys: tuple[str, ...]) -> bool:
         """Does the corpus relate what ``keys`` say (attachment keys of a phrase hanging on
         a noun inside another noun's phrase) to the outer noun?"""
-        for key in keys:
-            low, high = self.attachments.get(key, (0, 0))
-            if low + high >= self.min_word and low != high:
-                return high > low
-        return False
+        return first_vote(self.attachments, [(key, self.min_word) for key in keys]) is False
 
     def keep_attribute(self, text: str) -> bool:
         """Do gold graphs write the attribute ``text`` (lower-cased, as written)?"""
@@ -217,11 +218,8 @@ class Conventions:
     def keep_possessive(self, lemma: str) -> bool:
         """Do gold graphs write a possessive's (owner, have, thing), for a thing with
         ``lemma``, where another relation links the two ("a man holding his hat")?"""
-        for key in (lemma, "*"):
-            written, not_written = self.possessives.get(key, (0, 0))
-            if written + not_written >= self.min_word and written != not_written:
-                return written > not_written
-        return True
+        keys = [(lemma, self.min_word), ("*", self.min_word)]
+        return first_vote(self.possessives, keys) is not False
 
     def digits_written(self, count: int) -> bool:
         """Do gold graphs write ``count`` as a count where the caption gives it in digits
