@@ -171,9 +171,7 @@ class GraphBuilder:
             return False
         if any(c.dep_ == "attr" for c in token.head.children):
             return False  # "he is a customer": the noun after the copula is the thing
-        plural = SUBJECT_PRONOUNS[token.lower_]
-        earlier = (self.doc[i] for i in self.index if i < token.i)
-        return not any((t.tag_ in ("NNS", "NNPS")) == plural for t in earlier)
+        return self.stands_for(token) is None
 
     def writes_object(self, head: Token) -> bool:
         """Does the corpus write ``head`` as an object? "on the right", "in the background":
@@ -403,7 +401,7 @@ class GraphBuilder:
         said = subs[-1] if subs else None
         if not subs:
             subs = self.pronoun_subject(verb)
-            said = next((c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass")), None)
+            said = subject_word(verb)
         if not subs or any(c.dep_ in ("dobj", "attr", "oprd") for c in verb.children):
             return
         subject = subs[-1]
@@ -437,15 +435,21 @@ class GraphBuilder:
         """ "woman 's face as she sits at the table", "the clouds are so low, they shroud
         the mountains": a subject "he", "she" or "they" is the caption's first noun before
         it (of that number)."""
-        pronoun = next((c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass")), None)
+        pronoun = subject_word(verb)
         if pronoun is None or pronoun.lower_ not in SUBJECT_PRONOUNS:
             return []
+        found = self.stands_for(pronoun)
+        return [] if found is None else [found]
+
+    def stands_for(self, pronoun: Token) -> Token | None:
+        """The caption's first object before the subject pronoun ``pronoun`` of its
+        number, or None."""
         plural = SUBJECT_PRONOUNS[pronoun.lower_]
         for i in sorted(self.index):
             token = self.doc[i]
             if i < pronoun.i and (token.tag_ in ("NNS", "NNPS")) == plural:
-                return [token]
-        return []
+                return token
+        return None
 
     def noun_relations(self, noun: Token, subject: Token) -> None:
         """Relations from the prepositions on ``noun``, said of ``subject``."""
@@ -819,6 +823,11 @@ def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
         elif child.i == token.i + 1 and child.dep_ == "prt":
             found.append((child, f"* {child.lower_}"))
     return found
+
+
+def subject_word(verb: Token) -> Token | None:
+    """The word in the subject slot before ``verb``, object or not ("he", "she")."""
+    return next((c for c in verb.lefts if c.dep_ in ("nsubj", "nsubjpass")), None)
 
 
 def verb_targets(verb: Token) -> list[Token]:
