@@ -174,10 +174,10 @@ def gold_tuples(gold: GoldCaption, lemma: Lemmatiser) -> set[Tuple]:
 def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
     """A parsed graph's tuples: objects by ``name`` where given (the corpus' name), else
     ``lemma``; counts as attributes; lemmatised."""
-    names = [lemma(o.get("name") or o["lemma"]) for o in graph["objects"]]
+    names = [lemma(_matched(o)) for o in graph["objects"]]
     out: set[Tuple] = {(n,) for n in names}
     for obj, name in zip(graph["objects"], names):
-        out |= {(name, lemma(a.get("name") or a["lemma"])) for a in obj.get("attributes") or []}
+        out |= {(name, lemma(_matched(a))) for a in obj.get("attributes") or []}
         if obj.get("count") is not None:
             out.add((name, str(obj["count"])))
     for rel in graph["relations"]:
@@ -185,10 +185,15 @@ def graph_tuples(graph: Mapping[str, Any], lemma: Lemmatiser) -> set[Tuple]:
     return out
 
 
+def _matched(item: Mapping[str, Any]) -> str:
+    """What an object or attribute is matched by: its ``name`` where set, else ``lemma``."""
+    return item.get("name") or item["lemma"]
+
+
 def _graph_words(graph: Mapping[str, Any]) -> Iterator[str]:
     for obj in graph["objects"]:
-        yield obj.get("name") or obj["lemma"]
-        yield from (a.get("name") or a["lemma"] for a in obj.get("attributes") or [])
+        yield _matched(obj)
+        yield from (_matched(a) for a in obj.get("attributes") or [])
     yield from (r["predicate_lemma"] for r in graph["relations"])
 
 
