@@ -13,7 +13,13 @@ from mmdata.core.errors import InputFormatError
 from mmdata.models.scenegraph.conventions import DROP, FLIP, Conventions
 from mmdata.models.scenegraph.evaluate import FACTUAL_HEADER, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
-from mmdata.models.scenegraph.train_conventions import count_renames, main, parse_docs, train
+from mmdata.models.scenegraph.train_conventions import (
+    count_attribute_renames,
+    count_renames,
+    main,
+    parse_docs,
+    train,
+)
 from tests.scenegraph.spans import assert_spans_exact
 
 #: Tiny FACTUAL-style rows: each convention seen at least twice.
@@ -36,6 +42,8 @@ ROWS = [
     ("there is one plane in the sky", "( plane , in , sky )"),
     ("a man on a surf board", "( man , on , surfboard )"),
     ("a boy riding a surf board", "( boy , ride , surfboard )"),
+    ("a wood bench by a lake", "( bench , is , wooden ) , ( bench , by , lake )"),
+    ("a wood table in a kitchen", "( table , is , wooden ) , ( table , in , kitchen )"),
 ]
 
 
@@ -133,6 +141,40 @@ def test_renames_pair_what_is_left_and_never_take_another_words_name(plain):
     assert "standing" not in table and "bench" not in table  # names by its words: no entry
 
 
+def test_tiny_table_learns_an_attributes_corpus_name(tiny):
+    conventions, _ = tiny
+    assert conventions.attribute_renames["wood"] == ["wooden", 2, 2]
+    # written as "wooden", "wood" counts as written: kept, and named the corpus' way
+    assert conventions.keep_attribute("wood") and conventions.rename_attribute("red") is None
+    text = "a wood chair on the grass"
+    graph = CaptionParser(conventions=conventions).parse(text)
+    chair = next(o for o in graph["objects"] if o["head"] == "chair")
+    assert [(a["text"], a["name"]) for a in chair["attributes"]] == [("wood", "wooden")]
+    assert_spans_exact(text, graph)
+
+
+def test_attribute_renames_pair_the_one_left_and_never_a_word_the_caption_says(plain):
+    def builder(text: str, head: str, attributes: list[str]) -> SimpleNamespace:
+        obj = {"head": head, "lemma": head, "attributes": [{"text": a} for a in attributes]}
+        return SimpleNamespace(doc=plain.nlp(text), objects=[obj])
+
+    rows = [
+        (builder("a wood bench", "bench", ["wood"]), [("bench", "wooden")]),
+        (
+            builder("old wood bench", "bench", ["old", "wood"]),
+            [("bench", "old"), ("bench", "wooden")],
+        ),
+        # two of ours left against one of theirs: no pairing
+        (builder("big wood bench", "bench", ["big", "wood"]), [("bench", "wooden")]),
+        # the gold attribute is a word the caption says: another thing, not a name
+        (builder("green gren bench", "bench", ["gren"]), [("bench", "green")]),
+        (builder("a red bench", "bench", ["red"]), [("bench", "red"), ("bench", "2")]),
+    ]
+    golds = [SimpleNamespace(objects=["bench"], attributes=attrs) for _, attrs in rows]
+    table = count_attribute_renames([b for b, _ in rows], golds)
+    assert table == {"wood": ["wooden", 2, 2]}
+
+
 def test_trainer_command_reproduces_the_table_and_it_loads(tiny, tmp_path):
     conventions, rows = tiny
     out = tmp_path / "table.json"
@@ -191,6 +233,19 @@ FACTUAL_CASES = [
     ("the dog has its mouth open", {("mouth", "is", "open"), ("dog", "have", "mouth")}),
     ("white sheep standing on the grass", {("sheep", "is", "white")}),
     ("2 dogs on a couch", {("dogs", "is", "2"), ("dogs", "on", "couch")}),
+    # a passive with "by" in the active voice, the doer first: "surround by" 48 of 53 times
+    ("a field surrounded by trees", {("trees", "surround", "field")}),
+    ("the white skirt worn by the girl", {("girl", "wear", "skirt")}),
+    # "on both sides of" is its own place (17 of 19 "sides of" rows that say "both")
+    ("trees on both sides of the road", {("trees", "on both sides of", "road")}),
+    # a participle the tagger calls a past tense ("covered" in "snow covered ski slope")
+    ("snow covered ski slope", {("snow", "cover", "ski slope")}),
+]
+#: Attributes the corpus writes another way: "wood" -> wooden (64 of 64 paired).
+FACTUAL_ATTRIBUTE_NAMES = [
+    ("a wood bench in the park", ("bench", "wooden")),
+    ("multicolored bird on branch", ("bird", "multi-colored")),
+    ("the woman has blond hair", ("hair", "blonde")),
 ]
 #: What FACTUAL never writes: "several", "one" as a count, a big count given in digits.
 FACTUAL_ABSENT = [
@@ -217,6 +272,14 @@ def test_bundled_conventions_leave_out_what_factual_does(bundled, text, absent):
     assert absent not in graph_items(bundled, text)
 
 
+@pytest.mark.parametrize(("text", "expected"), FACTUAL_ATTRIBUTE_NAMES)
+def test_bundled_conventions_name_attributes_the_corpus_way(bundled, text, expected):
+    graph = bundled.parse(text)
+    named = {(o["head"], a["name"]) for o in graph["objects"] for a in o["attributes"]}
+    assert expected in named
+    assert_spans_exact(text, graph)  # the text and span stay the caption's words
+
+
 def test_the_rules_alone_keep_their_documented_conventions(plain):
     """Without a table the parser writes mmdata's own conventions (tests/scenegraph/cases.py):
     the possessive beside another relation, the count of a reciprocal, any digit count."""
@@ -226,6 +289,8 @@ def test_the_rules_alone_keep_their_documented_conventions(plain):
     }
     assert ("chairs", "is", "7") in graph_items(plain, "7 chairs at the table")
     assert ("zebras", "is", "2") in graph_items(plain, "two zebras nuzzling each other")
+    # a passive keeps its surface order
+    assert ("field", "surround by", "trees") in graph_items(plain, "a field surrounded by trees")
 
 
 def test_spans_stay_exact_under_conventions(bundled):

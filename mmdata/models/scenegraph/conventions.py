@@ -27,6 +27,9 @@ FORMAT = "mmdata-scenegraph-conventions/1"
 FLIP = "^"
 #: How a compound word left out of its head's name is written: as an attribute.
 SPLIT_ATTRIBUTE = "is"
+#: Marks a partitive form that is a relation from the thing to the partitive, with this
+#: predicate: "a line of trees" -> (trees, in, line) is "@in".
+RELATED = "@"
 #: Share of a word's captions whose gold graph names an object with it, for ``nouns``.
 NOUN_SHARE = 0.8
 #: The written predicate of a relation gold graphs do not write.
@@ -81,7 +84,8 @@ class Conventions:
     fence" is written (fence, surround, field)); ``attributes`` maps an attribute's words to
     ``[written, not written]`` ("several people": FACTUAL writes no "several");
     ``partitives`` maps a partitive's lemma to ``[form, count, total]``, the form its gold
-    attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none);
+    attribute takes ("of": "group of", "lemma": "piece", "word": as written, "": none), or
+    a relation to it (:data:`RELATED` + its predicate: "a line of trees" (trees, in, line));
     ``implied`` maps "carry|lemma", "carry" and "plural|lemma" to ``[written, not]``: does a
     plural object with no number take the caption's one count ("two men wearing jeans")
     or, in a caption with none, 2 ("hands")? and "digits|n": is a count given in digits
@@ -119,6 +123,7 @@ class Conventions:
     renames: dict[str, list] = field(default_factory=dict)
     written: dict[str, dict[str, int]] = field(default_factory=dict)
     possessives: dict[str, list[int]] = field(default_factory=dict)
+    attribute_renames: dict[str, list] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -215,6 +220,15 @@ class Conventions:
                 return entry[0]
         return None
 
+    def rename_attribute(self, text: str) -> str | None:
+        """The way gold graphs write the attribute ``text`` (lower-cased, as written),
+        where that is not its words (seen at least ``min_word`` times, more often than
+        its words): "wood" -> wooden; else None."""
+        entry = self.attribute_renames.get(text)
+        if entry and entry[1] >= self.min_word and 2 * entry[1] > entry[2]:
+            return entry[0]
+        return None
+
     def keep_possessive(self, lemma: str) -> bool:
         """Do gold graphs write a possessive's (owner, have, thing), for a thing with
         ``lemma``, where another relation links the two ("a man holding his hat")?"""
@@ -245,6 +259,7 @@ class Conventions:
             "renames": dict(sorted(self.renames.items())),
             "written": {kind: dict(sorted(w.items())) for kind, w in sorted(self.written.items())},
             "possessives": dict(sorted(self.possessives.items())),
+            "attribute_renames": dict(sorted(self.attribute_renames.items())),
         }
 
     @classmethod
@@ -265,6 +280,7 @@ class Conventions:
             data.get("renames", {}),
             data.get("written", {}),
             data.get("possessives", {}),
+            data.get("attribute_renames", {}),
             data["min_count"],
             data.get("meta", {}),
         )

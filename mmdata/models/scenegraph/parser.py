@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Iterator
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Token
 
 from mmdata.models.scenegraph.conventions import Conventions
 from mmdata.models.scenegraph.framing import frame, unframe
@@ -66,22 +66,42 @@ def blank_tags(text: str) -> str:
 
 #: Plain nouns put in place of a misread noun (singular, plural).
 NOUN_STAND_INS = ("dog", "dogs")
+#: A plain participle put in place of one misread as a noun (the other for itself).
+PARTICIPLE_STAND_INS = ("sitting", "standing")
 
 
 def stand_ins(doc: Doc, nouns: Collection[str]) -> dict[int, str]:
     """Words of ``doc`` the tagger misread, by index, with the plain word to parse in their
     place: a word the corpus names things with (``nouns``) not tagged a noun ("doggy
     laying on the bed") gets "dog" or "dogs"; a colour read as a noun or verb before a noun
-    ("grey concrete under bench") gets "red" ("blue" for red itself)."""
+    ("grey concrete under bench") gets "red" ("blue" for red itself); a participle read
+    as a noun that swallows the noun before it ("woman in red shirt standing": "shirt
+    standing"), and is not a word the corpus names things with, gets "sitting"."""
     found = {}
     for t in doc:
         if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
             plural = t.tag_ in ("NNS", "VBZ") or t.lower_.endswith("s")
             found[t.i] = NOUN_STAND_INS[plural]
+        elif misread_participle(t, nouns):
+            found[t.i] = PARTICIPLE_STAND_INS[t.lower_ == PARTICIPLE_STAND_INS[0]]
         elif t.lower_ in COLOURS and t.pos_ in ("NOUN", "VERB", "PROPN"):
             if any(n.pos_ in ("NOUN", "PROPN") for n in doc[t.i + 1 : t.i + 4]):
                 found[t.i] = "blue" if t.lower_ == "red" else "red"
     return found
+
+
+def misread_participle(token: Token, nouns: Collection[str]) -> bool:
+    """An -ing word tagged a noun with a noun compounded onto it, that the corpus does
+    not name things with: "walking" in "person with a blue shirt walking". A stem with
+    no vowel is no verb's ("swing", "string")."""
+    word = token.lower_
+    return (
+        token.pos_ == "NOUN"
+        and word.endswith("ing")
+        and word not in nouns
+        and any(v in word[:-3] for v in "aeiouy")
+        and any(c.dep_ == "compound" and c.pos_ in ("NOUN", "PROPN") for c in token.lefts)
+    )
 
 
 class CaptionParser:
@@ -187,7 +207,8 @@ class CaptionParser:
         )
         if "lemmatizer" in self.nlp.pipe_names:
             lemmatizer = self.nlp.get_pipe("lemmatizer")
-            for i in nounish:
+            verbish = {i for i, word in stand_in.items() if word in PARTICIPLE_STAND_INS}
+            for i in nounish | verbish:
                 new[i].lemma_ = lemmatizer.rule_lemmatize(new[i])[0]
         return new
 

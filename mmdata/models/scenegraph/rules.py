@@ -27,6 +27,7 @@ from spacy.tokens import Doc, Token
 from mmdata.models.scenegraph.conventions import (
     DROP,
     FLIP,
+    RELATED,
     SPLIT_ATTRIBUTE,
     Conventions,
     attachment_keys,
@@ -63,6 +64,7 @@ from mmdata.models.scenegraph.words import (
     POSSESSIVE_PRONOUNS,
     POSSESSIVE_WORDS,
     RELATIVE_PRONOUNS,
+    SIDE_DETERMINERS,
     SPATIAL_HEADS,
     SPATIAL_NOUNS,
     STRANDABLE,
@@ -110,6 +112,8 @@ class GraphBuilder:
             for obj in self.objects:
                 keep = self.conventions.keep_attribute
                 obj["attributes"] = [a for a in obj["attributes"] if keep(a["text"].lower())]
+                for attribute in obj["attributes"]:
+                    attribute["name"] = self.conventions.rename_attribute(attribute["text"].lower())
         return {"objects": self.objects, "relations": self.relations, "note": None}
 
     def participle_compounds(self) -> None:
@@ -120,7 +124,7 @@ class GraphBuilder:
         for head_i, index in list(self.index.items()):
             head = self.doc[head_i]
             for verb in head.lefts:
-                if verb.tag_ not in ("VBN", "VBG") or verb.dep_ not in ("amod", "compound"):
+                if verb.tag_ not in PARTICIPLE_TAGS or verb.dep_ not in ("amod", "compound"):
                     continue
                 doer = next(
                     (c for c in verb.lefts if c.i in self.index and c.dep_ in PARTICIPLE_DOER_DEPS),
@@ -284,7 +288,7 @@ class GraphBuilder:
         )
         whole = partitive_of(head)
         if whole is not None and self.conventions is not None:
-            self.partitive_attribute(whole, self.objects[-1]["attributes"])
+            self.partitive_attribute(whole, head)
 
     def relate_split(self, part: Token, head: Token, form: str) -> None:
         """The compound word ``part`` as an object of its own, related to ``head`` as the
@@ -303,20 +307,26 @@ class GraphBuilder:
         floor = self.conventions.min_count if self.conventions else 0
         return list(dict.fromkeys(n for n in found if n is not None and n >= floor))
 
-    def partitive_attribute(self, whole: Token, attributes: list[dict]) -> None:
+    def partitive_attribute(self, whole: Token, head: Token) -> None:
         """ "a group of people": the partitive as the corpus writes it, "group of" or
-        "piece" (the lemma, as the start of "pieces") or nothing."""
+        "piece" (the lemma, as the start of "pieces") or nothing; or a thing of its own
+        that ``head`` is related to: "a line of trees" -> (trees, in, line), the
+        predicate's words the "of"."""
         form = self.conventions.partitive_form(whole.lemma_.lower()) if self.conventions else ""
-        if form == "of":
-            of = whole.doc[whole.i + 1]
-            if of.lower_ == "of":
-                attributes.append(
-                    {
-                        "text": words([whole, of]),
-                        "lemma": f"{self.lemma(whole)} of",
-                        "span": span([whole, of]),
-                    }
-                )
+        attributes = self.objects[self.index[head.i]]["attributes"]
+        of = whole.doc[whole.i + 1] if whole.i + 1 < len(whole.doc) else None
+        if form.startswith(RELATED) and of is not None and of.lower_ == "of":
+            if whole.i not in self.index:
+                self.add_object(whole)
+            self.add_relation(head, [of], whole, lemma=form[len(RELATED) :])
+        elif form == "of" and of is not None and of.lower_ == "of":
+            attributes.append(
+                {
+                    "text": words([whole, of]),
+                    "lemma": f"{self.lemma(whole)} of",
+                    "span": span([whole, of]),
+                }
+            )
         elif form in ("lemma", "word"):
             lemma = whole.lemma_.lower()
             cut = len(lemma) if form == "lemma" and whole.lower_.startswith(lemma) else len(whole)
@@ -764,9 +774,13 @@ class GraphBuilder:
         ``itself``: a relation among the things the subject names ("each other")."""
         if subject.i not in self.index or (subject.i == obj.i and not itself):
             return
-        text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
-        # "on the side of" matches "on side of": determiners carry no relation
-        lemma = lemma or " ".join(self.lemma(t) for t in sorted(predicate) if t.dep_ != "det")
+        # "on the side of" matches "on side of": determiners carry no relation, but
+        # "on both sides of" and "on either side of" are other places, as written
+        lemma = lemma or " ".join(
+            self.lemma(t)
+            for t in sorted(predicate)
+            if t.dep_ != "det" or t.lower_ in SIDE_DETERMINERS
+        )
         if via is not None and all(t.i != via.i for t in predicate):
             lemma = f"{self.lemma(via)} {lemma}"
         if self.conventions is not None:
@@ -775,10 +789,14 @@ class GraphBuilder:
                 return  # a relation the corpus does not write ("a man and a dog")
             if not written.startswith(FLIP):
                 lemma = written
-            elif predicate[-1].dep_ != "agent":
-                # "a field covered in snow": (snow, cover, field). A passive with "by"
-                # keeps its surface order, as mmdata's graphs always wrote it.
+            else:
+                # "a field covered in snow": (snow, cover, field); "a field surrounded by
+                # trees": (trees, surrounded, field), the doer first without its "by".
+                # The rules alone keep a passive's surface order (tests/scenegraph/cases.py).
+                if predicate[-1].dep_ == "agent" and len(predicate) > 1:
+                    predicate = predicate[:-1]
                 lemma, subject, obj = written[len(FLIP) :], obj, subject
+        text = " ".join(t.text for t in sorted(predicate, key=lambda t: t.i))
         key = (self.index[subject.i], text.lower(), self.index[obj.i])
         if key in self.seen:
             return
@@ -796,6 +814,8 @@ class GraphBuilder:
 
 #: How the parse hangs the doer on a participle in front of a noun ("snow covered field").
 PARTICIPLE_DOER_DEPS = frozenset({"npadvmod", "compound", "nsubj", "nmod"})
+#: A participle's tags; the tagger calls "covered" in "snow covered ski slope" a past tense.
+PARTICIPLE_TAGS = frozenset({"VBN", "VBG", "VBD"})
 
 #: Words next to an attribute that may be part of it: "bright" red, rolled "up".
 EXTENSION_DEPS = frozenset({"advmod", "npadvmod", "amod", "compound"})

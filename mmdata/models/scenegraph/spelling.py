@@ -72,5 +72,6 @@ class Speller:
             if not obj.get("name"):
                 obj["name"] = self.phrase(obj["head"], self.objects)
             for attribute in obj.get("attributes") or []:
-                attribute["name"] = self.phrase(attribute["text"], self.attributes)
+                if not attribute.get("name"):
+                    attribute["name"] = self.phrase(attribute["text"], self.attributes)
         return graph

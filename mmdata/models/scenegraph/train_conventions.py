@@ -43,6 +43,7 @@ from mmdata.models.scenegraph.conventions import (
     LEMMA_KEY,
     NOUN_SHARE,
     PLURAL_TAGS,
+    RELATED,
     SPLIT_ATTRIBUTE,
     Conventions,
     digits_key,
@@ -201,8 +202,11 @@ def count_attachments(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapt
     return dict(counts)
 
 
-def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
-    """``[written, not written]`` per attribute text, over objects the gold graph names."""
+def count_attributes(
+    builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption], conventions: Conventions
+) -> dict:
+    """``[written, not written]`` per attribute text, over objects the gold graph names;
+    written under its corpus name counts as written ("wood" as wooden)."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for builder, gold in zip(builders, golds):
         named = {o.lower() for o in gold.objects}
@@ -213,7 +217,8 @@ def count_attributes(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
                 continue  # the gold graph names this thing some other way: no evidence
             for attr in obj["attributes"]:
                 text = attr["text"].lower()
-                counts[text][0 if (name, text) in written else 1] += 1
+                said = (name, conventions.rename_attribute(text) or text) in written
+                counts[text][0 if said else 1] += 1
     return dict(counts)
 
 
@@ -291,7 +296,12 @@ def count_counts(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
                 lemma = whole.lemma_.lower()
                 options = {"of": f"{whole.lower_} of", "lemma": lemma, "word": whole.lower_}
                 form = next((f for f, a in options.items() if (name, a) in written), "")
-                forms[lemma][form] += 1
+                related = (
+                    p.lower()
+                    for s, p, o in gold.relations
+                    if s.lower() == name and o.lower() in (lemma, whole.lower_)
+                )
+                forms[lemma][form or next((RELATED + p for p in related), "")] += 1
             number = own_number(head)
             if obj["count"] is not None and number is not None and number.text.isdigit():
                 said = (name, str(obj["count"])) in written
@@ -345,6 +355,36 @@ def count_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]
     return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
 
 
+def count_attribute_renames(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[name, count, total]`` per attribute text (lower-cased) where gold graphs write
+    it another way most often ("wood" -> wooden, "rusted" -> rusty): on an object the gold
+    graph names, the one attribute of ours it does not write pairs with the one it
+    writes that we lack, unless the caption says that one's words too."""
+    written: dict[str, Counter] = defaultdict(Counter)
+    for builder, gold in zip(builders, golds):
+        theirs_by_name: dict[str, set[str]] = defaultdict(set)
+        for name, attribute in gold.attributes:
+            theirs_by_name[name.lower()].add(attribute.lower())
+        named = {o.lower() for o in gold.objects}
+        said = {t.lower_ for t in builder.doc}
+        for obj in builder.objects:
+            name = written_name(obj)
+            if name not in named:
+                continue
+            ours = [a["text"].lower() for a in obj["attributes"]]
+            theirs = theirs_by_name[name]
+            for text in ours:
+                if text in theirs:
+                    written[text][KEEP_NAME] += 1
+            left = [t for t in ours if t not in theirs]
+            unpaired = [
+                a for a in theirs - set(ours) if not a.isdigit() and not said.issuperset(a.split())
+            ]
+            if len(left) == 1 and len(unpaired) == 1:
+                written[left[0]][unpaired[0]] += 1
+    return {k: v for k, v in most_written(written).items() if v[0] != KEEP_NAME}
+
+
 def count_possessives(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """``[written, not]`` per thing's lemma and "*": does the gold graph write a
     possessive's (owner, have, thing) where another relation links the two?"""
@@ -395,7 +435,8 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     named = build(conventions)
     conventions.predicates = count_predicates(named, golds)
     conventions.attachments = count_attachments(named, golds)
-    conventions.attributes = count_attributes(named, golds)
+    conventions.attribute_renames = count_attribute_renames(named, golds)
+    conventions.attributes = count_attributes(named, golds, conventions)
     conventions.partitives, conventions.implied = count_counts(named, golds)
     conventions.joins = count_joins(named, golds)
     conventions.objects = count_objects(named, golds)

@@ -21,8 +21,10 @@ BACK_PRONOUNS = frozenset({"it", "them"})
 #: "in front of", "on top of": a preposition whose object is one of these, then "of".
 SPATIAL_NOUNS = frozenset(
     {"front", "top", "middle", "back", "side", "edge", "bottom", "center", "centre", "end"}
-    | {"left", "right", "rear", "corner", "base", "surface", "underside", "tip"}
+    | {"left", "right", "rear", "corner", "base", "surface", "underside", "tip", "sides"}
 )
+#: Determiners a spatial preposition keeps: "on both sides of", "on either side of".
+SIDE_DETERMINERS = frozenset({"both", "either"})
 #: "bits of ice", "a group of people": the thing is what follows "of".
 PARTITIVES = frozenset(
     {"bit", "piece", "group", "pair", "bunch", "lot", "couple", "number", "herd", "flock"}
