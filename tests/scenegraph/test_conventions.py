@@ -199,6 +199,18 @@ def test_bad_tables_are_named(tmp_path):
         Conventions.load(bad)
 
 
+def test_a_predicate_the_corpus_never_writes_takes_its_most_written():
+    table = Conventions(
+        predicates={
+            "full of": ["have", 25, 67, 0],  # never "full of": have, short of a majority
+            "in": ["on", 40, 100, 35],  # "in" itself written 35 times: no majority, kept
+            "by": ["beside", 1, 1, 0],  # once is not enough
+        }
+    )
+    assert table.predicate("full of", "fruit") == "have"
+    assert table.predicate("in", "box") == "in" and table.predicate("by", "road") == "by"
+
+
 def test_bundled_table_loads_and_is_small():
     bundled = Conventions.load()
     assert bundled.meta["captions"] == 33861 and bundled.meta["rows"] == "0:33861"
@@ -240,6 +252,16 @@ FACTUAL_CASES = [
     ("trees on both sides of the road", {("trees", "on both sides of", "road")}),
     # a participle the tagger calls a past tense ("covered" in "snow covered ski slope")
     ("snow covered ski slope", {("snow", "cover", "ski slope")}),
+    # a participle in front of an appositive the parse hangs on the doer
+    ("wooden fence surrounding pier", {("fence", "surround", "pier")}),
+    # a clause's participle tagged a noun is the verb it is; one that swallowed the noun
+    # before it ("shirt standing") is parsed again with a stand-in participle
+    ("striped zebra standing in the grass", {("zebra", "stand in", "grass")}),
+    ("woman in red shirt standing", {("woman", "wear", "shirt"), ("shirt", "is", "red")}),
+    # a partitive the corpus relates: (trees, in, line) 20 of 22 times
+    ("a line of trees by the train", {("trees", "in", "line"), ("trees", "by", "train")}),
+    # "full of" is never written as such: the corpus' most written predicate (have)
+    ("a plate full of fruits", {("plate", "have", "fruits")}),
 ]
 #: Attributes the corpus writes another way: "wood" -> wooden (64 of 64 paired).
 FACTUAL_ATTRIBUTE_NAMES = [

@@ -79,7 +79,9 @@ class Conventions:
     """Counted decisions. ``names`` maps ``"modifier head"``, ``"modifier *"`` and
     ``"* head"`` to ``[kept, split]`` counts (is the modifier part of the object's name?);
     ``predicates`` maps ``"predicate|object"`` and ``"predicate"`` to ``[written, count,
-    total]`` (the gold predicate written most often, its count, all counts; a written
+    total, own]`` (the gold predicate written most often, its count, all counts, the count
+    of the parser's own predicate: a majority decides, or, where the corpus never writes
+    the parser's predicate ("full of"), the predicate it writes most; a written
     predicate starting with :data:`FLIP` relates object to subject: "a field surrounded by a
     fence" is written (fence, surround, field)); ``attributes`` maps an attribute's words to
     ``[written, not written]`` ("several people": FACTUAL writes no "several");
@@ -145,7 +147,12 @@ class Conventions:
         (the object's head lemma): "in" before "shirt" is written "wear"."""
         for key, floor in ((f"{lemma}|{obj}", self.min_pair), (lemma, self.min_word)):
             entry = self.predicates.get(key)
-            if not entry or entry[2] < floor or 2 * entry[1] <= entry[2]:
+            if not entry or entry[2] < floor:
+                continue
+            # a majority, or, where the corpus never writes the parse's own predicate
+            # ("full of": have 25 times in 67), the predicate it writes most
+            never = len(entry) > 3 and entry[3] == 0 and entry[1] >= self.min_word
+            if 2 * entry[1] <= entry[2] and not never:
                 continue
             if (entry[0] == DROP or entry[0].startswith(FLIP)) and entry[1] < self.min_word:
                 continue  # swapping or dropping wants more than one sighting

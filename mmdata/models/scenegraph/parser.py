@@ -82,7 +82,10 @@ def stand_ins(doc: Doc, nouns: Collection[str]) -> dict[int, str]:
         if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
             plural = t.tag_ in ("NNS", "VBZ") or t.lower_.endswith("s")
             found[t.i] = NOUN_STAND_INS[plural]
-        elif misread_participle(t, nouns):
+        elif misread_participle(t, nouns) and any(
+            c.dep_ == "compound" and c.pos_ in ("NOUN", "PROPN") for c in t.lefts
+        ):
+            # it swallowed the noun compounded onto it: parse again
             found[t.i] = PARTICIPLE_STAND_INS[t.lower_ == PARTICIPLE_STAND_INS[0]]
         elif t.lower_ in COLOURS and t.pos_ in ("NOUN", "VERB", "PROPN"):
             if any(n.pos_ in ("NOUN", "PROPN") for n in doc[t.i + 1 : t.i + 4]):
@@ -91,16 +94,15 @@ def stand_ins(doc: Doc, nouns: Collection[str]) -> dict[int, str]:
 
 
 def misread_participle(token: Token, nouns: Collection[str]) -> bool:
-    """An -ing word tagged a noun with a noun compounded onto it, that the corpus does
-    not name things with: "walking" in "person with a blue shirt walking". A stem with
-    no vowel is no verb's ("swing", "string")."""
+    """An -ing word tagged a noun that the corpus does not name things with ("walking"
+    in "person with a blue shirt walking"). A stem with no vowel is no verb's ("swing",
+    "string")."""
     word = token.lower_
     return (
         token.pos_ == "NOUN"
         and word.endswith("ing")
         and word not in nouns
         and any(v in word[:-3] for v in "aeiouy")
-        and any(c.dep_ == "compound" and c.pos_ in ("NOUN", "PROPN") for c in token.lefts)
     )
 
 
@@ -183,7 +185,18 @@ class CaptionParser:
         out = list(docs)
         for i, parse in zip(todo, again):
             out[i] = self._copy_parse(docs[i], parse, todo[i])
+        for doc in out:
+            self._retag_participles(doc, nouns)
         return out
+
+    def _retag_participles(self, doc: Doc, nouns: Collection[str]) -> None:
+        """ "striped zebra standing in the grass": a clause's participle tagged a noun,
+        its parse right, is tagged the participle it is, with the verb's lemma."""
+        for token in doc:
+            if token.dep_ == "acl" and misread_participle(token, nouns):
+                token.pos_, token.tag_ = "VERB", "VBG"
+                if "lemmatizer" in self.nlp.pipe_names:
+                    token.lemma_ = self.nlp.get_pipe("lemmatizer").rule_lemmatize(token)[0]
 
     def _copy_parse(self, doc: Doc, again: Doc, stand_in: dict[int, str]) -> Doc:
         if len(again) != len(doc):

@@ -130,6 +130,10 @@ class GraphBuilder:
                     (c for c in verb.lefts if c.i in self.index and c.dep_ in PARTICIPLE_DOER_DEPS),
                     None,
                 )
+                if doer is None and head.dep_ == "appos" and head.head.i in self.index:
+                    # "wooden fence surrounding pier": the parse makes the pier an
+                    # appositive of the fence, with the participle in front of it
+                    doer = head.head
                 if doer is None:
                     continue
                 self.add_relation(doer, [verb], head)

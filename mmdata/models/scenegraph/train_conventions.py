@@ -148,6 +148,7 @@ def count_splits(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption])
 def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
     """Gold predicates per "predicate|object lemma" and "predicate" key of the parse."""
     written: dict[str, Counter] = defaultdict(Counter)
+    own: Counter = Counter()
     for builder, gold in zip(builders, golds):
         by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
         for s, p, o in gold.relations:
@@ -177,7 +178,9 @@ def count_predicates(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
                 continue  # two gold relations, neither ours: which one is ours is unknown
             for key in keys:
                 written[key][label] += 1
-    return most_written(written)
+                own[key] += label == lemma
+    # [label, count, total, how often the parse's own predicate is the one written]
+    return {key: entry + [own[key]] for key, entry in most_written(written).items()}
 
 
 def count_attachments(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:

@@ -33,8 +33,9 @@ PARTITIVES = frozenset(
     | {"dozen", "lots", "alot", "plenty", "array", "collection", "series", "swarm"}
     | {"part", "pack", "portion"}
 )
-#: "next to", "close to": an adverb or adjective that carries the preposition.
-SPATIAL_HEADS = frozenset({"next", "close", "adjacent", "near", "closer", "due"})
+#: "next to", "close to": an adverb or adjective that carries the preposition ("full of":
+#: "a plate full of fruit" relates the plate and the fruit).
+SPATIAL_HEADS = frozenset({"next", "close", "adjacent", "near", "closer", "due", "full"})
 NUMBER_WORDS = {
     w: i
     for i, w in enumerate(
