@@ -15,6 +15,7 @@ from mmdata.models.scenegraph.evaluate import FACTUAL_HEADER, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.train_conventions import (
     count_attribute_renames,
+    count_denominals,
     count_renames,
     main,
     parse_docs,
@@ -300,6 +301,48 @@ def test_bundled_conventions_name_attributes_the_corpus_way(bundled, text, expec
     named = {(o["head"], a["name"]) for o in graph["objects"] for a in o["attributes"]}
     assert expected in named
     assert_spans_exact(text, graph)  # the text and span stay the caption's words
+
+
+def test_bundled_conventions_make_a_part_of_an_ed_word(bundled, plain):
+    """ "dark haired": FACTUAL writes (man, have, hair), (hair, is, dark) 36 times in 37."""
+    text = "a dark haired man wearing a blue shirt"
+    graph = bundled.parse(text)
+    objects = graph["objects"]
+    hair = next(o for o in objects if o["name"] == "hair")
+    assert hair["text"] == "haired" and [a["text"] for a in hair["attributes"]] == ["dark"]
+    man = next(o for o in objects if o["head"] == "man")
+    assert man["attributes"] == []  # "dark" describes the hair now, not the man
+    assert {
+        (objects[r["subject"]]["head"], r["predicate_lemma"], objects[r["object"]]["name"])
+        for r in graph["relations"]
+        if objects[r["object"]]["name"]
+    } == {("man", "have", "hair")}
+    assert_spans_exact(text, graph)
+    four = bundled.parse("a four wheeled vehicle")["objects"]
+    assert [(o["name"], o["count"]) for o in four] == [(None, None), ("wheel", 4)]
+    # the rules alone: "dark haired" describes the man
+    assert {("man", "is", "dark"), ("man", "is", "haired")} <= graph_items(plain, text)
+
+
+def test_denominals_count_whether_the_gold_graph_has_the_part(plain):
+    def builder(text: str, head: str, word: str, base: str) -> SimpleNamespace:
+        obj = {"head": head, "lemma": head, "attributes": []}
+        return SimpleNamespace(doc=plain.nlp(text), objects=[obj], denominals=[(word, 0, base)])
+
+    rows = [
+        (builder("dark haired man", "man", "haired", "hair"), [("man", "have", "hair")]),
+        (builder("long haired cats", "cats", "haired", "hair"), [("cats", "have", "hairs")]),
+        (builder("red striped shirt", "shirt", "striped", "stripe"), []),
+        # the gold graph names the thing otherwise: no evidence
+        (builder("dark haired guy", "guy", "haired", "hair"), [("person", "have", "hair")]),
+    ]
+    golds = [
+        SimpleNamespace(objects=[b.objects[0]["head"]] if rel else ["shirt"], relations=rel)
+        for b, rel in rows
+    ]
+    golds[3].objects = ["person"]
+    table = count_denominals([b for b, _ in rows], golds)
+    assert table == {"haired": [2, 0], "striped": [0, 1]}
 
 
 def test_the_rules_alone_keep_their_documented_conventions(plain):

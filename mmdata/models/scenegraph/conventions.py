@@ -110,7 +110,11 @@ class Conventions:
     misspelt word is respelt into one they write often (spelling.py).
     ``possessives`` maps a thing's lemma and "*" to ``[written, not]``: is a possessive's
     (owner, have, thing) written where another relation links the two ("a man holding
-    his hat": FACTUAL writes only (man, hold, hat))?"""
+    his hat": FACTUAL writes only (man, hold, hat))? ``attribute_renames`` maps an
+    attribute's words to ``[name, count, total]``, as ``renames`` does objects' ("wood" ->
+    wooden). ``denominals`` maps an -ed word made from a noun ("haired") to ``[written,
+    not]``: is the part it names written as a thing of its own ("dark haired man": (man,
+    have, hair), (hair, is, dark))?"""
 
     names: dict[str, list[int]] = field(default_factory=dict)
     predicates: dict[str, list] = field(default_factory=dict)
@@ -126,6 +130,7 @@ class Conventions:
     written: dict[str, dict[str, int]] = field(default_factory=dict)
     possessives: dict[str, list[int]] = field(default_factory=dict)
     attribute_renames: dict[str, list] = field(default_factory=dict)
+    denominals: dict[str, list[int]] = field(default_factory=dict)
     min_count: int = 0  # counts below this are not written ("one plane": FACTUAL writes none)
     meta: dict = field(default_factory=dict)
     #: Evidence a key needs before it overrides the default (pairs are specific: less).
@@ -236,6 +241,11 @@ class Conventions:
             return entry[0]
         return None
 
+    def write_denominal(self, word: str) -> bool:
+        """Do gold graphs write the part the -ed ``word`` names as a thing the described
+        one has ("dark haired man": (man, have, hair), (hair, is, dark))?"""
+        return first_vote(self.denominals, [(word, self.min_word)]) is True
+
     def keep_possessive(self, lemma: str) -> bool:
         """Do gold graphs write a possessive's (owner, have, thing), for a thing with
         ``lemma``, where another relation links the two ("a man holding his hat")?"""
@@ -267,6 +277,7 @@ class Conventions:
             "written": {kind: dict(sorted(w.items())) for kind, w in sorted(self.written.items())},
             "possessives": dict(sorted(self.possessives.items())),
             "attribute_renames": dict(sorted(self.attribute_renames.items())),
+            "denominals": dict(sorted(self.denominals.items())),
         }
 
     @classmethod
@@ -288,6 +299,7 @@ class Conventions:
             data.get("written", {}),
             data.get("possessives", {}),
             data.get("attribute_renames", {}),
+            data.get("denominals", {}),
             data["min_count"],
             data.get("meta", {}),
         )

@@ -19,7 +19,7 @@ caption's words and span, ``predicate_lemma`` says what they mean:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Token
@@ -87,6 +87,8 @@ class GraphBuilder:
     split_parts: list[tuple[Token, Token, str]] = field(default_factory=list)
     #: PP-attachment choices met: (keys, noun before the preposition, subject, its object)
     attachments: list[tuple[tuple[str, ...], int, int, int]] = field(default_factory=list)
+    #: Parts named by an -ed word met: (the word, the object it describes, the part's name)
+    denominals: list[tuple[str, int, str]] = field(default_factory=list)
 
     def build(self) -> dict:
         retag_headline_nouns(self.doc)
@@ -99,6 +101,8 @@ class GraphBuilder:
                 self.add_object(token)
         for part, head, form in self.split_parts:
             self.relate_split(part, head, form)
+        if self.conventions is not None:
+            self.denominal_parts()
         for token in self.doc:
             self.add_predicative(token)
             self.add_relations(token)
@@ -115,6 +119,48 @@ class GraphBuilder:
                 for attribute in obj["attributes"]:
                     attribute["name"] = self.conventions.rename_attribute(attribute["text"].lower())
         return {"objects": self.objects, "relations": self.relations, "note": None}
+
+    def denominal_parts(self) -> None:
+        """ "a dark haired man", "short sleeved shirt": an -ed word made from a noun names
+        a part the thing has, which the words before it describe. Where the corpus writes
+        it so (conventions' ``denominals``), the part is an object of its own, named by
+        the noun, and the thing has it: (man, have, hair), (hair, is, dark). Every one
+        met is kept for the trainer."""
+        assert self.conventions is not None
+        written = self.conventions.written.get("objects", {})
+        for head_i, index in list(self.index.items()):
+            head = self.doc[head_i]
+            for ed in head.lefts:
+                base = denominal_base(ed, written)
+                describing = describers(ed) if base else []
+                if not describing:
+                    continue
+                self.denominals.append((ed.lower_, index, base))
+                if not self.conventions.write_denominal(ed.lower_):
+                    continue
+                owner = self.objects[index]
+                first, last = describing[0].idx, ed.idx + len(ed)
+                owner["attributes"] = [
+                    a
+                    for a in owner["attributes"]
+                    if a["span"]["end"] <= first or a["span"]["start"] >= last
+                ]
+                counts = [count_of(t) for t in describing if t.pos_ == "NUM"]
+                if counts and own_number(head) in describing:
+                    owner["count"] = None  # "four wheeled vehicle": the wheels are four
+                self.index[ed.i] = len(self.objects)
+                self.objects.append(
+                    {
+                        "head": ed.text,
+                        "lemma": base,
+                        "name": base,
+                        "text": ed.text,
+                        "span": span([ed]),
+                        "count": next((n for n in counts if n is not None), None),
+                        "attributes": [self.attribute(t) for t in describing if t.pos_ != "NUM"],
+                    }
+                )
+                self.add_relation(head, [ed], ed, lemma="have")
 
     def participle_compounds(self) -> None:
         """ "a snow covered field", "lady holding vase": a participle in front of a noun,
@@ -847,6 +893,36 @@ def attribute_extensions(token: Token) -> list[tuple[Token, str]]:
         elif child.i == token.i + 1 and child.dep_ == "prt":
             found.append((child, f"* {child.lower_}"))
     return found
+
+
+#: How often gold graphs must write a noun as an object's word to be an -ed word's part.
+DENOMINAL_FLOOR = 10
+
+
+def denominal_base(token: Token, written: Mapping[str, int]) -> str | None:
+    """The noun an -ed modifier is made from, where gold graphs write it often as an
+    object's word: "haired" -> hair, "sleeved" -> sleeve; else None."""
+    word = token.lower_
+    if token.dep_ not in ("amod", "compound") or not word.endswith("ed"):
+        return None
+    count, base = max((written.get(b, 0), b) for b in (word[:-2], word[:-1]))
+    return base if count >= DENOMINAL_FLOOR else None
+
+
+def describers(ed: Token) -> list[Token]:
+    """The adjectives or number that describe the part an -ed word names: its own
+    ("dark haired", "short sleeved"), else the one right before it ("black framed",
+    "four wheeled"), past a hyphen ("dark-haired")."""
+    own = [c for c in ed.lefts if c.pos_ in ("ADJ", "NUM") and c.dep_ in EXTENSION_DEPS]
+    if own:
+        return own
+    before = ed.i - 1
+    if before >= 0 and ed.doc[before].text == "-":
+        before -= 1
+    token = ed.doc[before] if before >= 0 else None
+    if token is not None and token.pos_ in ("ADJ", "NUM") and token.head.i in (ed.i, ed.head.i):
+        return [token]
+    return []
 
 
 def subject_word(verb: Token) -> Token | None:

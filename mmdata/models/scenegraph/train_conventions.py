@@ -403,6 +403,21 @@ def count_possessives(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapt
     return dict(counts)
 
 
+def count_denominals(builders: Sequence[GraphBuilder], golds: Sequence[GoldCaption]) -> dict:
+    """``[written, not]`` per -ed word made from a noun ("haired"), over the objects it
+    describes that the gold graph names: does the gold graph write (thing, have, part)?"""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for builder, gold in zip(builders, golds):
+        named = {o.lower() for o in gold.objects}
+        had = {(s.lower(), o.lower().split()[-1]) for s, p, o in gold.relations if p == "have"}
+        for word, index, base in builder.denominals:
+            name = written_name(builder.objects[index])
+            if name in named:
+                said = (name, base) in had or (name, base + "s") in had
+                counts[word][0 if said else 1] += 1
+    return dict(counts)
+
+
 def count_written(golds: Sequence[GoldCaption]) -> dict[str, dict[str, int]]:
     """How often the gold graphs write each word of an object's name ("objects") and of an
     attribute ("attributes"): a word they write at all is never respelt."""
@@ -428,6 +443,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     counts = [int(a) for g in golds for _, a in g.attributes if a.isdigit()]
     conventions = Conventions(min_count=min(counts, default=0))
     conventions.nouns = count_nouns(docs, golds, conventions.min_word + 1)
+    conventions.written = count_written(golds)
     # the parser parses again where the tagger misreads one of those nouns: so does this
     docs = parser.reparse_misread(list(docs), conventions.nouns)
     # names are read off the parse as the nouns retag it, the rest off graphs whose
@@ -443,8 +459,8 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.partitives, conventions.implied = count_counts(named, golds)
     conventions.joins = count_joins(named, golds)
     conventions.objects = count_objects(named, golds)
-    conventions.written = count_written(golds)
     conventions.possessives = count_possessives(named, golds)
+    conventions.denominals = count_denominals(named, golds)
     return conventions
 
 
