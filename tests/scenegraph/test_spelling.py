@@ -56,3 +56,32 @@ def test_the_bundled_parser_respells_and_keeps_the_captions_words():
     # without a table there is nothing to respell into
     plain = CaptionParser(conventions=None).parse(text)
     assert all(o.get("name") is None for o in plain["objects"])
+
+
+def test_a_misspelt_caption_word_is_parsed_as_the_word_the_captions_say():
+    captions = {"wearing": 900, "against": 300, "hanging": 200, "wear": 50}
+    speller = Speller({"wearing"}, OBJECTS, ATTRIBUTES, {"leaning": 30}, captions)
+    assert speller.parsed_word("wearng") == "wearing"
+    assert speller.parsed_word("agianst") == "against"  # two letters swapped
+    assert speller.parsed_word("wearing") is None  # known to the model
+    assert speller.parsed_word("bulding") is None  # no caption word one edit away here
+    assert speller.parsed_word("dock") is None  # the gold graphs write it
+    assert speller.parsed_word("leanng") is None  # not said in captions often
+    assert Speller(set(), OBJECTS, ATTRIBUTES).parsed_word("wearng") is None  # no captions
+
+
+def test_the_bundled_parser_parses_a_misspelt_verb_as_meant():
+    parser = CaptionParser()
+    text = "a man wearng a shirt"
+    graph = parser.parse(text)
+    objects = graph["objects"]
+    assert [
+        (
+            objects[r["subject"]]["head"],
+            r["predicate"],
+            r["predicate_lemma"],
+            objects[r["object"]]["head"],
+        )
+        for r in graph["relations"]
+    ] == [("man", "wearng", "wear", "shirt")]
+    assert_spans_exact(text, graph)  # the words stay the caption's

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import spacy
 from spacy.language import Language
@@ -70,16 +70,22 @@ NOUN_STAND_INS = ("dog", "dogs")
 PARTICIPLE_STAND_INS = ("sitting", "standing")
 
 
-def stand_ins(doc: Doc, nouns: Collection[str]) -> dict[int, str]:
+def stand_ins(
+    doc: Doc, nouns: Collection[str], respell: Callable[[str], str | None] | None = None
+) -> dict[int, str]:
     """Words of ``doc`` the tagger misread, by index, with the plain word to parse in their
-    place: a word the corpus names things with (``nouns``) not tagged a noun ("doggy
+    place: a misspelt word gets the word it stands for (``respell``: "wearng" -> wearing);
+    a word the corpus names things with (``nouns``) not tagged a noun ("doggy
     laying on the bed") gets "dog" or "dogs"; a colour read as a noun or verb before a noun
     ("grey concrete under bench") gets "red" ("blue" for red itself); a participle read
     as a noun that swallows the noun before it ("woman in red shirt standing": "shirt
     standing"), and is not a word the corpus names things with, gets "sitting"."""
     found = {}
     for t in doc:
-        if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
+        meant = respell(t.lower_) if respell is not None else None
+        if meant is not None:
+            found[t.i] = meant
+        elif t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
             plural = t.tag_ in ("NNS", "VBZ") or t.lower_.endswith("s")
             found[t.i] = NOUN_STAND_INS[plural]
         elif misread_participle(t, nouns) and any(
@@ -130,12 +136,22 @@ class CaptionParser:
             conventions = Conventions.load(None if conventions == "bundled" else conventions)
         self.conventions = conventions
         self.framed = framed
-        self.speller: Speller | None = None
-        if conventions is not None and conventions.written:
-            # the model's strings as loaded: parsing adds every word it meets
-            known = frozenset(self.nlp.vocab.strings)
-            written = conventions.written
-            self.speller = Speller(known, written["objects"], written["attributes"])
+        # the model's strings as loaded: parsing adds every word it meets
+        self.known = frozenset(self.nlp.vocab.strings)
+        self.speller = self.speller_for(conventions) if conventions is not None else None
+
+    def speller_for(self, conventions: Conventions) -> Speller | None:
+        """The speller of ``conventions``' written words, None if it has none."""
+        written = conventions.written
+        if not written:
+            return None
+        return Speller(
+            self.known,
+            written["objects"],
+            written["attributes"],
+            written.get("predicates"),
+            written.get("captions"),
+        )
 
     def parse(self, text: str) -> dict:
         """The scene graph of one caption."""
@@ -164,7 +180,7 @@ class CaptionParser:
             return
         docs = list(self._framed(texts))
         if self.conventions is not None and self.conventions.nouns:
-            docs = self.reparse_misread(docs, self.conventions.nouns)
+            docs = self.reparse_misread(docs, self.conventions.nouns, self.speller)
         yield from docs
 
     def _framed(self, texts: list[str]) -> Iterator[Doc]:
@@ -173,18 +189,24 @@ class CaptionParser:
         for (_, lead, tail), doc in zip(frames, parsed):
             yield unframe(doc, lead, tail)
 
-    def reparse_misread(self, docs: list[Doc], nouns: Collection[str]) -> list[Doc]:
+    def reparse_misread(
+        self, docs: list[Doc], nouns: Collection[str], speller: Speller | None = None
+    ) -> list[Doc]:
         """``docs``, each parsed again where the tagger misread a word (:func:`stand_ins`):
         "doggy laying on the bed", "grey concrete under bench". The caption is parsed
         again (in one batch with the others) with a plain word in that word's place ("dog
-        laying on the bed", "red concrete under bench") and that parse is copied onto the
-        caption's own words; a stood-in noun is tagged a noun."""
-        todo = {i: found for i, doc in enumerate(docs) if (found := stand_ins(doc, nouns))}
+        laying on the bed", "red concrete under bench"; with ``speller``, a misspelt word's
+        meaning in its place: "a man wearing a shirt" for "a man wearng a shirt") and that
+        parse is copied onto the caption's own words; a stood-in noun is tagged a noun, a
+        respelt word takes the lemma of the word it stands for."""
+        respell = speller.parsed_word if speller is not None else None
+        todo = {i: found for i, doc in enumerate(docs) if (found := stand_ins(doc, nouns, respell))}
         texts = ["".join(todo[i].get(t.i, t.text) + t.whitespace_ for t in docs[i]) for i in todo]
         again = self._framed(texts)
         out = list(docs)
         for i, parse in zip(todo, again):
-            out[i] = self._copy_parse(docs[i], parse, todo[i])
+            respelt = {j for j, word in todo[i].items() if respell and respell(docs[i][j].lower_)}
+            out[i] = self._copy_parse(docs[i], parse, todo[i], respelt)
         for doc in out:
             self._retag_participles(doc, nouns)
         return out
@@ -198,16 +220,20 @@ class CaptionParser:
                 if "lemmatizer" in self.nlp.pipe_names:
                     token.lemma_ = self.nlp.get_pipe("lemmatizer").rule_lemmatize(token)[0]
 
-    def _copy_parse(self, doc: Doc, again: Doc, stand_in: dict[int, str]) -> Doc:
+    def _copy_parse(self, doc: Doc, again: Doc, stand_in: dict[int, str], respelt: set[int]) -> Doc:
         if len(again) != len(doc):
             return doc
-        nounish = {i for i, word in stand_in.items() if word in NOUN_STAND_INS}
+        nounish = {i for i, w in stand_in.items() if w in NOUN_STAND_INS and i not in respelt}
         pos = [("NOUN" if t.i in nounish else a.pos_) for t, a in zip(doc, again)]
         tags = [
             ("NNS" if stand_in[t.i] == "dogs" else "NN") if t.i in nounish else a.tag_
             for t, a in zip(doc, again)
         ]
-        lemmas = [(t.lower_ if t.i in stand_in else a.lemma_) for t, a in zip(doc, again)]
+        # a stand-in's lemma is the word's own; a respelt word's, the word it stands for
+        lemmas = [
+            (t.lower_ if t.i in stand_in and t.i not in respelt else a.lemma_)
+            for t, a in zip(doc, again)
+        ]
         new = Doc(
             doc.vocab,
             words=[t.text for t in doc],
@@ -220,7 +246,9 @@ class CaptionParser:
         )
         if "lemmatizer" in self.nlp.pipe_names:
             lemmatizer = self.nlp.get_pipe("lemmatizer")
-            verbish = {i for i, word in stand_in.items() if word in PARTICIPLE_STAND_INS}
+            verbish = {
+                i for i, w in stand_in.items() if w in PARTICIPLE_STAND_INS and i not in respelt
+            }
             for i in nounish | verbish:
                 new[i].lemma_ = lemmatizer.rule_lemmatize(new[i])[0]
         return new

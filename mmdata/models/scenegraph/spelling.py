@@ -1,4 +1,5 @@
-"""The corpus' spelling of a misspelt object or attribute word: "bulding" -> building.
+"""The corpus' spelling of a misspelt object or attribute word: "bulding" -> building;
+and the word a misspelt caption word is parsed as: "wearng" -> wearing.
 
 Captions are typed by people, and scene-graph corpora write the word that was meant
 (FACTUAL writes (clock, hang from, ceiling) for "hanging from the cieling"). A word is
@@ -7,7 +8,9 @@ it parses anything: parsing adds every word it meets) and the gold graphs never 
 it, and then only into a word one edit away (a letter dropped, added, changed, or two
 swapped) that the gold graphs write at least :data:`FLOOR` times; the most written one
 wins. The graph keeps the caption's words and spans; the respelling goes in the object's
-or attribute's ``name``.
+or attribute's ``name``. Any misspelt word of a caption (verbs and prepositions too) is
+parsed as the word one edit away that the train captions say most (:meth:`parsed_word`),
+its parse copied onto the caption's own words (parser.py).
 """
 
 from __future__ import annotations
@@ -44,12 +47,28 @@ class Speller:
         known: Collection[str],
         objects: Mapping[str, int],
         attributes: Mapping[str, int],
+        predicates: Mapping[str, int] | None = None,
+        captions: Mapping[str, int] | None = None,
     ) -> None:
-        """``known``: words never respelt (the spaCy model's strings); ``objects`` and
-        ``attributes``: how often gold graphs write each word of an object's name and of
-        an attribute."""
+        """``known``: words never respelt (the spaCy model's strings); ``objects``,
+        ``attributes`` and ``predicates``: how often gold graphs write each word of an
+        object's name, of an attribute and of a predicate; ``captions``: how often the
+        train captions say each word (those said often)."""
         self.known = known
         self.objects, self.attributes = objects, attributes
+        self.predicates, self.captions = predicates or {}, captions or {}
+
+    def parsed_word(self, word: str) -> str | None:
+        """The word a caption's misspelt ``word`` (lower-case) stands for, to parse it as
+        that ("a man wearng a shirt": wearing): one edit from it, written at least
+        :data:`FLOOR` times in the train captions (``captions``); None where the word is
+        known, written by the gold graphs, or has no such neighbour."""
+        if not self.captions or word in self.objects or word in self.attributes:
+            return None
+        if word in self.predicates:
+            return None
+        respelt = self.word(word, self.captions)
+        return None if respelt == word else respelt
 
     def word(self, word: str, written: Mapping[str, int]) -> str:
         """``word`` (lower-case), or the word ``written`` most often one edit from it."""

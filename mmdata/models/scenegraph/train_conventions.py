@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,7 @@ from mmdata.models.scenegraph.evaluate import GoldCaption, load_factual
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.phrases import name_candidates, own_number, partitive_of
 from mmdata.models.scenegraph.rules import GraphBuilder, attribute_extensions
+from mmdata.models.scenegraph.spelling import FLOOR as SPELLING_FLOOR
 
 log = logging.getLogger(__name__)
 
@@ -419,13 +421,23 @@ def count_denominals(builders: Sequence[GraphBuilder], golds: Sequence[GoldCapti
 
 
 def count_written(golds: Sequence[GoldCaption]) -> dict[str, dict[str, int]]:
-    """How often the gold graphs write each word of an object's name ("objects") and of an
-    attribute ("attributes"): a word they write at all is never respelt."""
+    """How often the gold graphs write each word of an object's name ("objects"), of an
+    attribute ("attributes") and of a predicate ("predicates"): a word they write at all
+    is never respelt; and how often the captions say each word, those said at least
+    spelling.FLOOR times ("captions"): what a misspelt caption word is parsed as."""
     objects = Counter(w for g in golds for o in g.objects for w in o.lower().split())
     attributes = Counter(w for g in golds for _, a in g.attributes for w in a.lower().split())
+    predicates = Counter(w for g in golds for _, p, _ in g.relations for w in p.lower().split())
+    said = Counter(w for g in golds for w in re.findall(r"[a-z]+", g.caption.lower()))
+    captions = {w: n for w, n in said.items() if n >= SPELLING_FLOOR}
     return {
         kind: {w: n for w, n in counted.items() if w.isalpha()}
-        for kind, counted in (("objects", objects), ("attributes", attributes))
+        for kind, counted in (
+            ("objects", objects),
+            ("attributes", attributes),
+            ("predicates", predicates),
+            ("captions", captions),
+        )
     }
 
 
@@ -445,7 +457,7 @@ def train(docs: Sequence[Doc], golds: Sequence[GoldCaption], parser: CaptionPars
     conventions.nouns = count_nouns(docs, golds, conventions.min_word + 1)
     conventions.written = count_written(golds)
     # the parser parses again where the tagger misreads one of those nouns: so does this
-    docs = parser.reparse_misread(list(docs), conventions.nouns)
+    docs = parser.reparse_misread(list(docs), conventions.nouns, parser.speller_for(conventions))
     # names are read off the parse as the nouns retag it, the rest off graphs whose
     # objects are already named the learned way
     conventions.names = count_names(build(conventions), golds)
