@@ -5,6 +5,7 @@ from __future__ import annotations
 from mmdata.models.scenegraph.parser import CaptionParser
 from mmdata.models.scenegraph.spelling import FLOOR, Speller, one_edit
 from tests.scenegraph.spans import assert_spans_exact
+from tests.scenegraph.test_parser import meanings
 
 OBJECTS = {"ceiling": 40, "building": 90, "bike": 60, "hike": 12, "like": FLOOR - 1, "dock": 1}
 ATTRIBUTES = {"brown": 200, "small": 150}
@@ -74,14 +75,5 @@ def test_the_bundled_parser_parses_a_misspelt_verb_as_meant():
     parser = CaptionParser()
     text = "a man wearng a shirt"
     graph = parser.parse(text)
-    objects = graph["objects"]
-    assert [
-        (
-            objects[r["subject"]]["head"],
-            r["predicate"],
-            r["predicate_lemma"],
-            objects[r["object"]]["head"],
-        )
-        for r in graph["relations"]
-    ] == [("man", "wearng", "wear", "shirt")]
+    assert meanings(graph) == [("man", "wearng", "wear", "shirt")]
     assert_spans_exact(text, graph)  # the words stay the caption's

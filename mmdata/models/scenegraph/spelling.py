@@ -63,9 +63,8 @@ class Speller:
         that ("a man wearng a shirt": wearing): one edit from it, written at least
         :data:`FLOOR` times in the train captions (``captions``); None where the word is
         known, written by the gold graphs, or has no such neighbour."""
-        if not self.captions or word in self.objects or word in self.attributes:
-            return None
-        if word in self.predicates:
+        written = (self.objects, self.attributes, self.predicates)
+        if not self.captions or any(word in counts for counts in written):
             return None
         respelt = self.word(word, self.captions)
         return None if respelt == word else respelt
