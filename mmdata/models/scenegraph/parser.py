@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 import spacy
 from spacy.language import Language
@@ -71,21 +71,21 @@ PARTICIPLE_STAND_INS = ("sitting", "standing")
 
 
 def stand_ins(
-    doc: Doc, nouns: Collection[str], respell: Callable[[str], str | None] | None = None
+    doc: Doc, nouns: Collection[str], respelt: Mapping[int, str] | None = None
 ) -> dict[int, str]:
     """Words of ``doc`` the tagger misread, by index, with the plain word to parse in their
-    place: a misspelt word gets the word it stands for (``respell``: "wearng" -> wearing);
+    place: a misspelt word gets the word it stands for (``respelt``, by index: "wearng" ->
+    wearing);
     a word the corpus names things with (``nouns``) not tagged a noun ("doggy
     laying on the bed") gets "dog" or "dogs"; a colour read as a noun or verb before a noun
     ("grey concrete under bench") gets "red" ("blue" for red itself); a participle read
     as a noun that swallows the noun before it ("woman in red shirt standing": "shirt
     standing"), and is not a word the corpus names things with, gets "sitting"."""
-    found = {}
+    found = dict(respelt or {})
     for t in doc:
-        meant = respell(t.lower_) if respell is not None else None
-        if meant is not None:
-            found[t.i] = meant
-        elif t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
+        if t.i in found:
+            continue
+        if t.lower_ in nouns and t.pos_ not in ("NOUN", "PROPN"):
             plural = t.tag_ in ("NNS", "VBZ") or t.lower_.endswith("s")
             found[t.i] = NOUN_STAND_INS[plural]
         elif misread_participle(t, nouns) and any(
@@ -199,14 +199,20 @@ class CaptionParser:
         meaning in its place: "a man wearing a shirt" for "a man wearng a shirt") and that
         parse is copied onto the caption's own words; a stood-in noun is tagged a noun, a
         respelt word takes the lemma of the word it stands for."""
-        respell = speller.parsed_word if speller is not None else None
-        todo = {i: found for i, doc in enumerate(docs) if (found := stand_ins(doc, nouns, respell))}
+        respelt = [
+            {t.i: meant for t in doc if (meant := speller.parsed_word(t.lower_))}
+            if speller is not None
+            else {}
+            for doc in docs
+        ]
+        todo = {
+            i: found for i, doc in enumerate(docs) if (found := stand_ins(doc, nouns, respelt[i]))
+        }
         texts = ["".join(todo[i].get(t.i, t.text) + t.whitespace_ for t in docs[i]) for i in todo]
         again = self._framed(texts)
         out = list(docs)
         for i, parse in zip(todo, again):
-            respelt = {j for j, word in todo[i].items() if respell and respell(docs[i][j].lower_)}
-            out[i] = self._copy_parse(docs[i], parse, todo[i], respelt)
+            out[i] = self._copy_parse(docs[i], parse, todo[i], set(respelt[i]))
         for doc in out:
             self._retag_participles(doc, nouns)
         return out

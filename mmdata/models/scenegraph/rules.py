@@ -364,12 +364,13 @@ class GraphBuilder:
         predicate's words the "of"."""
         form = self.conventions.partitive_form(whole.lemma_.lower()) if self.conventions else ""
         attributes = self.objects[self.index[head.i]]["attributes"]
-        of = whole.doc[whole.i + 1] if whole.i + 1 < len(whole.doc) else None
-        if form.startswith(RELATED) and of is not None and of.lower_ == "of":
+        after = whole.doc[whole.i + 1 : whole.i + 2]
+        of = after[0] if after and after[0].lower_ == "of" else None
+        if form.startswith(RELATED) and of is not None:
             if whole.i not in self.index:
                 self.add_object(whole)
             self.add_relation(head, [of], whole, lemma=form[len(RELATED) :])
-        elif form == "of" and of is not None and of.lower_ == "of":
+        elif form == "of" and of is not None:
             attributes.append(
                 {
                     "text": words([whole, of]),

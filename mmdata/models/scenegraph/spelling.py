@@ -63,8 +63,9 @@ class Speller:
         that ("a man wearng a shirt": wearing): one edit from it, written at least
         :data:`FLOOR` times in the train captions (``captions``); None where the word is
         known, written by the gold graphs, or has no such neighbour."""
-        written = (self.objects, self.attributes, self.predicates)
-        if not self.captions or any(word in counts for counts in written):
+        if not self.captions or word in self.known:
+            return None  # the known first: this is asked of every word of every caption
+        if any(word in counts for counts in (self.objects, self.attributes, self.predicates)):
             return None
         respelt = self.word(word, self.captions)
         return None if respelt == word else respelt
